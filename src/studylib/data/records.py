@@ -1,0 +1,71 @@
+"""The records every dataset loader produces, toy or real.
+
+A benchmark is a list of :class:`Question` plus a way to fetch each image by key.  The model
+adapter never sees file formats: loaders translate their format into these records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+from PIL import Image
+
+Task = Literal["yesno", "mc", "caption"]
+LETTERS = "ABCDEFGHIJ"
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question about one image.
+
+    Attributes
+    ----------
+    qid: unique id within the dataset (string, stable across runs).
+    image_key: key of the image in the dataset's image store.
+    task: ``"yesno"`` (answer "yes"/"no"), ``"mc"`` (answer a letter) or ``"caption"``.
+    text: the question as the benchmark states it, without LLaVA's answer instruction.
+    answer: ``"yes"``/``"no"``, an option letter ``"A"``.., or ``""`` for captions.
+    choices: option texts for ``"mc"`` (their letters are ``A, B, ...`` in this order).
+    hint: ScienceQA-style context line (empty when absent).
+    split: POPE split, MME subtask, ScienceQA subject, ... (grouping for per-split metrics).
+    """
+
+    qid: str
+    image_key: str
+    task: Task
+    text: str
+    answer: str = ""
+    choices: tuple[str, ...] = ()
+    hint: str = ""
+    split: str = ""
+
+    @property
+    def choice_labels(self) -> tuple[str, ...]:
+        """Labels the model chooses between: ("yes", "no") or the option letters."""
+        if self.task == "yesno":
+            return ("yes", "no")
+        if self.task == "mc":
+            return tuple(LETTERS[: len(self.choices)])
+        return ()
+
+
+@dataclass
+class Dataset:
+    """Questions plus an image store.
+
+    ``objects`` maps an image key to its ground-truth object categories (for CHAIR);
+    it is empty for benchmarks without object annotations.
+    """
+
+    name: str
+    questions: list[Question]
+    load_image: Callable[[str], Image.Image]
+    objects: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def image_keys(self) -> list[str]:
+        """Distinct image keys in question order."""
+        return list(dict.fromkeys(q.image_key for q in self.questions))

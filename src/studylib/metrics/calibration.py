@@ -1,0 +1,254 @@
+r"""Calibration metrics: ECE, MCE, RMS calibration error, reliability bins, Brier, NLL.
+
+Notation (``../shared/reference/evaluation.md`` §5): N samples, predicted distribution
+:math:`p_i` over C answer choices (a row of ``probs``, rows sum to 1), label :math:`y_i`,
+prediction :math:`\hat y_i = \arg\max_k p_{ik}` (first index on ties, as ``np.argmax``),
+**top-label confidence** :math:`c_i = \max_k p_{ik}`, correctness :math:`a_i = 1[\hat y_i = y_i]`.
+
+Two input conventions:
+
+* metrics that only need the top label take ``(confidence, correct)``: 1-D confidences in
+  [0, 1] and booleans (or 0/1).  Get them from probabilities with :func:`top_label`.
+* metrics that need the whole distribution (multi-class Brier, NLL) take ``(probs, labels)``:
+  an (N, C) array of per-choice probabilities and integer labels in ``[0, C)``.
+
+Binning
+-------
+M equal-width bins with boundaries ``np.linspace(0, 1, M + 1)`` (the same array netcal
+builds).  ``edges`` says which side of a bin is closed:
+
+``"right"`` (default)
+    :math:`B_m = (b_{m-1}, b_m]`; a confidence of exactly 0 joins the first bin.  This is
+    Guo et al.'s reference code (``gpleiss/temperature_scaling``), the code most calibration
+    papers copy, and torchmetrics <= 0.11.  Chosen as default because it is what "ECE with
+    15 bins" means in the temperature-scaling literature the study compares with, and because
+    saturated confidences of exactly 1.0 (frequent with fp16 logits) stay in the top bin.
+    (gpleiss silently drops c = 0 while keeping it in N; torchmetrics <= 0.11 crashes on it;
+    top-label confidences are >= 1/C > 0, so this never arises for top-label ECE.)
+``"left"``
+    :math:`B_m = [b_{m-1}, b_m)` with the last bin closed, :math:`[b_{M-1}, 1]`: netcal's
+    convention (``np.histogramdd``).  torchmetrics >= 1.0 also uses left-closed bins but puts
+    c = 1 into an extra (M+1)-th bucket of its own; it agrees with ``"left"`` whenever no
+    confidence equals 1 exactly.
+
+The two conventions differ only for confidences that sit exactly on an inner boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from studylib.metrics.validation import (
+    Edges,
+    as_binary,
+    as_confidences,
+    as_labels,
+    as_probabilities,
+    check_choice,
+    check_edges,
+    check_n_bins,
+    check_same_length,
+)
+
+DEFAULT_N_BINS = 15
+DEFAULT_EDGES: Edges = "right"
+NORMS = ("l1", "l2", "max")
+NLL_CLIP = 1e-12
+
+
+@dataclass(frozen=True)
+class TopLabel:
+    """Top-label view of a probability table: ``confidence`` c_i, ``prediction`` ŷ_i, ``correct`` a_i."""
+
+    confidence: np.ndarray
+    prediction: np.ndarray
+    correct: np.ndarray
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Per-bin statistics of a reliability diagram.
+
+    ``boundaries`` has M + 1 entries; ``count``, ``mean_confidence``, ``accuracy`` and ``gap``
+    (accuracy − mean confidence; negative = over-confident) have M.  Empty bins have count 0
+    and NaN statistics.  ``edges`` records the convention used.
+    """
+
+    boundaries: np.ndarray
+    count: np.ndarray
+    mean_confidence: np.ndarray
+    accuracy: np.ndarray
+    edges: str
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.count)
+
+    @property
+    def gap(self) -> np.ndarray:
+        return self.accuracy - self.mean_confidence
+
+    @property
+    def weight(self) -> np.ndarray:
+        """Fraction of all samples in each bin, |B_m| / N."""
+        return self.count / self.count.sum()
+
+    @property
+    def nonempty(self) -> np.ndarray:
+        return self.count > 0
+
+
+def top_label(probs, labels) -> TopLabel:
+    r"""Top-label confidence :math:`c_i = \max_k p_{ik}`, prediction and correctness.
+
+    ``probs`` is (N, C) with rows summing to 1; ``labels`` are integers in ``[0, C)``.  Ties
+    in the maximum resolve to the lowest class index (``np.argmax``).
+    """
+    probs = as_probabilities(probs)
+    labels = as_labels(labels, probs.shape[1])
+    check_same_length(probs=probs, labels=labels)
+    prediction = probs.argmax(axis=1)
+    confidence = probs[np.arange(len(probs)), prediction]
+    return TopLabel(confidence=confidence, prediction=prediction, correct=prediction == labels)
+
+
+def _confidence_and_correct(confidence, correct) -> tuple[np.ndarray, np.ndarray]:
+    confidence = as_confidences(confidence)
+    correct = as_binary(correct, "correct")
+    check_same_length(confidence=confidence, correct=correct)
+    return confidence, correct
+
+
+def bin_boundaries(n_bins: int = DEFAULT_N_BINS) -> np.ndarray:
+    """The M + 1 equal-width bin boundaries on [0, 1] (``np.linspace(0, 1, M + 1)``)."""
+    return np.linspace(0.0, 1.0, check_n_bins(n_bins) + 1)
+
+
+def bin_index(confidence, n_bins: int = DEFAULT_N_BINS, edges: Edges = DEFAULT_EDGES) -> np.ndarray:
+    """Bin number (0 … M−1) of each confidence under the ``edges`` convention (module docstring)."""
+    confidence = as_confidences(confidence)
+    boundaries = bin_boundaries(n_bins)
+    if check_edges(edges) == "right":
+        return np.clip(np.searchsorted(boundaries, confidence, side="left") - 1, 0, n_bins - 1)
+    return np.minimum(np.searchsorted(boundaries, confidence, side="right") - 1, n_bins - 1)
+
+
+def reliability_bins(confidence, correct, n_bins: int = DEFAULT_N_BINS, edges: Edges = DEFAULT_EDGES) -> ReliabilityBins:
+    r"""Count, mean confidence and accuracy of each of M equal-width confidence bins.
+
+    :math:`\mathrm{conf}(B_m) = \frac{1}{|B_m|}\sum_{i\in B_m} c_i`,
+    :math:`\mathrm{acc}(B_m) = \frac{1}{|B_m|}\sum_{i\in B_m} a_i` (NaN when :math:`B_m` is empty).
+    Use the same ``n_bins`` and ``edges`` as the ECE you report.
+    """
+    confidence, correct = _confidence_and_correct(confidence, correct)
+    index = bin_index(confidence, n_bins, edges)
+    count = np.bincount(index, minlength=n_bins).astype(np.float64)
+    confidence_sum = np.bincount(index, weights=confidence, minlength=n_bins)
+    correct_sum = np.bincount(index, weights=correct.astype(np.float64), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.where(count > 0, confidence_sum / count, np.nan)
+        accuracy = np.where(count > 0, correct_sum / count, np.nan)
+    return ReliabilityBins(bin_boundaries(n_bins), count.astype(np.int64), mean_confidence, accuracy, edges)
+
+
+def calibration_error(
+    confidence, correct, n_bins: int = DEFAULT_N_BINS, edges: Edges = DEFAULT_EDGES, norm: str = "l1"
+) -> float:
+    r"""Binned calibration error of top-label confidences, in the chosen norm.
+
+    With :math:`w_m = |B_m|/N` and :math:`g_m = \mathrm{acc}(B_m) - \mathrm{conf}(B_m)` over
+    non-empty bins:
+
+    * ``"l1"``  — ECE  :math:`= \sum_m w_m |g_m|`
+    * ``"l2"``  — RMS-CE :math:`= \sqrt{\sum_m w_m g_m^2}` (torchmetrics ``norm="l2"``, no debiasing)
+    * ``"max"`` — MCE  :math:`= \max_m |g_m|`
+
+    ``confidence`` is c_i (1-D, in [0, 1]); ``correct`` is a_i (bool or 0/1).  Passing
+    positive-class probabilities and 0/1 targets instead gives *positive-class* calibration
+    error, a different number.  Bins: see the module docstring for ``edges``.
+    """
+    norm = check_choice(norm, "norm", NORMS)
+    bins = reliability_bins(confidence, correct, n_bins, edges)
+    gap = np.abs(bins.gap[bins.nonempty])
+    weight = bins.weight[bins.nonempty]
+    if norm == "l1":
+        return float(np.sum(weight * gap))
+    if norm == "l2":
+        return float(np.sqrt(np.sum(weight * gap**2)))
+    return float(np.max(gap))
+
+
+def expected_calibration_error(confidence, correct, n_bins: int = DEFAULT_N_BINS, edges: Edges = DEFAULT_EDGES) -> float:
+    r"""ECE :math:`= \sum_{m=1}^{M} \frac{|B_m|}{N}\,|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)|`.
+
+    Top-label, M = ``n_bins`` (default 15, Guo et al. 2017) equal-width bins, empty bins
+    contribute 0, ``edges="right"`` = (lo, hi] by default (module docstring explains both
+    conventions and the choice).
+    """
+    return calibration_error(confidence, correct, n_bins, edges, "l1")
+
+
+def maximum_calibration_error(confidence, correct, n_bins: int = DEFAULT_N_BINS, edges: Edges = DEFAULT_EDGES) -> float:
+    r"""MCE :math:`= \max_{m:\,|B_m|>0} |\mathrm{acc}(B_m) - \mathrm{conf}(B_m)|` (Guo et al. 2017).
+
+    Sensitive to sparsely filled bins: report it with :func:`reliability_bins` counts.
+    """
+    return calibration_error(confidence, correct, n_bins, edges, "max")
+
+
+def mean_confidence(confidence) -> float:
+    r"""Mean top-label confidence :math:`\bar c = \frac1N \sum_i c_i`."""
+    return float(np.mean(as_confidences(confidence)))
+
+
+def overconfidence(confidence, correct) -> float:
+    r"""Over-confidence :math:`\bar c - \bar a` (mean confidence minus accuracy); < 0 is under-confidence."""
+    confidence, correct = _confidence_and_correct(confidence, correct)
+    return float(np.mean(confidence) - np.mean(correct))
+
+
+def brier_multiclass(probs, labels) -> float:
+    r"""Multi-class Brier score :math:`\frac1N\sum_i\sum_{k=1}^{C}(p_{ik} - 1[y_i = k])^2`, range [0, 2].
+
+    Brier (1950); the convention of most calibration code.  For C = 2 it is twice
+    :func:`brier_binary` of the positive-class probability.
+    """
+    probs = as_probabilities(probs)
+    labels = as_labels(labels, probs.shape[1])
+    check_same_length(probs=probs, labels=labels)
+    one_hot = np.zeros_like(probs)
+    one_hot[np.arange(len(labels)), labels] = 1.0
+    return float(np.mean(np.sum((probs - one_hot) ** 2, axis=1)))
+
+
+def brier_binary(prob_positive, target) -> float:
+    r"""Binary Brier score :math:`\frac1N\sum_i (p_i - y_i)^2` with :math:`p_i = P(y_i = 1)`, range [0, 1].
+
+    scikit-learn's ``brier_score_loss`` convention; ``target`` is bool or 0/1 (e.g. "yes").
+    """
+    prob_positive = as_confidences(prob_positive, "prob_positive")
+    target = as_binary(target, "target")
+    check_same_length(prob_positive=prob_positive, target=target)
+    return float(np.mean((prob_positive - target) ** 2))
+
+
+def brier_top_label(confidence, correct) -> float:
+    r"""Top-label Brier score :math:`\frac1N\sum_i (c_i - a_i)^2`, range [0, 1]; differs from both other conventions."""
+    confidence, correct = _confidence_and_correct(confidence, correct)
+    return float(np.mean((confidence - correct) ** 2))
+
+
+def negative_log_likelihood(probs, labels, clip: float = NLL_CLIP) -> float:
+    r"""Mean NLL :math:`-\frac1N\sum_i \ln \max(p_{i,y_i}, \epsilon)` from probabilities, :math:`\epsilon` = ``clip``.
+
+    The clip (default 1e-12) keeps a zero probability on the true answer finite
+    (:math:`-\ln 10^{-12} \approx 27.6`).  Prefer :func:`studylib.metrics.nll_from_logits`
+    when logits are available.
+    """
+    probs = as_probabilities(probs)
+    labels = as_labels(labels, probs.shape[1])
+    check_same_length(probs=probs, labels=labels)
+    true_prob = probs[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.maximum(true_prob, clip))))

@@ -1,0 +1,155 @@
+"""Data types that flow from the vision encoder to the pruners and back into the language model.
+
+An image is encoded once into :class:`VisualTokens`; a pruner reads them and returns a
+:class:`Selection`; the adapter feeds the selection to the language model.  Everything is
+batched over images: tensors carry a leading batch dimension ``B``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class VisualTokens:
+    """Everything a pre-LLM pruner may look at, for a batch of ``B`` images with ``N`` patches each.
+
+    Attributes
+    ----------
+    features:
+        ``(B, N, D_v)`` patch features of the penultimate vision layer (``hidden_states[-2]``,
+        CLS dropped), **before** the multimodal projector. SCOPE, VisPruner and VisionZip
+        measure similarity here.
+    embeddings:
+        ``(B, N, D_l)`` the same patches after the projector, i.e. what the language model
+        receives. DivPrune and CDPruner measure similarity here.
+    cls_attention:
+        ``(B, N)`` row 0 (the CLS query) of the penultimate layer's post-softmax attention over
+        all ``N + 1`` keys, averaged over heads, CLS column dropped and *not* renormalised.
+    cls_feature:
+        ``(B, D_v)`` the CLS token's penultimate-layer feature (VisionZip feeds it to the LLM).
+    keys:
+        ``(B, N, D_h)`` the penultimate layer's key vectors of the patches, averaged over
+        heads (VisionZip's merge metric).
+    grid:
+        ``(rows, cols)`` of the patch grid; ``rows * cols == N``; index ``i`` is at
+        ``(i // cols, i % cols)`` (raster order).
+    image_keys:
+        one identifier per image (used for caching and for result rows).
+    """
+
+    features: torch.Tensor
+    embeddings: torch.Tensor
+    cls_attention: torch.Tensor
+    cls_feature: torch.Tensor
+    keys: torch.Tensor
+    grid: tuple[int, int]
+    image_keys: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        b, n, _ = self.features.shape
+        if self.embeddings.shape[:2] != (b, n):
+            raise ValueError(f"embeddings have shape {tuple(self.embeddings.shape)}, expected ({b}, {n}, D_l)")
+        if self.cls_attention.shape != (b, n):
+            raise ValueError(f"cls_attention has shape {tuple(self.cls_attention.shape)}, expected ({b}, {n})")
+        if self.cls_feature.shape[0] != b or self.keys.shape[:2] != (b, n):
+            raise ValueError("cls_feature / keys do not match the batch of features")
+        if self.grid[0] * self.grid[1] != n:
+            raise ValueError(f"grid {self.grid} does not hold {n} patches")
+        if self.image_keys and len(self.image_keys) != b:
+            raise ValueError(f"{len(self.image_keys)} image keys for a batch of {b} images")
+
+    @property
+    def batch_size(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def num_patches(self) -> int:
+        return self.features.shape[1]
+
+    def __getitem__(self, index: int | slice | list[int] | torch.Tensor) -> "VisualTokens":
+        """Sub-batch of images (an int keeps the batch dimension)."""
+        if isinstance(index, int):
+            index = [index]
+        keys = self.image_keys
+        if keys:
+            picked = torch.arange(len(keys))[index].tolist()
+            keys = tuple(keys[i] for i in picked)
+        return VisualTokens(
+            features=self.features[index],
+            embeddings=self.embeddings[index],
+            cls_attention=self.cls_attention[index],
+            cls_feature=self.cls_feature[index],
+            keys=self.keys[index],
+            grid=self.grid,
+            image_keys=keys,
+        )
+
+    def to(self, device: torch.device | str) -> "VisualTokens":
+        return VisualTokens(
+            self.features.to(device), self.embeddings.to(device), self.cls_attention.to(device),
+            self.cls_feature.to(device), self.keys.to(device), self.grid, self.image_keys,
+        )
+
+    @staticmethod
+    def concat(parts: list["VisualTokens"]) -> "VisualTokens":
+        """Stack several batches (same grid) into one."""
+        if not parts:
+            raise ValueError("cannot concatenate an empty list of VisualTokens")
+        grids = {p.grid for p in parts}
+        if len(grids) != 1:
+            raise ValueError(f"cannot concatenate VisualTokens with different grids {sorted(grids)}")
+        keys = tuple(k for p in parts for k in p.image_keys)
+        return VisualTokens(
+            features=torch.cat([p.features for p in parts]),
+            embeddings=torch.cat([p.embeddings for p in parts]),
+            cls_attention=torch.cat([p.cls_attention for p in parts]),
+            cls_feature=torch.cat([p.cls_feature for p in parts]),
+            keys=torch.cat([p.keys for p in parts]),
+            grid=parts[0].grid,
+            image_keys=keys if len(keys) == sum(p.batch_size for p in parts) else (),
+        )
+
+
+@dataclass(frozen=True)
+class QueryContext:
+    """Question-side signals for instruction-aware pruners, one row per image of the batch.
+
+    Attributes
+    ----------
+    text_embedding:
+        ``(B, D_l)`` mean of the language model's input embeddings over the question's tokens
+        (the question text only, without system prompt or answer instruction).
+    text_attention:
+        ``(B, N)`` attention of the last prompt token over the image tokens in one decoder
+        layer of a full-token prefill, averaged over heads (``None`` when not computed).
+    """
+
+    text_embedding: torch.Tensor
+    text_attention: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A pruner's output for a batch.
+
+    Attributes
+    ----------
+    indices:
+        ``(B, K)`` kept patch indices, ascending (raster order), distinct, in ``[0, N)``.
+        For merging pruners these are the patches kept as they are.
+    merged:
+        ``None`` for pure selection. For merging pruners (VisionZip), the complete token
+        sequence to feed the LLM, as ``(B, T, D_v)`` pre-projector features; the adapter
+        projects them. ``indices`` then only documents which patches survived unmerged.
+    """
+
+    indices: torch.Tensor
+    merged: torch.Tensor | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        """Number of visual tokens the LLM will see."""
+        return self.indices.shape[1] if self.merged is None else self.merged.shape[1]

@@ -1,0 +1,92 @@
+"""Shared numerics of the pruners: precision, normalisation, cosine matrices, budget checks.
+
+Precision rule (all pruners): similarities are computed in ``float32`` at least; ``float64``
+inputs stay ``float64`` (the reproducible reference, see pruners.md §13 errata), ``float16`` /
+``bfloat16`` inputs (the official code's fp16) are promoted to ``float32``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+
+#: eps of the row L2 normalisation (guards zero vectors; official code divides by the plain norm)
+NORM_EPS = 1e-12
+
+
+def work_dtype(x: torch.Tensor) -> torch.dtype:
+    """``float64`` stays ``float64``; everything else is computed in ``float32``."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def as_work(x: torch.Tensor) -> torch.Tensor:
+    return x.to(work_dtype(x))
+
+
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise ``x / ||x||`` in the working precision (last dimension)."""
+    x = as_work(x)
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(NORM_EPS)
+
+
+def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
+    """``(B, N, D) -> (B, N, N)`` cosine similarities ``S = X̂ X̂ᵀ`` (batched ``bmm``)."""
+    xn = l2_normalize(x)
+    return torch.bmm(xn, xn.transpose(1, 2))
+
+
+def check_budget(k: int, n: int, name: str) -> int:
+    """Validate the budget ``1 <= k <= n``; return it as a plain ``int``."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        try:
+            import numpy as np  # numpy integers are fine
+
+            if isinstance(k, np.integer):
+                k = int(k)
+            else:
+                raise TypeError
+        except TypeError:
+            raise ValueError(f"{name}: the budget k must be an int, got {k!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"{name}: the budget k must satisfy 1 <= k <= N = {n}, got k = {k}")
+    return k
+
+
+def check_tokens(tokens: object, name: str) -> VisualTokens:
+    if not isinstance(tokens, VisualTokens):
+        raise TypeError(f"{name}: expected VisualTokens, got {type(tokens).__name__}")
+    return tokens
+
+
+def stable_desc_order(score: torch.Tensor) -> torch.Tensor:
+    """Indices sorting ``score`` descending along the last dim; ties keep the lower index first.
+
+    (``torch.topk`` leaves tie order unspecified; a stable sort makes every selection
+    deterministic.)
+    """
+    return torch.sort(score, dim=-1, descending=True, stable=True).indices
+
+
+def top_k_raster(score: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` highest scores per row, returned as ascending (raster-order) indices."""
+    return stable_desc_order(score)[..., :k].sort(dim=-1).values
+
+
+def mask_to_indices(mask: torch.Tensor, k: int, name: str) -> torch.Tensor:
+    """``(B, N)`` boolean mask with exactly ``k`` True per row -> ``(B, k)`` ascending indices."""
+    counts = mask.sum(dim=1)
+    if not bool((counts == k).all()):
+        raise RuntimeError(f"{name}: internal error, the selection holds {counts.tolist()} tokens instead of {k}")
+    # a stable descending sort of the mask puts the True entries first, in ascending index order
+    return torch.sort(mask.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :k]
+
+
+def selection(indices: torch.Tensor, merged: torch.Tensor | None = None) -> Selection:
+    return Selection(indices=indices.to(torch.long).contiguous(), merged=merged)
+
+
+def require_query(query: QueryContext | None, name: str, what: str) -> QueryContext:
+    if query is None:
+        raise ValueError(f"{name} needs the question: pass query=QueryContext(...) with {what}")
+    return query

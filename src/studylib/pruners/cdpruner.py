@@ -1,0 +1,115 @@
+"""``cdpruner`` — CDPruner: conditional DPP, fast greedy MAP inference.
+
+Official: Theia-4869/CDPruner ``llava/model/llava_arch.py::encode_images`` (pruners.md §7).
+
+    S_ij   = cos(x_i, x_j)                     x = projected tokens (``VisualTokens.embeddings``)
+    rel_i  = −cos(x_i, q)                      (official sign: minus)
+    rel    = (rel − min rel + 1e−6) / (max rel − min rel)
+    L      = diag(rel) · S · diag(rel)
+    fast greedy MAP (Chen et al. 2018):  d²_i = L_ii;  repeat K times:
+        j = argmax d²;  e = (L_j· − Σ_{s<t} c_sj c_s·) / sqrt(d²_j);  c_t = e;  d² −= e²;  d²_j = −inf
+    keep = the K picks in raster order
+
+The first pick is the most relevant token (``L_ii = rel_i²``).
+
+Documented deviations:
+
+* **Relevance source.**  The official relevance is CLIP's joint space: ``visual_projection(
+  post_layernorm(h_{-2}))`` against ``CLIPTextModelWithProjection`` embeddings of the question.
+  LLaVA-HF checkpoints carry no CLIP text tower, so we use ``QueryContext.text_embedding`` (the
+  mean LM input embedding of the question) against the projected image tokens
+  (``VisualTokens.embeddings``, the space of the kernel), keeping the official sign convention
+  (``negate = true``; set ``negate = false`` for plain cosine relevance) and min–max normalisation.
+  A query is therefore required.
+* **Normalisation scope.**  The official min–max runs over the whole vision batch (the crops of
+  one image); we normalise per image, which is the same for LLaVA-1.5 (one crop per image) and
+  keeps images of a batch independent.  A constant relevance (max = min) gives ``rel = 1``.
+* **Rank exhaustion.**  When ``K`` exceeds the numerical rank of ``L`` (e.g. ``K > D``) the official
+  greedy divides by ``sqrt(d² ≤ 0)`` and produces NaNs / fewer than ``K`` tokens (pruners.md §13).
+  We stop the determinant update for an image once its largest remaining ``d²`` falls to
+  ``≤ 10·eps(dtype)·max_i L_ii`` and fill the remaining slots with the most relevant unselected
+  tokens (highest ``rel``, lower index on ties).  Before that point the picks are the official ones.
+* Kernel in float32 (official: fp16 L2-normalisation, then fp32) or float64 for float64 inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.pruners._similarity import cosine_matrix, l2_normalize, require_query, selection
+from studylib.pruners.registry import Param, register
+
+
+def relevance(embeddings: torch.Tensor, text: torch.Tensor, negate: bool = True) -> torch.Tensor:
+    """Per-image min–max normalised relevance ``(B, N)`` (official CDPruner formula, one text)."""
+    img = l2_normalize(embeddings)
+    txt = l2_normalize(text).to(img.dtype)
+    rel = torch.bmm(img, txt.unsqueeze(2)).squeeze(2)
+    if negate:
+        rel = -rel
+    lo = rel.amin(dim=1, keepdim=True)
+    hi = rel.amax(dim=1, keepdim=True)
+    span = hi - lo
+    out = (rel - lo + 1e-6) / torch.where(span > 0, span, torch.ones_like(span))
+    return torch.where(span > 0, out, torch.ones_like(out))
+
+
+def dpp_greedy(kernel: torch.Tensor, k: int, fill_score: torch.Tensor) -> torch.Tensor:
+    """Fast greedy MAP on ``(B, N, N)`` kernels; returns ``(B, k)`` in pick order.
+
+    Images whose kernel is exhausted (rank < k) continue by ``fill_score`` (descending).
+    """
+    b, n, _ = kernel.shape
+    dtype = kernel.dtype
+    rows = torch.arange(b, device=kernel.device)
+    neg_inf = torch.tensor(float("-inf"), dtype=dtype, device=kernel.device)
+    d2 = torch.diagonal(kernel, dim1=1, dim2=2).clone()
+    tol = 10.0 * torch.finfo(dtype).eps * d2.amax(dim=1).clamp_min(torch.finfo(dtype).tiny)
+    cis = torch.zeros(b, k, n, dtype=dtype, device=kernel.device)
+    chosen = torch.zeros(b, n, dtype=torch.bool, device=kernel.device)
+    done = torch.zeros(b, dtype=torch.bool, device=kernel.device)
+    order = torch.empty(b, k, dtype=torch.long, device=kernel.device)
+    for t in range(k):
+        j = d2.argmax(dim=1)
+        best = d2[rows, j]
+        done |= ~(best > tol)  # also catches NaN
+        if bool(done.any()):
+            fill = torch.where(chosen, neg_inf, fill_score).argmax(dim=1)
+            j = torch.where(done, fill, j)
+        order[:, t] = j
+        chosen[rows, j] = True
+        if not bool(done.all()):
+            lj = kernel[rows, j, :]  # (B, N)
+            if t > 0:
+                cj = cis[rows, :t, j]  # (B, t)
+                lj = lj - torch.bmm(cj.unsqueeze(1), cis[:, :t, :]).squeeze(1)
+            denom = torch.sqrt(torch.where(done, torch.ones_like(best), best))
+            e = torch.where(done.unsqueeze(1), torch.zeros_like(lj), lj / denom.unsqueeze(1))
+            cis[:, t, :] = e
+            d2 = d2 - e * e
+        d2[rows, j] = neg_inf
+        d2 = torch.where(chosen, neg_inf, d2)
+    return order
+
+
+@register(
+    "cdpruner",
+    Param("negate", bool, True, "relevance = −cos (official sign) or +cos"),
+    summary="CDPruner: conditional DPP (relevance-weighted cosine kernel), fast greedy MAP",
+    needs_query=True,
+)
+def cdpruner(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, negate: bool) -> Selection:
+    """Conditional DPP on projected tokens with question relevance; raster order."""
+    query = require_query(query, "cdpruner", "text_embedding (B, D_l)")
+    text = query.text_embedding
+    if text.shape != (tokens.batch_size, tokens.embeddings.shape[2]):
+        raise ValueError(
+            f"cdpruner: text_embedding has shape {tuple(text.shape)}, expected "
+            f"({tokens.batch_size}, {tokens.embeddings.shape[2]})"
+        )
+    sim = cosine_matrix(tokens.embeddings)
+    rel = relevance(tokens.embeddings, text, negate).to(sim.dtype)
+    kernel = rel.unsqueeze(2) * sim * rel.unsqueeze(1)
+    order = dpp_greedy(kernel, k, rel)
+    return selection(order.sort(dim=1).values)

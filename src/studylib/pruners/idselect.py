@@ -1,0 +1,111 @@
+"""``idselect`` — ID-Selection (seed 003): importance scores + iterative similarity suppression.
+
+**No official code is public** (pruners.md §8); the seed gives the idea, the importance cues and
+``γ = 20``, but not the update rule.  This module implements the documented reading and exposes
+the unpublished choices as parameters.
+
+Importance ``s⁰`` (``importance``):
+
+* ``saliency`` — visual saliency: CLS-row attention of the penultimate ViT layer
+  (``VisualTokens.cls_attention``, FasterVLM's score).  **Default** — an unpublished choice: it
+  works without a question, and seed 003 shows [CLS] attention as LLaVA-1.5's visual saliency
+  (Fig. 3; the Fig. 2 caption "For the LLaVA series …" is truncated in the seed).
+* ``relevance`` — instruction relevance: the last text token's attention over the image tokens,
+  ``softmax(q_last K_imgᵀ / √d)`` (seed 003 Eq. 3–4) = ``QueryContext.text_attention``.
+* ``unified`` — ``mix · norm(saliency) + (1 − mix) · norm(relevance)`` with per-image min–max
+  ``norm`` (seed 003 Eq. 6 is not public; equal weights by default, ``mix = 0.5``).
+
+For ``saliency`` and ``relevance`` the raw score is min–max normalised per image too (unpublished;
+the shift changes how strongly the multiplicative suppression competes with importance, and the
+least important token gets score 0, i.e. it is picked last).
+
+Iterative selection (seed 003 Eq. 8, reading of pruners.md §8), ``sim_ij = max(0, cos(x_i, x_j))``
+on the penultimate vision features (``space = vision``; ``llm`` = projected embeddings)::
+
+    repeat K times:  j* = argmax_{i ∉ T} s_i ;  T ← T ∪ {j*}
+    update = sum (default):  s_i ← s_i · exp(−γ · sim_{i j*})      (progressive, compounding)
+             i.e.            s_i = s⁰_i · exp(−γ Σ_{j ∈ T} sim_ij)
+    update = max:            s_i = s⁰_i · exp(−γ max_{j ∈ T} sim_ij)   (nearest pick only)
+
+``γ = 20`` (fixed across the paper's experiments).  ``γ = 0`` is plain top-K by importance.
+Scores are kept in log space (``log s⁰ − γ·…``, ``s⁰`` floored at 1e-30) so the compounding
+exponentials never underflow into ties; the argmax is the same as in linear space.  Ties: lower
+index.  Output in raster order.  ``relevance``/``unified`` need ``query.text_attention``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.pruners._similarity import as_work, cosine_matrix, require_query, selection
+from studylib.pruners.divprune import space_features
+from studylib.pruners.registry import Param, register
+
+
+def minmax(x: torch.Tensor) -> torch.Tensor:
+    """Per-row min–max normalisation to [0, 1] (a constant row maps to 1)."""
+    lo = x.amin(dim=1, keepdim=True)
+    span = x.amax(dim=1, keepdim=True) - lo
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    return torch.where(span > 0, (x - lo) / safe, torch.ones_like(x))
+
+
+def importance_scores(tokens: VisualTokens, query: QueryContext | None, importance: str, mix: float) -> torch.Tensor:
+    sal = as_work(tokens.cls_attention)
+    if importance == "saliency":
+        return minmax(sal)
+    query = require_query(query, f"idselect(importance={importance})", "text_attention (B, N)")
+    if query.text_attention is None:
+        raise ValueError(f"idselect(importance={importance}) needs query.text_attention (B, N); it is None")
+    rel = as_work(query.text_attention).to(sal.dtype)
+    if rel.shape != sal.shape:
+        raise ValueError(f"idselect: text_attention has shape {tuple(rel.shape)}, expected {tuple(sal.shape)}")
+    if importance == "relevance":
+        return minmax(rel)
+    return mix * minmax(sal) + (1.0 - mix) * minmax(rel)
+
+
+def suppression_order(score: torch.Tensor, sim: torch.Tensor, k: int, gamma: float, update: str) -> torch.Tensor:
+    """Greedy pick with exponential similarity suppression on a ``(B, N, N)`` cosine matrix.
+
+    Returns ``(B, k)`` in pick order; O(N) work per step (one similarity row).
+    """
+    b, n = score.shape
+    rows = torch.arange(b, device=score.device)
+    base = torch.log(score.to(sim.dtype).clamp_min(1e-30))
+    pressure = torch.zeros_like(base)
+    neg_inf = torch.tensor(float("-inf"), dtype=sim.dtype, device=sim.device)
+    chosen = torch.zeros(b, n, dtype=torch.bool, device=sim.device)
+    order = torch.empty(b, k, dtype=torch.long, device=sim.device)
+    for t in range(k):
+        j = torch.where(chosen, neg_inf, base - gamma * pressure).argmax(dim=1)
+        order[:, t] = j
+        chosen[rows, j] = True
+        s = sim[rows, j, :].clamp_min(0.0)
+        if update == "sum":
+            pressure += s
+        else:
+            torch.maximum(pressure, s, out=pressure)
+    return order
+
+
+@register(
+    "idselect",
+    Param("importance", str, "saliency", "importance cue", alias="imp", choices=("saliency", "relevance", "unified"), key=True),
+    Param("gamma", float, 20.0, "suppression strength γ", low=0.0, key=True),
+    Param("update", str, "sum", "suppression rule: compounding (sum) or nearest pick (max) — unpublished",
+          choices=("sum", "max")),
+    Param("mix", float, 0.5, "weight of saliency in the unified score", low=0.0, high=1.0),
+    Param("space", str, "vision", "similarity space: vision = pre-projector, llm = projected", choices=("vision", "llm")),
+    summary="ID-Selection: importance + iterative exponential similarity suppression (γ=20)",
+)
+def idselect(
+    tokens: VisualTokens, k: int, query: QueryContext | None = None, *,
+    importance: str, gamma: float, update: str, mix: float, space: str,
+) -> Selection:
+    """ID-Selection importance + suppression, raster order."""
+    score = importance_scores(tokens, query, importance, mix)
+    sim = cosine_matrix(space_features(tokens, space))
+    order = suppression_order(score, sim, k, gamma, update)
+    return selection(order.sort(dim=1).values)

@@ -1,0 +1,437 @@
+"""Registry of pruners: names, typed parameters, validation and spec strings.
+
+Every method module registers one or more entries with :func:`register`::
+
+    @register("scope", Param("alpha", float, 1.0, low=0.0, key=True), ...)
+    def scope(tokens, k, query=None, *, alpha, ...): ...
+
+A configured pruner is a :class:`Pruner` built by :func:`get_pruner` (keyword arguments or a
+spec string) or :func:`parse_spec`.  Its canonical spec string is ``str(pruner)``:
+
+* ``name`` then, in parentheses, the **key** parameters (always shown: the knobs a study varies,
+  e.g. SCOPE's ``alpha`` and ``p``) followed by every other parameter whose value differs from its
+  default, in declaration order, e.g. ``scope(alpha=0,p=1)``, ``visionzip``,
+  ``vispruner(r=0.75)``; a pruner with nothing to show is just its name.
+* parameters are written with their short alias where one exists (``p`` for ``gap_power``);
+  floats in the shortest form that round-trips (``0``, ``0.25``, ``94.87``), booleans as
+  ``true``/``false``, choices as bare words.
+* ``parse_spec(str(p)) == p`` for every pruner ``p`` (tested).
+
+Unknown names, unknown parameters and invalid values all raise :class:`PrunerConfigError` (a
+``ValueError``) whose message lists the valid choices.
+
+Stages: ``"vision"`` pruners are called as ``pruner(tokens, k, query=None) -> Selection``;
+``"llm"`` pruners (FastV, DART) select inside the language model: their pure selection rule is
+``pruner.rule(...)`` (all parameters bound except ``layer``), the decoder layer before which they
+act is ``pruner.layer``, and calling them on :class:`VisualTokens` raises.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.pruners._similarity import check_budget, check_tokens
+
+
+class PrunerConfigError(ValueError):
+    """Unknown pruner name, unknown parameter or invalid parameter value."""
+
+
+_TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str"}
+
+
+def _format_float(x: float) -> str:
+    text = repr(float(x))
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text
+
+
+@dataclass(frozen=True)
+class Param:
+    """One typed, validated parameter of a pruner.
+
+    ``kind`` is ``int``, ``float``, ``bool`` or ``str`` (``str`` requires ``choices``).  Numeric
+    bounds: ``low``/``high`` (inclusive unless ``low_open``/``high_open``).  ``alias`` is the short
+    name used in spec strings (the full name is accepted too).  ``key`` parameters are always
+    shown in the canonical spec.
+    """
+
+    name: str
+    kind: type
+    default: Any
+    doc: str = ""
+    alias: str | None = None
+    choices: tuple[str, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    key: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in _TYPE_NAMES:
+            raise TypeError(f"parameter {self.name}: unsupported type {self.kind}")
+        if self.kind is str and not self.choices:
+            raise TypeError(f"parameter {self.name}: str parameters need choices")
+        object.__setattr__(self, "default", self.coerce(self.default, "<definition>"))
+
+    @property
+    def spec_name(self) -> str:
+        return self.alias or self.name
+
+    def describe(self) -> str:
+        """``name (alias) : type = default, range/choices``."""
+        alias = f" ({self.alias})" if self.alias else ""
+        text = f"{self.name}{alias}: {_TYPE_NAMES[self.kind]} = {self.format(self.default)}"
+        if self.choices:
+            text += f", one of {{{', '.join(self.choices)}}}"
+        elif self.low is not None or self.high is not None:
+            lo = "(" if self.low_open or self.low is None else "["
+            hi = ")" if self.high_open or self.high is None else "]"
+            lo_v = "-inf" if self.low is None else _format_float(self.low)
+            hi_v = "inf" if self.high is None else _format_float(self.high)
+            text += f", in {lo}{lo_v}, {hi_v}{hi}"
+        return text
+
+    def format(self, value: Any) -> str:
+        if self.kind is bool:
+            return "true" if value else "false"
+        if self.kind is float:
+            return _format_float(value)
+        return str(value)
+
+    def coerce(self, value: Any, pruner: str) -> Any:
+        """Convert ``value`` (a Python value or the text of a spec) to the parameter's type."""
+        bad = PrunerConfigError(
+            f"{pruner}: invalid value {value!r} for parameter {self.describe()}"
+        )
+        kind = self.kind
+        if isinstance(value, str) and kind is not str:
+            text = value.strip().lower()
+            try:
+                if kind is bool:
+                    if text in ("true", "1", "yes"):
+                        value = True
+                    elif text in ("false", "0", "no"):
+                        value = False
+                    else:
+                        raise ValueError
+                elif kind is int:
+                    value = int(text)
+                else:
+                    value = float(text)
+            except ValueError:
+                raise bad from None
+        if kind is bool:
+            if not isinstance(value, bool):
+                if isinstance(value, (int, float)) and value in (0, 1):
+                    value = bool(value)
+                else:
+                    raise bad
+        elif kind is int:
+            if isinstance(value, bool):
+                raise bad
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise bad
+                value = int(value)
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                raise bad from None
+        elif kind is float:
+            if isinstance(value, bool):
+                raise bad
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise bad from None
+            if not math.isfinite(value):
+                raise bad
+        else:
+            if not isinstance(value, str):
+                raise bad
+            value = value.strip()
+            if value not in self.choices:  # type: ignore[operator]
+                raise bad
+        if kind in (int, float):
+            if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+                raise bad
+            if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+                raise bad
+        return value
+
+
+@dataclass(frozen=True)
+class PrunerInfo:
+    """A registered method: its function, parameters, stage and one-line summary."""
+
+    name: str
+    fn: Callable[..., Any]
+    params: tuple[Param, ...]
+    stage: str
+    summary: str
+    aliases: tuple[str, ...] = ()
+    merges: bool = False
+    exact_k: bool = True
+    needs_query: bool = False
+    _lookup: dict[str, Param] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for p in self.params:
+            for key in {p.name, p.spec_name}:
+                if key in self._lookup:
+                    raise ValueError(f"{self.name}: duplicate parameter name {key}")
+                self._lookup[key] = p
+
+    def param(self, key: str) -> Param:
+        try:
+            return self._lookup[key]
+        except KeyError:
+            raise PrunerConfigError(
+                f"{self.name}: unknown parameter {key!r}; valid parameters: "
+                + ("; ".join(p.describe() for p in self.params) or "none")
+            ) from None
+
+    def describe(self) -> str:
+        params = ", ".join(p.describe() for p in self.params) or "no parameters"
+        return f"{self.name} [{self.stage}] — {self.summary} ({params})"
+
+
+_REGISTRY: dict[str, PrunerInfo] = {}
+_ALIASES: dict[str, str] = {}
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def register(
+    name: str,
+    *params: Param,
+    stage: str = "vision",
+    summary: str = "",
+    aliases: tuple[str, ...] = (),
+    merges: bool = False,
+    exact_k: bool = True,
+    needs_query: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register ``fn`` under ``name`` with typed parameters.
+
+    Vision-stage functions have the signature ``fn(tokens, k, query, **params) -> Selection``
+    (``k`` already validated).  LLM-stage functions are the pure selection rules; every parameter
+    except ``layer`` is bound to them as a keyword argument.
+    """
+    if stage not in ("vision", "llm"):
+        raise ValueError(f"stage must be 'vision' or 'llm', got {stage!r}")
+    if not NAME_RE.match(name):
+        raise ValueError(f"invalid pruner name {name!r}")
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _REGISTRY or name in _ALIASES:
+            raise ValueError(f"pruner {name!r} registered twice")
+        text = summary or (fn.__doc__ or "").strip().splitlines()[0]
+        _REGISTRY[name] = PrunerInfo(
+            name=name, fn=fn, params=tuple(params), stage=stage, summary=text,
+            aliases=tuple(aliases), merges=merges, exact_k=exact_k, needs_query=needs_query,
+        )
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return fn
+
+    return decorate
+
+
+def _info(name: str) -> PrunerInfo:
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    try:
+        return _REGISTRY[key]
+    except KeyError:
+        raise PrunerConfigError(
+            f"unknown pruner {name!r}; valid pruners: {', '.join(sorted(_REGISTRY))}"
+            + (f" (aliases: {', '.join(f'{a}={n}' for a, n in sorted(_ALIASES.items()))})" if _ALIASES else "")
+        ) from None
+
+
+def pruner_info(name: str) -> PrunerInfo:
+    """The registry entry of ``name`` (or of an alias)."""
+    return _info(name)
+
+
+def list_pruners(stage: str | None = None) -> list[str]:
+    """Registered pruner names (sorted), optionally only one stage (``"vision"`` / ``"llm"``)."""
+    if stage not in (None, "vision", "llm"):
+        raise PrunerConfigError(f"unknown stage {stage!r}; valid stages: vision, llm")
+    return sorted(n for n, i in _REGISTRY.items() if stage is None or i.stage == stage)
+
+
+class Pruner:
+    """A registered method with validated parameters; ``str(pruner)`` is its canonical spec."""
+
+    __slots__ = ("_info", "_params", "_spec")
+
+    def __init__(self, info: PrunerInfo, params: Mapping[str, Any]):
+        self._info = info
+        self._params = MappingProxyType(dict(params))
+        self._spec = self._format_spec()
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._info.name
+
+    @property
+    def stage(self) -> str:
+        return self._info.stage
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """All parameters (full names), defaults filled in."""
+        return self._params
+
+    @property
+    def info(self) -> PrunerInfo:
+        return self._info
+
+    @property
+    def spec(self) -> str:
+        return self._spec
+
+    @property
+    def merges(self) -> bool:
+        """True when the selection carries merged tokens (``Selection.merged``)."""
+        return self._info.merges
+
+    @property
+    def exact_k(self) -> bool:
+        """True when the LLM sees exactly ``k`` visual tokens (False only for adaptive counts)."""
+        return self._info.exact_k
+
+    @property
+    def layer(self) -> int | None:
+        """For LLM-stage pruners: the decoder layer before which they prune (else None)."""
+        return self._params.get("layer") if self.stage == "llm" else None
+
+    def _format_spec(self) -> str:
+        shown = [
+            f"{p.spec_name}={p.format(self._params[p.name])}"
+            for p in self._info.params
+            if p.key or self._params[p.name] != p.default
+        ]
+        return f"{self.name}({','.join(shown)})" if shown else self.name
+
+    def __str__(self) -> str:
+        return self._spec
+
+    def __repr__(self) -> str:
+        return f"Pruner({self._spec!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pruner) and other._spec == self._spec
+
+    def __hash__(self) -> int:
+        return hash(self._spec)
+
+    def replace(self, **changes: Any) -> "Pruner":
+        """A copy with some parameters changed (validated)."""
+        return get_pruner(self.name, **{**dict(self._params), **changes})
+
+    # -- use ---------------------------------------------------------------------------------
+    def __call__(self, tokens: VisualTokens, k: int, query: QueryContext | None = None) -> Selection:
+        if self.stage == "llm":
+            raise RuntimeError(
+                f"{self._spec} runs inside the language model (before decoder layer "
+                f"{self._params['layer']}); it cannot select from VisualTokens alone. The model "
+                f"adapter applies `pruner.rule(...)` in its decoder-layer hook."
+            )
+        check_tokens(tokens, self._spec)
+        k = check_budget(k, tokens.num_patches, self._spec)
+        if query is not None and not isinstance(query, QueryContext):
+            raise TypeError(f"{self._spec}: query must be a QueryContext or None")
+        return self._info.fn(tokens, k, query, **self._params)
+
+    @property
+    def rule(self) -> Callable[..., Any]:
+        """LLM-stage selection rule with this pruner's parameters bound (``layer`` excluded)."""
+        if self.stage != "llm":
+            raise AttributeError(f"{self._spec} is a vision-stage pruner: call it on VisualTokens")
+        bound = {k: v for k, v in self._params.items() if k != "layer"}
+        return functools.partial(self._info.fn, **bound)
+
+
+_SPEC_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$", re.S)
+
+
+def _split_spec(spec: str) -> tuple[str, dict[str, str]]:
+    if not isinstance(spec, str):
+        raise PrunerConfigError(f"a pruner spec must be a string, got {type(spec).__name__}")
+    match = _SPEC_RE.match(spec)
+    if not match:
+        raise PrunerConfigError(
+            f"malformed pruner spec {spec!r}; expected 'name' or 'name(param=value,...)', "
+            f"valid pruners: {', '.join(sorted(_REGISTRY))}"
+        )
+    name, inner = match.group(1), match.group(2)
+    args: dict[str, str] = {}
+    if inner is not None and inner.strip():
+        for part in inner.split(","):
+            if "=" not in part:
+                raise PrunerConfigError(f"malformed parameter {part.strip()!r} in spec {spec!r}; expected param=value")
+            key, value = (s.strip() for s in part.split("=", 1))
+            if not key or not value:
+                raise PrunerConfigError(f"malformed parameter {part.strip()!r} in spec {spec!r}; expected param=value")
+            if key in args:
+                raise PrunerConfigError(f"parameter {key!r} given twice in spec {spec!r}")
+            args[key] = value
+    return name, args
+
+
+def get_pruner(name: str, **params: Any) -> Pruner:
+    """Build a configured pruner: ``get_pruner("scope", alpha=0.0, gap_power=1.0)``.
+
+    ``name`` may also be a full spec string (``"scope(alpha=0,p=1)"``); keyword arguments are
+    merged into it (giving the same parameter twice is an error).  Parameters may be given by full
+    name or alias.
+    """
+    base, spec_args = _split_spec(name)
+    info = _info(base)
+    values: dict[str, Any] = {}
+    for source in (spec_args, params):
+        for key, value in source.items():
+            p = info.param(key)
+            if p.name in values:
+                raise PrunerConfigError(f"{info.name}: parameter {p.name!r} given twice")
+            values[p.name] = p.coerce(value, info.name)
+    for p in info.params:
+        values.setdefault(p.name, p.default)
+    return Pruner(info, values)
+
+
+def parse_spec(spec: str) -> Pruner:
+    """Inverse of ``str(pruner)``: ``parse_spec("scope(alpha=0,p=1)")``."""
+    return get_pruner(spec)
+
+
+def describe_pruners(stage: str | None = None) -> str:
+    """Human-readable table of every registered pruner with its parameters and defaults."""
+    return "\n".join(_REGISTRY[n].describe() for n in list_pruners(stage))
+
+
+def select_each(pruner: Pruner, tokens: VisualTokens, k: int, query: QueryContext | None = None) -> list[Selection]:
+    """Run ``pruner`` image by image (for adaptive-count pruners whose counts differ per image)."""
+    out = []
+    for i in range(tokens.batch_size):
+        q = None
+        if query is not None:
+            q = QueryContext(
+                text_embedding=query.text_embedding[i : i + 1],
+                text_attention=None if query.text_attention is None else query.text_attention[i : i + 1],
+            )
+        out.append(pruner(tokens[i], k, q))
+    return out
