@@ -61,9 +61,11 @@ def load_model(name_or_path: str | os.PathLike = TOY_MODEL_NAME, device: str | t
         processor = tiny_random_processor()
         return tiny_random_llava(processor.tokenizer).to(device, dtype), processor
     source = resolve_checkpoint(name_or_path)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     try:
-        model = LlavaForConditionalGeneration.from_pretrained(source, dtype=dtype, attn_implementation=ATTENTION)
-        processor = AutoProcessor.from_pretrained(source)
+        model = LlavaForConditionalGeneration.from_pretrained(
+            source, dtype=dtype, attn_implementation=ATTENTION, local_files_only=offline)
+        processor = AutoProcessor.from_pretrained(source, local_files_only=offline)
     except OSError as error:
         target = Path("models") / source.split("/")[-1]
         raise ModelNotFoundError(

@@ -56,6 +56,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     cls_aux_weight: float = 0.5
     patch_aux_weight: float = 1.0
+    readout_aux_weight: float = 0.5
     caption_probability: float = 0.35
     mc_turns: int = 1
     yesno_only_steps: int = 300
@@ -103,9 +104,9 @@ def _revealed_by(question: Question) -> set[str]:
     return set()
 
 
-def training_turns(scene: tw.ToyScene, rng: np.random.Generator, cfg: TrainConfig,
-                   step: int = 0) -> list[tuple[str, str]]:
-    """(user message, answer) turns for one image; the first turn carries the image.
+def training_questions(scene: tw.ToyScene, rng: np.random.Generator, cfg: TrainConfig,
+                       step: int = 0) -> list[Question]:
+    """The questions of one training conversation about ``scene``, in turn order.
 
     No turn can be answered by copying from an earlier one: the yes/no questions ask about
     distinct categories, a four-option question (if any) comes first and later yes/no
@@ -131,8 +132,18 @@ def training_turns(scene: tw.ToyScene, rng: np.random.Generator, cfg: TrainConfi
         questions.append(Question(f"t{i}", scene.key, "yesno", tw.existence_question(category), answer))
     if with_caption:
         questions.append(Question("cap", scene.key, "caption", tw.CAPTION_PROMPT, tw.caption_of(scene, rng)))
+    return questions
+
+
+def training_turns(questions: list[Question]) -> list[tuple[str, str]]:
+    """(user message, answer) turns; the first turn carries the image."""
     return [(prompts.user_message(q, with_image=i == 0), prompts.reference_answer(q))
             for i, q in enumerate(questions)]
+
+
+def queried_category(question: Question) -> str:
+    """The category a yes/no existence question asks about."""
+    return question.text.split(" ", 3)[3].removesuffix(" in the image?")
 
 
 def encode_conversation(tokenizer, turns: list[tuple[str, str]], n_image_tokens: int) -> tuple[list[int], list[int]]:
@@ -160,17 +171,22 @@ class Batch:
     owner: torch.Tensor  # (B, L) turn index of each answer token, -1 elsewhere
     presence: torch.Tensor  # (B, C) multi-hot categories
     patch_classes: torch.Tensor  # (B, N)
+    readout: torch.Tensor  # (Q, 3) rows of (sample, position before the answer, queried category)
 
 
 def make_batch(step: int, processor, cfg: TrainConfig) -> Batch:
     tokenizer = processor.tokenizer
     n_tokens = (tw.IMAGE_SIZE // PATCH) ** 2
-    images, sequences, owners, presence, patch_classes = [], [], [], [], []
+    images, sequences, owners, presence, patch_classes, readout = [], [], [], [], [], []
     for i in range(cfg.batch_size):
         scene = tw.sample_scene(tw.TRAIN_SEED_BASE + cfg.seed * 10_000_000 + step * cfg.batch_size + i)
         image, label_map = tw.render_scene(scene)
         rng = np.random.default_rng([cfg.seed, step, i, 7])
-        ids, owner = encode_conversation(tokenizer, training_turns(scene, rng, cfg, step), n_tokens)
+        questions = training_questions(scene, rng, cfg, step)
+        ids, owner = encode_conversation(tokenizer, training_turns(questions), n_tokens)
+        for t, q in enumerate(questions):
+            if q.task == "yesno":
+                readout.append((i, owner.index(t) - 1, tw.CATEGORIES.index(queried_category(q))))
         images.append(image)
         sequences.append(ids)
         owners.append(owner)
@@ -183,19 +199,30 @@ def make_batch(step: int, processor, cfg: TrainConfig) -> Batch:
     owner = torch.tensor([o + [-1] * (length - len(o)) for o in owners])
     pixels = processor.image_processor(images, return_tensors="pt").pixel_values
     return Batch(pixels, input_ids, mask, owner, torch.tensor(presence, dtype=torch.float32),
-                 torch.tensor(np.stack(patch_classes)))
+                 torch.tensor(np.stack(patch_classes)), torch.tensor(readout, dtype=torch.long).view(-1, 3))
 
 
 # ------------------------------------------------------------------ losses and loop
 
 
 class AuxiliaryHeads(nn.Module):
-    """Stand-ins for CLIP pre-training; discarded after training."""
+    """Training-only heads, discarded after training.
 
-    def __init__(self, width: int, n_categories: int):
+    Vision (stand-ins for CLIP pre-training): ``presence`` on the pooled CLS output and
+    ``patch`` on the penultimate patch features.  Language (stand-ins for a pre-trained LLM
+    that already reads its prompt): at the position that predicts a yes/no answer, ``query``
+    names the category the question asks about (text only) and ``lm_presence`` lists the
+    image's categories (image only).  Each is learnable from one source, so the last position
+    learns to read both the question and the image; the answer is then a simple function of
+    the two, which breaks the plateau of the yes/no task, whose answer depends on neither
+    source alone."""
+
+    def __init__(self, width: int, lm_width: int, n_categories: int):
         super().__init__()
         self.presence = nn.Linear(width, n_categories)
         self.patch = nn.Linear(width, n_categories + 1)
+        self.query = nn.Linear(lm_width, n_categories)
+        self.lm_presence = nn.Linear(lm_width, n_categories)
 
 
 def answer_loss(logits: torch.Tensor, input_ids: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
@@ -218,12 +245,16 @@ def training_losses(model, heads: AuxiliaryHeads, batch: Batch, cfg: TrainConfig
     inputs = model.get_input_embeddings()(batch.input_ids)
     image_mask = (batch.input_ids == model.config.image_token_index).unsqueeze(-1)
     inputs = inputs.masked_scatter(image_mask, embeddings.to(inputs.dtype))
-    logits = model(inputs_embeds=inputs, attention_mask=batch.attention_mask).logits
-    lm = answer_loss(logits, batch.input_ids, batch.owner)
+    out = model(inputs_embeds=inputs, attention_mask=batch.attention_mask, output_hidden_states=True)
+    lm = answer_loss(out.logits, batch.input_ids, batch.owner)
+    rows, positions, categories = batch.readout.unbind(1)
+    state = out.hidden_states[-1][rows, positions]
+    readout = (F.cross_entropy(heads.query(state), categories)
+               + F.binary_cross_entropy_with_logits(heads.lm_presence(state), batch.presence[rows]))
     cls = F.binary_cross_entropy_with_logits(heads.presence(vision.pooler_output), batch.presence)
     patch = F.cross_entropy(heads.patch(features).flatten(0, 1), batch.patch_classes.flatten())
-    total = lm + cfg.cls_aux_weight * cls + cfg.patch_aux_weight * patch
-    return {"loss": total, "lm": lm, "cls_aux": cls, "patch_aux": patch}
+    total = lm + cfg.cls_aux_weight * cls + cfg.patch_aux_weight * patch + cfg.readout_aux_weight * readout
+    return {"loss": total, "lm": lm, "cls_aux": cls, "patch_aux": patch, "readout_aux": readout}
 
 
 def train(model, processor, cfg: TrainConfig, log=print, log_every: int = 50, on_step=None) -> dict[str, float]:
@@ -232,7 +263,8 @@ def train(model, processor, cfg: TrainConfig, log=print, log_every: int = 50, on
     ``on_step(step)`` is called after each optimiser step (1-based), e.g. to save snapshots."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + 1)
-    heads = AuxiliaryHeads(model.config.vision_config.hidden_size, len(tw.CATEGORIES))
+    heads = AuxiliaryHeads(model.config.vision_config.hidden_size, model.config.text_config.hidden_size,
+                           len(tw.CATEGORIES))
     parameters = list(model.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     model.train()

@@ -1,0 +1,250 @@
+"""Figures of the study.  Every function returns a :class:`matplotlib.figure.Figure`.
+
+Figures are built without ``pyplot`` (``Figure(...)``), so nothing is shown or kept open behind
+the caller's back: in a notebook a figure appears when it is the cell's value (or passed to
+``display``), exactly once, and ``fig.savefig(...)`` works under any backend.  Functions that
+take ``ax=`` draw into that axes instead and return its figure.  With ``toy=True`` titles
+start with "TOY —" so that toy results are never mistaken for the paper's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from PIL import Image
+
+from studylib.metrics import ReliabilityBins, RiskCoverage
+
+TOY_PREFIX = "TOY — "
+
+
+def _title(text: str, toy: bool) -> str:
+    return f"{TOY_PREFIX}{text}" if toy else text
+
+
+def _axes(ax, figsize):
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def series_label(spec: str) -> str:
+    """A pruner spec without its ``seed`` parameter: ``random(seed=2)`` -> ``random``, so that
+    seeds of one method share a line (averaged)."""
+    label = re.sub(r"(?<=[(,])seed=\d+,?", "", str(spec))
+    label = label.replace(",)", ")")
+    return label[:-2] if label.endswith("()") else label
+
+
+def u_curve(summary: pd.DataFrame, x: str = "k", y: str = "ece", hue: str | None = None, *, ci: bool = True,
+            reference: str = "full", ax=None, toy: bool = False, title: str | None = None,
+            logx: bool | None = None, ylabel: str | None = None) -> Figure:
+    """``y`` against the budget ``x``, one line per ``hue`` value (default: the pruner spec
+    without its seed, so random seeds are averaged: mean ± sd across seeds as error bars).
+    Single-seed points get their bootstrap interval (``<y>_low``/``<y>_high``) as error bars
+    when ``ci``.  Rows of the ``reference`` method (``full``, K = N) are drawn as a dashed
+    horizontal line with its interval as a band.  ``logx`` (default: only when ``x == "k"``)
+    puts the x axis on a log2 scale."""
+    if y not in summary or x not in summary:
+        raise ValueError(f"summary needs columns {x!r} and {y!r}; it has {list(summary.columns)}")
+    frame = summary.copy()
+    if hue is None:
+        if "pruner" not in frame:
+            raise ValueError("pass hue=... (the summary has no 'pruner' column)")
+        frame["series"] = [series_label(p) for p in frame["pruner"]]
+        hue = "series"
+    is_reference = (frame["method"] == reference) if "method" in frame else frame[hue].astype(str).eq(reference)
+    fig, ax = _axes(ax, (6.4, 4.2))
+    palette = sns.color_palette("colorblind", max(1, frame.loc[~is_reference, hue].nunique()))
+    for colour, (label, group) in zip(palette, frame[~is_reference].groupby(hue, sort=False)):
+        stats = group.groupby(x, sort=True)[y].agg(["mean", "std", "count"])
+        xs = stats.index.to_numpy(dtype=float)
+        if (stats["count"] > 1).any():
+            yerr = stats["std"].fillna(0).to_numpy()
+            name = f"{label} (mean ± sd, {int(stats['count'].max())} seeds)"
+        elif ci and f"{y}_low" in group and f"{y}_high" in group:
+            ordered = group.sort_values(x)
+            yerr = np.vstack([ordered[y] - ordered[f"{y}_low"], ordered[f"{y}_high"] - ordered[y]]).clip(min=0)
+            name = str(label)
+        else:
+            yerr, name = None, str(label)
+        ax.errorbar(xs, stats["mean"].to_numpy(), yerr=yerr, marker="o", capsize=3, color=colour, label=name)
+    for _, row in frame[is_reference].iterrows():
+        ax.axhline(row[y], color="0.3", linestyle="--", label=f"{reference} (K={row[x]})")
+        if ci and f"{y}_low" in frame and pd.notna(row.get(f"{y}_low")):
+            ax.axhspan(row[f"{y}_low"], row[f"{y}_high"], color="0.5", alpha=0.15)
+    budgets = sorted(frame.loc[~is_reference, x].unique())
+    if logx is None:
+        logx = x == "k"
+    if logx and budgets and min(budgets) > 0:
+        ax.set_xscale("log", base=2)
+    if budgets and len(budgets) <= 12:
+        ax.set_xticks(budgets, [str(int(b)) if float(b).is_integer() else f"{b:g}" for b in budgets])
+        ax.minorticks_off()
+    ax.set_xlabel("visual tokens kept (K)" if x == "k" else x)
+    ax.set_ylabel(ylabel or (y.upper() if y in ("ece", "mce", "nll", "aurc") else y))
+    ax.set_title(_title(title or f"{ylabel or y} vs. token budget", toy))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def alpha_heatmap(summary: pd.DataFrame, value: str = "ece", x: str = "k", y: str = "alpha", *,
+                  where: Mapping[str, object] | None = None, ax=None, toy: bool = False, title: str | None = None,
+                  fmt: str = ".3f", cmap: str = "viridis") -> Figure:
+    """Heatmap of ``value`` over budget (``x``) × pruner parameter (``y``, default SCOPE's
+    ``alpha``), annotated.  Parameters missing from ``summary`` are parsed from its ``pruner``
+    column; ``where`` filters rows first (e.g. ``{"method": "scope", "gap_power": 1.0}``);
+    duplicates are averaged."""
+    frame = summary
+    needed = [c for c in [x, y, *(where or {})] if c not in frame]
+    if needed:
+        from studylib.analysis import pruner_params
+
+        if "pruner" not in frame:
+            raise ValueError(f"summary lacks {needed} and has no 'pruner' column to parse them from")
+        frame = pruner_params(frame)
+    for column, wanted in (where or {}).items():
+        if column not in frame:
+            raise ValueError(f"cannot filter on {column!r}: not a column or pruner parameter")
+        frame = frame[frame[column] == wanted]
+    if y not in frame:
+        raise ValueError(f"no column or pruner parameter {y!r} in the summary")
+    frame = frame[frame[y].notna()]
+    if frame.empty:
+        raise ValueError(f"no rows with a {y!r} value to plot")
+    table = frame.pivot_table(index=y, columns=x, values=value, aggfunc="mean").sort_index(ascending=False)
+    fig, ax = _axes(ax, (1.0 + 0.9 * table.shape[1], 1.0 + 0.5 * table.shape[0]))
+    sns.heatmap(table, annot=True, fmt=fmt, cmap=cmap, ax=ax, cbar_kws={"label": value})
+    ax.set_xlabel("visual tokens kept (K)" if x == "k" else x)
+    ax.set_ylabel(y)
+    ax.set_title(_title(title or f"{value} by {y} and {x}", toy))
+    return fig
+
+
+def reliability_diagram(bins_by_label: Mapping[str, ReliabilityBins], *, toy: bool = False, title: str | None = None,
+                        panel_width: float = 3.2) -> Figure:
+    """One panel per label: accuracy bars per confidence bin against the diagonal (gap to the
+    bin's mean confidence shaded), and below it the per-bin count histogram.  The panel title
+    gives the ECE computed from the bins (same bins and edges as the bins were built with)."""
+    if not bins_by_label:
+        raise ValueError("bins_by_label is empty; pass {label: analysis.reliability(rows, config)}")
+    n = len(bins_by_label)
+    fig = Figure(figsize=(panel_width * n, 4.6), layout="constrained")
+    grid = fig.add_gridspec(2, n, height_ratios=(3, 1))
+    first = None
+    for j, (label, bins) in enumerate(bins_by_label.items()):
+        top = fig.add_subplot(grid[0, j], sharey=first)
+        bottom = fig.add_subplot(grid[1, j], sharex=top)
+        first = first or top
+        edges = np.asarray(bins.boundaries)
+        centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+        filled = bins.nonempty
+        top.bar(centres[filled], bins.accuracy[filled], width=width[filled], color="C0", edgecolor="white",
+                label="accuracy")
+        gap_low = np.minimum(bins.accuracy, bins.mean_confidence)[filled]
+        gap_height = np.abs(bins.gap)[filled]
+        top.bar(centres[filled], gap_height, bottom=gap_low, width=width[filled], color="C3", alpha=0.3,
+                hatch="//", edgecolor="C3", label="gap to confidence")
+        top.plot([0, 1], [0, 1], color="0.3", linestyle="--", linewidth=1)
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        ece = float(np.sum(bins.weight[filled] * gap_height)) if filled.any() else float("nan")
+        top.set_title(f"{label}\nECE = {ece:.3f}", fontsize="medium")
+        top.tick_params(labelbottom=False)
+        if j == 0:
+            top.set_ylabel("accuracy")
+            top.legend(fontsize="x-small", loc="upper left")
+            bottom.set_ylabel("count")
+        bottom.bar(centres, bins.count, width=width, color="0.5", edgecolor="white")
+        bottom.set_xlabel("confidence")
+    fig.suptitle(_title(title or "Reliability diagrams", toy))
+    return fig
+
+
+def risk_coverage_plot(curves: Mapping[str, RiskCoverage], *, ax=None, toy: bool = False,
+                       title: str | None = None) -> Figure:
+    """Selective risk against coverage, one line per label; the legend gives each AURC."""
+    if not curves:
+        raise ValueError("curves is empty; pass {label: analysis.risk_coverage(rows, config)}")
+    fig, ax = _axes(ax, (5.6, 4.0))
+    for label, curve in curves.items():
+        ax.plot(curve.coverage, curve.risk, label=f"{label} (AURC {float(np.mean(curve.risk)):.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("coverage")
+    ax.set_ylabel("selective risk")
+    ax.set_title(_title(title or "Risk–coverage", toy))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _square(image: Image.Image) -> Image.Image:
+    w, h = image.size
+    if w == h:
+        return image
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), (122, 116, 104))  # ~ CLIP mean colour, as LLaVA pads
+    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+def token_overlay(image, kept, grid: tuple[int, int], ax=None, *, dim: float = 0.25, pad_to_square: bool = True,
+                  title: str | None = None, toy: bool = False) -> Figure:
+    """``image`` with the patches outside ``kept`` (raster indices into the ``grid`` =
+    (rows, cols) patch grid) dimmed to ``dim`` of their brightness.  Non-square images are
+    padded to a square first, as LLaVA-1.5 does before patching."""
+    rows, cols = grid
+    if isinstance(image, Image.Image):
+        image = _square(image.convert("RGB")) if pad_to_square else image.convert("RGB")
+        pixels = np.asarray(image, dtype=np.float64) / 255.0
+    else:
+        pixels = np.asarray(image, dtype=np.float64)
+        pixels = pixels / 255.0 if pixels.max() > 1.0 else pixels
+    kept = np.asarray(list(kept), dtype=np.int64).ravel()
+    if kept.size and (kept.min() < 0 or kept.max() >= rows * cols):
+        raise ValueError(f"kept indices must lie in [0, {rows * cols - 1}] for a {rows}x{cols} grid")
+    mask = np.zeros(rows * cols, dtype=bool)
+    mask[kept] = True
+    height, width = pixels.shape[:2]
+    patch_row = np.minimum(np.arange(height) * rows // height, rows - 1)
+    patch_col = np.minimum(np.arange(width) * cols // width, cols - 1)
+    keep_pixels = mask.reshape(rows, cols)[patch_row[:, None], patch_col[None, :]]
+    shown = np.where(keep_pixels[..., None] if pixels.ndim == 3 else keep_pixels, pixels, pixels * dim)
+    fig, ax = _axes(ax, (3.2, 3.2))
+    ax.imshow(np.clip(shown, 0, 1), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(_title(title if title is not None else f"{int(mask.sum())}/{rows * cols} tokens kept", toy),
+                 fontsize="small")
+    return fig
+
+
+def overlay_gallery(images: Sequence, selections: Mapping[str, Sequence[Sequence[int]]], grid: tuple[int, int], *,
+                    toy: bool = False, title: str | None = None, cell: float = 2.2, dim: float = 0.25) -> Figure:
+    """A grid of :func:`token_overlay` panels: one row per image, one column per selection
+    label; ``selections[label][i]`` are the kept indices of image i under that label."""
+    if not images or not selections:
+        raise ValueError("overlay_gallery needs at least one image and one selection")
+    for label, kept in selections.items():
+        if len(kept) != len(images):
+            raise ValueError(f"selection {label!r} has {len(kept)} entries for {len(images)} images")
+    n_rows, n_cols = len(images), len(selections)
+    fig = Figure(figsize=(cell * n_cols, cell * n_rows + 0.4), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for j, (label, kept_lists) in enumerate(selections.items()):
+        for i, image in enumerate(images):
+            token_overlay(image, kept_lists[i], grid, ax=axes[i, j], dim=dim,
+                          title=f"{label}" if i == 0 else "")
+    fig.suptitle(_title(title or "Kept visual tokens", toy))
+    return fig
+
+
+__all__ = ["alpha_heatmap", "overlay_gallery", "reliability_diagram", "risk_coverage_plot", "series_label",
+           "token_overlay", "u_curve"]

@@ -1,0 +1,36 @@
+"""Shared by the runner tests and the subprocess they SIGKILL: a tiny random LLaVA with the toy
+world's geometry (96 px, patch 8 -> 12 x 12 = 144 tokens), fast enough for CPU tests."""
+
+from __future__ import annotations
+
+import torch
+
+from studylib.models.adapter import LlavaAdapter
+from studylib.models.loading import tiny_random_llava, tiny_random_processor
+
+IMAGE_SIZE, PATCH = 96, 8
+N_TOKENS = (IMAGE_SIZE // PATCH) ** 2
+
+
+def small_adapter(seed: int = 0) -> LlavaAdapter:
+    torch.set_num_threads(2)
+    processor = tiny_random_processor(image_size=IMAGE_SIZE, patch_size=PATCH)
+    model = tiny_random_llava(processor.tokenizer, seed=seed, image_size=IMAGE_SIZE, patch_size=PATCH,
+                              vision_layers=2, text_layers=2)
+    return LlavaAdapter(model, processor)
+
+
+class ForwardCounter:
+    """Counts forwards of the adapter's language model and vision tower."""
+
+    def __init__(self, adapter: LlavaAdapter):
+        self.calls = 0
+        self._handles = [adapter.model.model.language_model.register_forward_pre_hook(self._count),
+                         adapter.model.model.vision_tower.register_forward_pre_hook(self._count)]
+
+    def _count(self, *args):
+        self.calls += 1
+
+    def remove(self):
+        for h in self._handles:
+            h.remove()
