@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Build the study on the toy model (sets up .venv on first use).
-# Until the notebooks land this runs the smoke check: score the toy POPE set, print accuracy and ECE.
+# Build the study's Jupyter Book (sets up .venv on first use): runs every notebook with papermill
+# under a parameter profile (default: toy), then jupyter-book with its own execution off.
+#   bash scripts/build_book.sh                                # toy model, whole book
+#   bash scripts/build_book.sh --only u_curve                 # one notebook + the book
+#   PROFILE=llava-1.5-7b bash scripts/build_book.sh           # LLaVA-1.5-7B on a GPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-.venv/bin/python scripts/smoke.py "$@"
+exec .venv/bin/python scripts/build_book.py --profile "${PROFILE:-toy}" "$@"

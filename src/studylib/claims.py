@@ -1,0 +1,358 @@
+"""Claims of the source papers, tested on this run's numbers.
+
+A :class:`Claim` states one claim of a seed paper ("SCOPE at K=128 has lower ECE than the full
+model", seed 000 §4.1), the comparison that tests it on this run (a paired difference of a
+metric between two configurations, with its bootstrap CI), the paper's own numbers, and the
+**verdict computed from this run** — never written by hand:
+
+* :func:`delta_claim` — paired bootstrap difference ``metric(a) − metric(b)`` by
+  :func:`studylib.analysis.paired_delta`, judged by :func:`studylib.analysis.verdict` against a
+  direction (``"less"``/``"greater"``) and threshold;
+* :func:`equivalence_claim` — "changes only slightly": the CI of the difference must lie inside
+  ``(−margin, +margin)`` (two one-sided verdicts);
+* :func:`mean_delta_claim` — paired bootstrap difference of a per-image mean of a row column
+  (e.g. the erank of the kept tokens), judged the same way;
+* :func:`interval_claim` — a claim about any interval computed elsewhere, judged the same way;
+* :func:`point_claim` — a comparison that has no CI in this study (e.g. fitted temperatures):
+  the verdict says ``(point estimate)`` so nobody mistakes it for a tested one;
+* :func:`all_of` — a claim that needs several comparisons to hold (e.g. "at every budget").
+
+A claim whose configurations are not in the run (the grid was changed) gets the verdict
+``not tested`` with the reason, instead of failing: the notebook still renders.
+
+:func:`claims_table` renders a list of claims as a DataFrame; :func:`glue_claims` glues each
+verdict and estimate for the book (``<prefix><id>_verdict``, ``<prefix><id>_estimate``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+HOLDS = "holds"
+DOES_NOT_HOLD = "does not hold"
+INCONCLUSIVE = "inconclusive"
+NOT_TESTED = "not tested"
+VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NOT_TESTED)
+DIRECTIONS = ("less", "greater")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim and its verdict on this run.
+
+    ``comparison`` says what was computed (``"ECE[scope(alpha=0,p=1)@32] − ECE[full@144] < 0"``);
+    ``estimate``/``low``/``high`` are the point estimate and the bootstrap CI (NaN when there is
+    none); ``reported`` is the paper's number(s) for the same comparison, as text.
+    """
+
+    id: str
+    source: str
+    statement: str
+    metric: str = ""
+    comparison: str = ""
+    estimate: float = math.nan
+    low: float = math.nan
+    high: float = math.nan
+    verdict: str = NOT_TESTED
+    reported: str = ""
+    note: str = ""
+    parts: tuple["Claim", ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        base = self.verdict.split(" (")[0]
+        if base not in VERDICTS:
+            raise ValueError(f"claim {self.id}: verdict {self.verdict!r} is not one of {VERDICTS}")
+
+    @property
+    def holds(self) -> bool:
+        return self.verdict.startswith(HOLDS)
+
+    @property
+    def tested(self) -> bool:
+        return not self.verdict.startswith(NOT_TESTED)
+
+    def estimate_text(self, digits: int = 3) -> str:
+        """``-0.012 [-0.020, -0.004]``; ``—`` when nothing was computed."""
+        if math.isnan(self.estimate):
+            return "—"
+        text = f"{self.estimate:+.{digits}f}"
+        if not (math.isnan(self.low) or math.isnan(self.high)):
+            text += f" [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+        return text
+
+
+_ALIASES = {"<": "less", ">": "greater"}
+
+
+def _check_direction(direction: str) -> None:
+    if _ALIASES.get(direction, direction) not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS} (or '<', '>'), got {direction!r}")
+
+
+def _symbol(direction: str) -> str:
+    return "<" if _ALIASES.get(direction, direction) == "less" else ">"
+
+
+def _check_verdict(text: str) -> str:
+    """The analysis module's verdict, checked against :data:`VERDICTS` (its detail kept:
+    ``"inconclusive (CI crosses 0)"``)."""
+    text = str(text).strip()
+    if text.split(" (")[0] not in VERDICTS:
+        raise ValueError(f"unrecognised verdict {text!r}; expected one of {VERDICTS}")
+    return text
+
+
+def judge(interval: Any, direction: str, threshold: float = 0.0) -> str:
+    """Verdict of a CI against ``direction``/``threshold`` by :func:`studylib.analysis.verdict`:
+    ``holds`` (the whole CI strictly on the claimed side), ``does not hold`` (strictly on the
+    other side) or ``inconclusive (CI crosses <threshold>)``.  A CI with NaN bounds (the metric
+    is undefined on some resamples) gives ``not tested (CI undefined)``."""
+    from studylib.analysis import verdict
+
+    _check_direction(direction)
+    if math.isnan(float(interval.low)) or math.isnan(float(interval.high)):
+        return f"{NOT_TESTED} (CI undefined)"
+    return _check_verdict(verdict(interval, _symbol(direction), threshold))
+
+
+def _configs_in(rows: pd.DataFrame) -> set[str]:
+    return set(map(str, rows["config"].unique())) if len(rows) and "config" in rows else set()
+
+
+def _missing(rows: pd.DataFrame, configs: Sequence[str]) -> list[str]:
+    present = _configs_in(rows)
+    return [c for c in configs if str(c) not in present]
+
+
+def _subset(rows: pd.DataFrame, subset: Mapping[str, Any] | None) -> pd.DataFrame:
+    if not subset:
+        return rows
+    mask = pd.Series(True, index=rows.index)
+    for column, value in subset.items():
+        mask &= rows[column] == value
+    return rows[mask]
+
+
+def _comparison(metric: str, a: str, b: str, direction: str, threshold: float, subset=None) -> str:
+    where = "" if not subset else " on " + ", ".join(f"{k}={v}" for k, v in subset.items())
+    return f"{metric}[{a}] − {metric}[{b}] {_symbol(direction)} {threshold:g}{where}"
+
+
+def not_tested(id: str, source: str, statement: str, reason: str, *, metric: str = "",
+               comparison: str = "", reported: str = "") -> Claim:
+    return Claim(id, source, statement, metric, comparison, verdict=NOT_TESTED, reported=reported,
+                 note=reason)
+
+
+def interval_claim(interval: Any, *, id: str, source: str, statement: str, metric: str,
+                   comparison: str, direction: str, threshold: float = 0.0, reported: str = "",
+                   note: str = "") -> Claim:
+    """Claim judged on an interval with ``estimate``, ``low`` and ``high`` attributes."""
+    _check_direction(direction)
+    return Claim(id, source, statement, metric, comparison, float(interval.estimate),
+                 float(interval.low), float(interval.high), judge(interval, direction, threshold),
+                 reported, note)
+
+
+def _paired_metric_delta(rows: pd.DataFrame, a: str, b: str, metric: str, subset: Mapping[str, Any] | None,
+                         n_bootstrap: int, seed: int):
+    """``(interval of metric(a) − metric(b), [])`` by the paired bootstrap over questions, or
+    ``(None, missing configs)`` when ``a`` or ``b`` is absent from ``rows`` (after ``subset``)."""
+    from studylib.analysis import paired_delta
+
+    data = _subset(rows, subset)
+    missing = _missing(data, [a, b])
+    if missing:
+        return None, missing
+    # analysis.paired_delta(rows, x, y) is metric(y) - metric(x): pass (b, a) for metric(a) - metric(b)
+    return paired_delta(data, b, a, metric=metric, n_bootstrap=n_bootstrap, seed=seed), []
+
+
+def delta_claim(rows: pd.DataFrame, *, id: str, source: str, statement: str, a: str, b: str,
+                metric: str, direction: str, threshold: float = 0.0, reported: str = "",
+                n_bootstrap: int = 1000, seed: int = 0, subset: Mapping[str, Any] | None = None,
+                note: str = "") -> Claim:
+    """Claim that ``metric(a) − metric(b)`` is ``direction`` (``"less"``/``"greater"``) than
+    ``threshold``, tested with the paired bootstrap CI of :func:`studylib.analysis.paired_delta`
+    on ``rows`` (optionally restricted to ``subset``, e.g. ``{"split": "adversarial"}``)."""
+    _check_direction(direction)
+    comparison = _comparison(metric, a, b, direction, threshold, subset)
+    interval, missing = _paired_metric_delta(rows, a, b, metric, subset, n_bootstrap, seed)
+    if missing:
+        return not_tested(id, source, statement, f"configuration(s) {missing} not in this run",
+                          metric=metric, comparison=comparison, reported=reported)
+    return interval_claim(interval, id=id, source=source, statement=statement, metric=metric,
+                          comparison=comparison, direction=direction, threshold=threshold,
+                          reported=reported, note=note)
+
+
+def mean_delta(rows: pd.DataFrame, a: str, b: str, column: str, *, per: str = "image",
+               n_bootstrap: int = 1000, seed: int = 0):
+    """Paired bootstrap CI of ``mean(column | a) − mean(column | b)`` over the units ``per``
+    (default: images; each unit's value is its mean over its rows, e.g. the erank of the kept
+    tokens, identical for all questions about one image).  Units are resampled with the same
+    indices for both configurations.  Returns a :class:`~studylib.metrics.BootstrapInterval`."""
+    from studylib.metrics import paired_bootstrap_ci
+
+    means = {}
+    for config in (a, b):
+        frame = rows[rows["config"] == config]
+        means[config] = frame.groupby(per, sort=True)[column].mean()
+    units = means[a].index.intersection(means[b].index)
+    if len(units) != len(means[a]) or len(units) != len(means[b]):
+        raise ValueError(f"configs {a!r} and {b!r} cover different {per}s; a paired comparison needs the same ones")
+    xa = means[a].loc[units].to_numpy(dtype=float)
+    xb = means[b].loc[units].to_numpy(dtype=float)
+    return paired_bootstrap_ci(lambda x: float(np.mean(x)), (xa,), (xb,), n_resamples=n_bootstrap, seed=seed)
+
+
+def mean_delta_claim(rows: pd.DataFrame, *, id: str, source: str, statement: str, a: str, b: str,
+                     column: str, direction: str, threshold: float = 0.0, reported: str = "",
+                     per: str = "image", n_bootstrap: int = 1000, seed: int = 0, note: str = "") -> Claim:
+    """Claim on the difference of a per-unit mean (e.g. ``erank_kept`` per image) between two
+    configurations, judged like :func:`delta_claim` (see :func:`mean_delta`)."""
+    _check_direction(direction)
+    comparison = f"mean {column}[{a}] − mean {column}[{b}] {_symbol(direction)} {threshold:g} (per {per})"
+    missing = _missing(rows, [a, b])
+    if missing:
+        return not_tested(id, source, statement, f"configuration(s) {missing} not in this run",
+                          metric=column, comparison=comparison, reported=reported)
+    interval = mean_delta(rows, a, b, column, per=per, n_bootstrap=n_bootstrap, seed=seed)
+    return interval_claim(interval, id=id, source=source, statement=statement, metric=column,
+                          comparison=comparison, direction=direction, threshold=threshold,
+                          reported=reported, note=note)
+
+
+def equivalence_claim(rows: pd.DataFrame, *, id: str, source: str, statement: str, a: str, b: str,
+                      metric: str, margin: float, reported: str = "", n_bootstrap: int = 1000,
+                      seed: int = 0, subset: Mapping[str, Any] | None = None, note: str = "") -> Claim:
+    """Claim that ``metric(a)`` and ``metric(b)`` differ by less than ``margin``: holds when the
+    CI of the difference lies inside ``(−margin, margin)``, does not hold when it lies wholly
+    outside, inconclusive otherwise."""
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
+    where = "" if not subset else " on " + ", ".join(f"{k}={v}" for k, v in subset.items())
+    comparison = f"|{metric}[{a}] − {metric}[{b}]| < {margin:g}{where}"
+    interval, missing = _paired_metric_delta(rows, a, b, metric, subset, n_bootstrap, seed)
+    if missing:
+        return not_tested(id, source, statement, f"configuration(s) {missing} not in this run",
+                          metric=metric, comparison=comparison, reported=reported)
+    above = judge(interval, "greater", -margin)
+    below = judge(interval, "less", margin)
+    if NOT_TESTED in above + below:
+        verdict = above if above.startswith(NOT_TESTED) else below
+    elif above == HOLDS and below == HOLDS:
+        verdict = HOLDS
+    elif DOES_NOT_HOLD in (above, below):
+        verdict = DOES_NOT_HOLD
+    else:
+        verdict = f"{INCONCLUSIVE} (CI crosses ±{margin:g})"
+    return Claim(id, source, statement, metric, comparison, float(interval.estimate),
+                 float(interval.low), float(interval.high), verdict, reported, note)
+
+
+def point_claim(value_a: float, value_b: float, *, id: str, source: str, statement: str, metric: str,
+                comparison: str, direction: str, threshold: float = 0.0, reported: str = "",
+                note: str = "") -> Claim:
+    """Claim on point estimates only (no CI in this study): verdict ``holds (point estimate)`` or
+    ``does not hold (point estimate)`` from ``value_a − value_b`` vs ``threshold``."""
+    _check_direction(direction)
+    if value_a is None or value_b is None or math.isnan(value_a) or math.isnan(value_b):
+        return not_tested(id, source, statement, "value missing in this run", metric=metric,
+                          comparison=comparison, reported=reported)
+    delta = float(value_a) - float(value_b)
+    ok = delta < threshold if _symbol(direction) == "<" else delta > threshold
+    verdict = f"{HOLDS if ok else DOES_NOT_HOLD} (point estimate)"
+    return Claim(id, source, statement, metric, comparison, delta, math.nan, math.nan, verdict,
+                 reported, note or "no confidence interval for this quantity")
+
+
+def all_of(parts: Sequence[Claim], *, id: str, source: str, statement: str, reported: str = "",
+           note: str = "") -> Claim:
+    """Claim that needs every part to hold: holds if all parts hold, does not hold if any part
+    does not hold, inconclusive otherwise (some part inconclusive or not tested); not tested if
+    no part was tested.  No single estimate is shown; :func:`claims_table` lists the parts."""
+    tested = [p for p in parts if p.tested]
+    if not tested:
+        verdict = NOT_TESTED
+    elif any(p.verdict.startswith(DOES_NOT_HOLD) for p in tested):
+        verdict = DOES_NOT_HOLD
+    elif len(tested) == len(parts) and all(p.verdict.startswith(HOLDS) for p in tested):
+        verdict = HOLDS
+    else:
+        verdict = INCONCLUSIVE
+    return _composite(parts, verdict, id=id, source=source, statement=statement, reported=reported, note=note)
+
+
+def any_of(parts: Sequence[Claim], *, id: str, source: str, statement: str, reported: str = "",
+           note: str = "") -> Claim:
+    """Claim that at least one part holds ("at some budget ...")."""
+    tested = [p for p in parts if p.tested]
+    if not tested:
+        verdict = NOT_TESTED
+    elif any(p.verdict.startswith(HOLDS) for p in tested):
+        verdict = HOLDS
+    elif all(p.verdict.startswith(DOES_NOT_HOLD) for p in tested):
+        verdict = DOES_NOT_HOLD
+    else:
+        verdict = INCONCLUSIVE
+    return _composite(parts, verdict, id=id, source=source, statement=statement, reported=reported, note=note)
+
+
+def _composite(parts: Sequence[Claim], verdict: str, **fields: str) -> Claim:
+    """A claim made of ``parts`` with the given verdict; its test column counts the parts that hold."""
+    counts = f"{sum(p.verdict.startswith(HOLDS) for p in parts)}/{len(parts)} parts hold"
+    metric = ", ".join(dict.fromkeys(p.metric for p in parts if p.metric))
+    return Claim(fields["id"], fields["source"], fields["statement"], metric, counts, verdict=verdict,
+                 reported=fields["reported"], note=fields["note"], parts=tuple(parts))
+
+
+def claims_table(claims: Iterable[Claim], expand: bool = True, digits: int = 3) -> pd.DataFrame:
+    """One row per claim (and, with ``expand``, one indented row per part of a composite claim):
+    id, source, claim, test on this run, estimate [95% CI], reported, verdict, note."""
+    rows = []
+    for claim in claims:
+        rows.append(_row(claim, digits))
+        if expand:
+            for part in claim.parts:
+                rows.append(_row(part, digits, indent="  ↳ "))
+    return pd.DataFrame(rows, columns=["id", "source", "claim", "test on this run",
+                                       "estimate [95% CI]", "reported", "verdict", "note"])
+
+
+def _row(claim: Claim, digits: int, indent: str = "") -> dict[str, str]:
+    return {"id": indent + claim.id, "source": claim.source, "claim": claim.statement,
+            "test on this run": claim.comparison, "estimate [95% CI]": claim.estimate_text(digits),
+            "reported": claim.reported, "verdict": claim.verdict, "note": claim.note}
+
+
+def style_claims(table: pd.DataFrame):
+    """A Styler of :func:`claims_table` with the verdict column in bold (no colour fills)."""
+    return (table.style.hide(axis="index")
+            .map(lambda v: "font-weight: bold", subset=["verdict"])
+            .set_properties(**{"text-align": "left"}))
+
+
+def glue_claims(claims: Iterable[Claim], prefix: str = "") -> None:
+    """Glue ``<prefix><id>_verdict`` and ``<prefix><id>_estimate`` (text) of every claim."""
+    from studylib.book import glue_value
+
+    for claim in claims:
+        glue_value(f"{prefix}{claim.id}_verdict", claim.verdict)
+        glue_value(f"{prefix}{claim.id}_estimate", claim.estimate_text())
+
+
+def with_note(claim: Claim, note: str) -> Claim:
+    return replace(claim, note=(claim.note + "; " if claim.note else "") + note)
+
+
+__all__ = [
+    "Claim", "DIRECTIONS", "DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "NOT_TESTED", "VERDICTS",
+    "all_of", "any_of", "claims_table", "delta_claim", "equivalence_claim", "glue_claims",
+    "interval_claim", "judge", "mean_delta", "mean_delta_claim", "not_tested", "point_claim", "style_claims", "with_note",
+]
