@@ -2,9 +2,15 @@
 
 (a) naive: for every question and every pruning config, encode the image again and call
     ``generate`` (batch 1, one new token, ``output_scores``), as a per-example script would;
-(b) adapter: encode each image once for the whole sweep, select, one batched prefill forward.
+(b) adapter, single forward: encode each image once for the whole sweep, select, one batched
+    prefill forward over the whole prompts;
+(c) adapter, shared prefix: the same, but the questions of one image (same kept tokens) share
+    the prefill of ``[system text][visual tokens]``: one forward over the unique prefixes, one
+    over the question suffixes on the gathered KV cache (the adapter's default).
 
-Both paths must give the same probabilities (printed as a check).  Usage:
+Batches are consecutive questions; the toy POPE questions come grouped by image (checked and
+printed), so a batch holds runs of 4-6 questions per image.  All paths must give the same
+probabilities (printed as a check).  Usage:
     python benchmarks/adapter.py [--questions 500] [--batch-size 64]
 """
 
@@ -39,8 +45,17 @@ def naive(adapter: LlavaAdapter, world, questions) -> np.ndarray:
     return np.array(out)
 
 
-def batched(adapter: LlavaAdapter, world, questions, batch_size: int) -> np.ndarray:
+def image_runs(questions) -> tuple[int, int]:
+    """(distinct images, runs of consecutive questions on one image); prefix sharing needs long
+    runs (equal counts: every image's questions are adjacent)."""
+    keys = [q.image_key for q in questions]
+    runs = 1 + sum(a != b for a, b in zip(keys, keys[1:]))
+    return len(set(keys)), runs
+
+
+def batched(adapter: LlavaAdapter, world, questions, batch_size: int, share_prefixes: bool) -> np.ndarray:
     adapter.clear_cache()
+    adapter._share_prefixes = share_prefixes
     unique = list(dict.fromkeys(q.image_key for q in questions))
     encoded = adapter.encode([world.load_image(k) for k in unique], unique)
     row = {k: i for i, k in enumerate(unique)}
@@ -56,6 +71,12 @@ def batched(adapter: LlavaAdapter, world, questions, batch_size: int) -> np.ndar
     return np.concatenate(out)
 
 
+def timed(function, *args):
+    start = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=500)
@@ -67,18 +88,23 @@ def main() -> None:
     world = eval_world(500)
     questions = world.pope_all().questions[: args.questions]
     n = len(questions) * len(CONFIGS)
+    images, runs = image_runs(questions)
     print(f"toy model, {len(questions)} POPE-style questions x {len(CONFIGS)} configs "
-          f"({', '.join(f'{s}@{k}' for s, k in CONFIGS)}), {torch.get_num_threads()} threads")
-    t0 = time.perf_counter()
-    slow = naive(adapter, world, questions)
-    t_naive = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fast = batched(adapter, world, questions, args.batch_size)
-    t_fast = time.perf_counter() - t0
-    print(f"(a) naive   : {t_naive:7.1f} s  {n / t_naive:8.1f} questions/s")
-    print(f"(b) adapter : {t_fast:7.1f} s  {n / t_fast:8.1f} questions/s")
-    print(f"speed-up (b)/(a): {t_naive / t_fast:.1f}x")
-    print(f"max |p_naive - p_adapter| = {np.abs(slow - fast).max():.2e}")
+          f"({', '.join(f'{s}@{k}' for s, k in CONFIGS)}), {torch.get_num_threads()} threads, "
+          f"batch size {args.batch_size}")
+    print(f"{images} images, {runs} runs of adjacent questions on one image "
+          f"({len(questions) / runs:.1f} questions per run{', each image in one run' if runs == images else ''})")
+    slow, t_naive = timed(naive, adapter, world, questions)
+    single, t_single = timed(batched, adapter, world, questions, args.batch_size, False)
+    shared, t_shared = timed(batched, adapter, world, questions, args.batch_size, True)
+    print(f"(a) naive                   : {t_naive:7.1f} s  {n / t_naive:8.1f} questions/s")
+    print(f"(b) adapter, single forward : {t_single:7.1f} s  {n / t_single:8.1f} questions/s")
+    print(f"(c) adapter, shared prefix  : {t_shared:7.1f} s  {n / t_shared:8.1f} questions/s")
+    print(f"speed-up (b)/(a): {t_naive / t_single:.1f}x   (c)/(a): {t_naive / t_shared:.1f}x   "
+          f"(c)/(b): {t_single / t_shared:.1f}x")
+    print(f"max |p_naive - p_single| = {np.abs(slow - single).max():.2e}   "
+          f"max |p_naive - p_shared| = {np.abs(slow - shared).max():.2e}   "
+          f"max |p_single - p_shared| = {np.abs(single - shared).max():.2e}")
 
 
 if __name__ == "__main__":

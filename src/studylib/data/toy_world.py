@@ -210,8 +210,12 @@ def multiple_choice_candidates(scene: ToyScene) -> list[tuple[str, str, tuple[st
     return out
 
 
-def multiple_choice_question(scene: ToyScene, rng: np.random.Generator, qid: str) -> Question:
-    candidates = multiple_choice_candidates(scene)
+def multiple_choice_question(scene: ToyScene, rng: np.random.Generator, qid: str,
+                             candidates: list[tuple[str, str, tuple[str, ...]]] | None = None) -> Question:
+    """One four-option question drawn from ``candidates`` (default: all of the scene's), its
+    options in random order."""
+    if candidates is None:
+        candidates = multiple_choice_candidates(scene)
     kind, text, options = candidates[int(rng.integers(len(candidates)))]
     order = rng.permutation(len(options))
     choices = tuple(options[i] for i in order)

@@ -88,6 +88,14 @@ def build_untrained(seed: int = 0) -> tuple[LlavaForConditionalGeneration, Llava
     return model, build_processor(tokenizer)
 
 
+def load_for_training(directory: str | Path) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A saved toy checkpoint set up exactly as :func:`build_untrained` sets up a fresh model
+    (SDPA attention everywhere, float32, the processor built in code), to continue training it."""
+    model = LlavaForConditionalGeneration.from_pretrained(directory, attn_implementation="sdpa",
+                                                          dtype="float32")
+    return model, build_processor(build_tokenizer())
+
+
 def save(model: LlavaForConditionalGeneration, processor: LlavaProcessor, directory: str | Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,207 @@
+"""Shared-prefix scoring: rows with the same ``[before][visual tokens]`` prefix are prefilled
+once and their suffixes run on the gathered cache.  It must give the single forward's logits
+and scores (to float rounding), and take the single forward wherever sharing is impossible or
+saves nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from studylib.models import prompts
+from studylib.models.visual_tokens import Selection
+
+ADAPTERS = ["toy_adapter", "tiny_adapter"]
+SHORT_SYSTEM = "A chat between a curious user and an artificial intelligence assistant."
+
+
+@contextlib.contextmanager
+def sharing(adapter, enabled: bool):
+    previous = adapter._share_prefixes
+    adapter._share_prefixes = enabled
+    try:
+        yield
+    finally:
+        adapter._share_prefixes = previous
+
+
+@contextlib.contextmanager
+def counted_forwards(adapter):
+    """Number of language-model forwards run inside the block."""
+    calls = []
+    handle = adapter.model.model.language_model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
+def both_paths(adapter, *args, **kwargs):
+    """``_last_logits`` with and without prefix sharing, and the forwards each ran."""
+    results = {}
+    for enabled in (True, False):
+        with sharing(adapter, enabled), counted_forwards(adapter) as calls:
+            logits, kept = adapter._last_logits(*args, **kwargs)
+        results[enabled] = (logits, kept, len(calls))
+    return results[True], results[False]
+
+
+def assert_same_logits(shared, single):
+    assert torch.equal(shared[1], single[1])
+    assert torch.allclose(shared[0], single[0], atol=1e-5), (shared[0] - single[0]).abs().max()
+
+
+def mixed_batch(world):
+    """Several images, each asked several times, yes/no and multiple-choice prompts (different
+    suffix lengths) and a shorter system text on some rows (different prefix lengths)."""
+    questions = (world.pope("random").questions[:10] + world.scienceqa().questions[:3]
+                 + world.pope("adversarial").questions[:4])
+    texts = [prompts.build_prompt(q) for q in questions]
+    texts = [t.replace(prompts.SYSTEM, SHORT_SYSTEM) if i % 5 == 4 else t for i, t in enumerate(texts)]
+    return questions, texts
+
+
+def encode(adapter, world, questions):
+    keys = [q.image_key for q in questions]
+    return adapter.encode([world.load_image(k) for k in keys], keys)
+
+
+def per_image_keep(adapter, tokens, k):
+    """The same K indices for every row of an image (as a deterministic pruner keeps)."""
+    rows = [torch.randperm(adapter.num_patches, generator=torch.Generator().manual_seed(sum(map(ord, key))))[:k]
+            for key in tokens.image_keys]
+    return torch.stack(rows)
+
+
+@pytest.fixture(params=ADAPTERS)
+def adapter(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_the_mixed_batch_shares_prefixes(adapter, small_world):
+    questions, texts = mixed_batch(small_world)
+    tokens = encode(adapter, small_world, questions)
+    assert len(set(tokens.image_keys)) < len(questions)
+    rows = adapter._prompt_rows(texts, None)
+    assert len({len(before) for before, _ in rows}) == 2 and len({len(after) for _, after in rows}) > 2
+    visual, indices = adapter._visual_sequence(tokens, None)
+    groups = adapter._prefix_groups(rows, tokens, visual, indices)
+    expected = {(rows[i][0], key) for i, key in enumerate(tokens.image_keys)}
+    assert groups is not None and max(groups) + 1 == len(expected)
+
+
+@pytest.mark.parametrize("k", [None, 1, 16, 100])
+def test_shared_logits_equal_the_single_forward(adapter, small_world, k):
+    questions, texts = mixed_batch(small_world)
+    tokens = encode(adapter, small_world, questions)
+    keep = None if k is None else per_image_keep(adapter, tokens, k)
+    shared, single = both_paths(adapter, texts, tokens, keep, None, None)
+    assert (shared[2], single[2]) == (2, 1)
+    assert_same_logits(shared, single)
+
+
+def test_shared_scores_equal_the_single_forward(adapter, small_world):
+    questions, texts = mixed_batch(small_world)
+    tokens = encode(adapter, small_world, questions)
+    keep = per_image_keep(adapter, tokens, 36)
+    verbalizers = [prompts.verbalizer(q) for q in questions]
+    with sharing(adapter, True):
+        shared = adapter.score(texts, tokens, keep, verbalizers)
+    with sharing(adapter, False):
+        single = adapter.score(texts, tokens, keep, verbalizers)
+    np.testing.assert_allclose(shared.probs, single.probs, atol=1e-5)
+    np.testing.assert_allclose(shared.logits, single.logits, atol=1e-5)
+    np.testing.assert_allclose(shared.verbalizer_mass, single.verbalizer_mass, atol=1e-5)
+    assert torch.equal(shared.kept, single.kept)
+
+
+def test_shared_logits_with_extra_suffix_ids(adapter, small_world):
+    questions, texts = mixed_batch(small_world)
+    tokens = encode(adapter, small_world, questions)
+    vocabulary = adapter.model.config.text_config.vocab_size
+    generator = torch.Generator().manual_seed(0)
+    suffixes = [torch.randint(5, vocabulary, (i % 4,), generator=generator).tolist() for i in range(len(texts))]
+    shared, single = both_paths(adapter, texts, tokens, None, None, None, suffixes=suffixes)
+    assert (shared[2], single[2]) == (2, 1)
+    assert_same_logits(shared, single)
+
+
+def merged_selection(adapter, tokens, width=20):
+    """A VisionZip-like selection: kept indices plus merged features; the last row has the same
+    image key and indices as the first but different merged tokens."""
+    indices = per_image_keep(adapter, tokens, 8)
+    merged = tokens.features[:, :width].clone()
+    merged[-1] += 0.5
+    return Selection(indices, merged)
+
+
+def test_merged_selections_share_only_equal_merged_tokens(adapter, small_world):
+    questions, texts = mixed_batch(small_world)
+    questions, texts = questions[:7] + questions[:1], texts[:7] + texts[:1]
+    tokens = encode(adapter, small_world, questions)
+    selection = merged_selection(adapter, tokens)
+    visual, indices = adapter._visual_sequence(tokens, selection)
+    groups = adapter._prefix_groups(adapter._prompt_rows(texts, None), tokens, visual, indices)
+    assert groups[0] == groups[1] and groups[-1] not in groups[:-1]
+    shared, single = both_paths(adapter, texts, tokens, selection, None, None)
+    assert shared[2] == 2
+    assert_same_logits(shared, single)
+
+
+def test_a_reused_image_key_with_other_features_is_not_shared(tiny_adapter, small_world):
+    questions, texts = mixed_batch(small_world)
+    tokens = encode(tiny_adapter, small_world, questions[:4])
+    impostor = dataclasses.replace(tokens, embeddings=tokens.embeddings.clone())
+    impostor.embeddings[2] += 1.0
+    visual, indices = tiny_adapter._visual_sequence(impostor, None)
+    groups = tiny_adapter._prefix_groups(tiny_adapter._prompt_rows(texts[:4], None), impostor, visual, indices)
+    assert groups[0] == groups[1] == groups[3] != groups[2]
+    shared, single = both_paths(tiny_adapter, texts[:4], impostor, None, None, None)
+    assert_same_logits(shared, single)
+
+
+def test_distinct_prefixes_take_the_single_forward(adapter, small_world):
+    questions = small_world.scienceqa().questions[:3]
+    tokens = encode(adapter, small_world, questions)
+    texts = [prompts.build_prompt(q) for q in questions]
+    shared, single = both_paths(adapter, texts, tokens, None, None, None)
+    assert shared[2] == single[2] == 1
+    assert torch.equal(shared[0], single[0])
+
+
+def test_tokens_without_image_keys_take_the_single_forward(tiny_adapter, small_world):
+    questions, texts = mixed_batch(small_world)
+    tokens = dataclasses.replace(encode(tiny_adapter, small_world, questions[:4]), image_keys=())
+    shared, single = both_paths(tiny_adapter, texts[:4], tokens, None, None, None)
+    assert shared[2] == single[2] == 1
+
+
+class _KeepFirst:
+    layer = 2
+
+    def select_in_llm(self, state, k):
+        return torch.arange(k).expand(state.attention_row.shape[0], k)
+
+
+def test_in_llm_pruning_takes_the_single_forward(toy_adapter, small_world):
+    questions, texts = mixed_batch(small_world)
+    tokens = encode(toy_adapter, small_world, questions[:4])
+    with sharing(toy_adapter, True), counted_forwards(toy_adapter) as calls:
+        toy_adapter._last_logits(texts[:4], tokens, None, _KeepFirst(), 16)
+    assert len(calls) == 1
+
+
+def test_bad_batches_fail_the_same_way_with_sharing(tiny_adapter, small_world):
+    questions, texts = mixed_batch(small_world)
+    tokens = encode(tiny_adapter, small_world, questions[:2])
+    with sharing(tiny_adapter, True):
+        with pytest.raises(ValueError, match="prompt batch is empty"):
+            tiny_adapter.score([], tokens, None, prompts.YES_NO_VERBALIZER)
+        with pytest.raises(ValueError, match="3 prompts but visual tokens for 2 images"):
+            tiny_adapter.score(texts[:3], tokens, None, prompts.YES_NO_VERBALIZER)
+        with pytest.raises(ValueError, match="exactly one '<image>'"):
+            tiny_adapter.score(["no image here", texts[1]], tokens, None, prompts.YES_NO_VERBALIZER)
