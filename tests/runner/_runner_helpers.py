@@ -21,16 +21,24 @@ def small_adapter(seed: int = 0) -> LlavaAdapter:
 
 
 class ForwardCounter:
-    """Counts forwards of the adapter's language model and vision tower."""
+    """Counts the adapter's scoring batches (one per batch, however many language-model
+    forwards it takes: shared-prefix scoring runs two) and its vision-tower forwards."""
 
     def __init__(self, adapter: LlavaAdapter):
         self.calls = 0
-        self._handles = [adapter.model.model.language_model.register_forward_pre_hook(self._count),
-                         adapter.model.model.vision_tower.register_forward_pre_hook(self._count)]
+        self._adapter = adapter
+        score_batch = adapter._last_logits
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return score_batch(*args, **kwargs)
+
+        adapter._last_logits = counted
+        self._handle = adapter.model.model.vision_tower.register_forward_pre_hook(self._count)
 
     def _count(self, *args):
         self.calls += 1
 
     def remove(self):
-        for h in self._handles:
-            h.remove()
+        del self._adapter._last_logits
+        self._handle.remove()
