@@ -3,7 +3,7 @@
 Scores the held-out toy POPE splits and the toy four-option questions with all 144 visual
 tokens and with random (mean of 3 seeds), saliency ([CLS] top-K) and diversity (DivPrune)
 selection at 1/2, 1/4, 1/8 and 1/16 of the tokens; prints accuracy / ECE / mean confidence.
-    python scripts/toy_pruning_table.py [--images 500]
+    python scripts/toy_pruning_table.py [--images 500] [--model toy]
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ def summary(frame: pd.DataFrame) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--model", default="toy", help="'toy' (the shipped checkpoint) or a checkpoint folder")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    adapter = LlavaAdapter.load("toy")
+    adapter = LlavaAdapter.load(args.model)
     world = eval_world(args.images)
     datasets = {f"POPE {s}": world.pope(s) for s in ("random", "popular", "adversarial")}
     datasets["4-option MC"] = world.scienceqa()

@@ -85,8 +85,8 @@ def as_confidences(values, name: str = "confidence") -> np.ndarray:
     return array
 
 
-def as_probabilities(values, name: str = "probs") -> np.ndarray:
-    """(N, C) ``float64`` array, C >= 2, entries in [0, 1], rows summing to 1 within ``ROW_SUM_ATOL``."""
+def _as_class_matrix(values, name: str) -> np.ndarray:
+    """(N, C) finite numeric array with N >= 1 and C >= 2 (the shared checks of probs and logits)."""
     array = _as_array(values, name)
     _require_nonempty(array, name)
     _require_ndim(array, name, 2, "of shape (N, C)")
@@ -94,6 +94,12 @@ def as_probabilities(values, name: str = "probs") -> np.ndarray:
         raise MetricInputError(f"{name}: needs at least 2 classes (columns), got shape {array.shape}.")
     array = _as_numeric(array, name)
     _require_finite(array, name)
+    return array
+
+
+def as_probabilities(values, name: str = "probs") -> np.ndarray:
+    """(N, C) ``float64`` array, C >= 2, entries in [0, 1], rows summing to 1 within ``ROW_SUM_ATOL``."""
+    array = _as_class_matrix(values, name)
     _require_unit_interval(array, name)
     deviation = np.abs(array.sum(axis=1) - 1.0)
     if (deviation > ROW_SUM_ATOL).any():
@@ -107,14 +113,7 @@ def as_probabilities(values, name: str = "probs") -> np.ndarray:
 
 def as_logits(values, name: str = "logits") -> np.ndarray:
     """(N, C) finite ``float64`` array with C >= 2."""
-    array = _as_array(values, name)
-    _require_nonempty(array, name)
-    _require_ndim(array, name, 2, "of shape (N, C)")
-    if array.shape[1] < 2:
-        raise MetricInputError(f"{name}: needs at least 2 classes (columns), got shape {array.shape}.")
-    array = _as_numeric(array, name)
-    _require_finite(array, name)
-    return array
+    return _as_class_matrix(values, name)
 
 
 def as_labels(values, n_classes: int, name: str = "labels") -> np.ndarray:

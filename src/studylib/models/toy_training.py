@@ -34,9 +34,11 @@ supervised; the language loss does the rest), and ``count`` predicts the number 
 objects from the pooled CLS output (counting was at chance, and the presence head says which
 categories are present, not how many objects).  A quarter of phase 2's conversations are a
 caption request alone: in phase 1 a caption only ever came last, after other turns, and asked
-in the first turn, as the evaluation asks, the phase-1 model answered "No" or "A".  Phase 1 is unchanged, so phase 2 can start
-from a saved phase-1 checkpoint (``scripts/train_toy.py --from-phase-one``) with the same result
-as running both phases.
+in the first turn, as the evaluation asks, the phase-1 model answered "No" or "A".  Length:
+with 600 phase-2 steps the held-out four-option accuracy was 0.35, with 1,200 it is 0.40
+(600 images; colour 0.56, count 0.29, shape 0.31), yes/no accuracy unchanged.  Phase 1 is
+unchanged, so phase 2 can start from a saved phase-1 checkpoint
+(``scripts/train_toy.py --from-phase-one``) with the same result as running both phases.
 
 Determinism: the model is initialised under ``torch.manual_seed(seed)``; every training
 image and question is a function of ``(seed, step, position)``; with the same thread count
@@ -80,7 +82,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     # phase 2: four-option focus
-    mc_phase_steps: int = 600
+    mc_phase_steps: int = 1200
     mc_phase_lr: float = 3e-4
     mc_phase_warmup: int = 50
     mc_phase_mc_turns: int = 2
