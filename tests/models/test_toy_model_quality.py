@@ -26,13 +26,13 @@ def full_pope(toy_adapter):
 
 
 def test_answers_yes_no_questions_from_the_image(full_pope):
-    assert full_pope.correct.mean() >= 0.72  # measured for the shipped model: 0.78 on these 120 images
+    assert full_pope.correct.mean() >= 0.85  # measured for the shipped model: 0.91 on these 120 images
     assert full_pope.correct.mean() < 0.97  # calibration needs errors
 
 
 def test_four_option_accuracy_is_above_chance(toy_adapter):
     rows = score_dataset(toy_adapter, WORLD.scienceqa(), get_pruner("full"), 144, progress=False)
-    assert rows.correct.mean() >= 0.35  # measured for the shipped model: 0.39 on these 120 images
+    assert rows.correct.mean() >= 0.40  # measured for the shipped model: 0.475 on these 120 images
 
 
 def test_random_pruning_to_one_sixteenth_hurts(toy_adapter, full_pope):
@@ -50,5 +50,5 @@ def test_single_turn_captions_name_objects_in_the_image(toy_adapter):
     result = chair(captions, [data.objects[k] for k in keys], toy_vocabulary())
     named = np.mean([len(c.mentions) > 0 for c in result.captions])
     assert named >= 0.9, captions[:4]
-    # measured for the shipped model: recall 0.32, CHAIR_i 0.25 (it favours circles)
-    assert result.recall >= 0.25 and result.chair_i <= 0.4, (result.recall, result.chair_i, captions[:4])
+    # measured for the shipped model: recall 0.42, CHAIR_i 0.18 (it favours circles)
+    assert result.recall >= 0.33 and result.chair_i <= 0.3, (result.recall, result.chair_i, captions[:4])
