@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from studylib.data.toy_world import eval_world
+from studylib.toy.world import eval_world
 from studylib.models import prompts
 from studylib.models.adapter import LlavaAdapter
 from studylib.pruners import get_pruner

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from studylib.models.visual_tokens import QueryContext, VisualTokens  # noqa: E402
+from studylib.tokens import QueryContext, VisualTokens  # noqa: E402
 from studylib.pruners import fastv_rule, get_pruner, list_pruners  # noqa: E402
 
 N, ROWS, D_V, D_L, D_H = 576, 24, 1024, 4096, 64
@@ -59,7 +59,7 @@ def best_ms(fn, repeats: int) -> float:
 def prefill_ms(model: str, b: int, repeats: int) -> tuple[float, float, int]:
     """ms per image of (vision encoding, one first-token prefill forward with all visual
     tokens) on ``model`` ("toy": 144 tokens; "tiny-random": LLaVA-1.5's 576-token geometry)."""
-    from studylib.data.toy_world import eval_world
+    from studylib.toy.world import eval_world
     from studylib.models import prompts
     from studylib.models.adapter import LlavaAdapter
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from studylib.data.toy_world import eval_world
-from studylib.evaluation import score_dataset
+from studylib.toy.world import eval_world
+from studylib.sweep import score_dataset
 from studylib.metrics import expected_calibration_error
 from studylib.models.adapter import LlavaAdapter
 from studylib.pruners import get_pruner

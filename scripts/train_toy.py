@@ -5,7 +5,7 @@ Usage:  python scripts/train_toy.py [--steps 1200] [--mc-phase-steps 400] [--out
 
 Fixed step counts, 2 threads, seeded: on the same machine type the same command writes the
 same weights (compare the SHA-256 recorded in the README).  Training has two phases (see
-``studylib.models.toy_training``); a from-scratch run records the SHA-256 of the phase-1
+``studylib.toy.training``); a from-scratch run records the SHA-256 of the phase-1
 weights too, so a phase-2-only run can show which phase-1 checkpoint it started from.
 """
 
@@ -19,8 +19,8 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from studylib.models import toy
-from studylib.models.toy_training import TrainConfig, train
+from studylib.toy import model as toy
+from studylib.toy.training import TrainConfig, train
 
 
 def sha256(path: Path) -> str:

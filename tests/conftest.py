@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from studylib.data.toy_world import eval_world
+from studylib.toy.world import eval_world
 from studylib.models.adapter import LlavaAdapter
 from studylib.models.loading import TOY_MODEL_DIR
 

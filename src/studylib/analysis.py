@@ -1,4 +1,4 @@
-"""Tables of the study from result rows (:func:`studylib.runner.run_sweep`): calibration per
+"""Tables of the study from result rows (:func:`studylib.sweep.run_sweep`): calibration per
 config with cluster-bootstrap CIs, cross-validated temperature scaling, paired differences,
 reliability and risk-coverage curves, CHAIR, and a verdict helper for claims.
 

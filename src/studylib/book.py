@@ -136,7 +136,7 @@ def run_banner(model: str, profile: str = "") -> str:
 # ----------------------------------------------------------------------------- notebook parameters
 
 def _error(message: str) -> Exception:
-    from studylib.runner import StudyParameterError
+    from studylib.sweep import StudyParameterError
 
     return StudyParameterError(message)
 
@@ -168,18 +168,18 @@ def budget_map(budgets: Iterable[int], reported_budgets: Iterable[int] | None) -
 
 
 def runner_options(device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
-    """Keyword arguments that put :func:`studylib.runner.run_sweep`'s model on ``device`` in
+    """Keyword arguments that put :func:`studylib.sweep.run_sweep`'s model on ``device`` in
     ``dtype``.  CPU/float32 is the runner's default (no arguments)."""
     import inspect
 
-    from studylib.runner import run_sweep
+    from studylib.sweep import run_sweep
 
     if str(device) == "cpu" and str(dtype) in ("float32", "torch.float32"):
         return {}
     accepted = inspect.signature(run_sweep).parameters
     if "device" in accepted and "dtype" in accepted:
         return {"device": device, "dtype": dtype}
-    raise _error(f"device={device!r}, dtype={dtype!r}: this version of studylib.runner.run_sweep loads models on "
+    raise _error(f"device={device!r}, dtype={dtype!r}: this version of studylib.sweep.run_sweep loads models on "
                  f"the CPU in float32 only; run with device='cpu', dtype='float32'")
 
 

@@ -203,7 +203,7 @@ def test_chair_summary_known_values():
 
 def test_toy_rows(toy_adapter, tmp_path):
     """The whole path on rows of the trained toy model."""
-    from studylib.runner import run_sweep
+    from studylib.sweep import run_sweep
 
     rows = run_sweep(toy_adapter, "toy-pope", ["full@144", "scope(alpha=0)@8"], dataset_options={"n_images": 12},
                      limit=6, batch_size=32, results_dir=tmp_path, progress=False)

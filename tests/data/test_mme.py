@@ -10,7 +10,7 @@ from fixtures import formats
 
 from studylib.data import DataFormatError, DataNotFoundError, load_dataset
 from studylib.data.mme import load_mme, mme_table, score_mme
-from studylib.evaluation import score_dataset
+from studylib.sweep import score_dataset
 from studylib.models import prompts
 from studylib.pruners import get_pruner
 

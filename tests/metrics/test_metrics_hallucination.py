@@ -53,7 +53,7 @@ def test_toy_table_has_16_colour_shape_categories(toy):
 
 
 def test_toy_table_matches_the_toy_world_when_available(toy):
-    toy_world = pytest.importorskip("studylib.data.toy_world")
+    toy_world = pytest.importorskip("studylib.toy.world")
     assert set(toy.categories) == set(toy_world.CATEGORIES)
 
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from studylib.models.prefix_cache import prefix_groups
 from studylib.models import prompts
-from studylib.models.visual_tokens import Selection
+from studylib.tokens import Selection
 
 ADAPTERS = ["toy_adapter", "tiny_adapter"]
 SHORT_SYSTEM = "A chat between a curious user and an artificial intelligence assistant."
@@ -89,7 +90,7 @@ def test_the_mixed_batch_shares_prefixes(adapter, small_world):
     rows = adapter._prompt_rows(texts, None)
     assert len({len(before) for before, _ in rows}) == 2 and len({len(after) for _, after in rows}) > 2
     visual, indices = adapter._visual_sequence(tokens, None)
-    groups = adapter._prefix_groups(rows, tokens, visual, indices)
+    groups = prefix_groups(rows, tokens.image_keys, visual, indices)
     expected = {(rows[i][0], key) for i, key in enumerate(tokens.image_keys)}
     assert groups is not None and max(groups) + 1 == len(expected)
 
@@ -145,7 +146,7 @@ def test_merged_selections_share_only_equal_merged_tokens(adapter, small_world):
     tokens = encode(adapter, small_world, questions)
     selection = merged_selection(adapter, tokens)
     visual, indices = adapter._visual_sequence(tokens, selection)
-    groups = adapter._prefix_groups(adapter._prompt_rows(texts, None), tokens, visual, indices)
+    groups = prefix_groups(adapter._prompt_rows(texts, None), tokens.image_keys, visual, indices)
     assert groups[0] == groups[1] and groups[-1] not in groups[:-1]
     shared, single = both_paths(adapter, texts, tokens, selection, None, None)
     assert shared[2] == 2
@@ -158,7 +159,7 @@ def test_a_reused_image_key_with_other_features_is_not_shared(tiny_adapter, smal
     impostor = dataclasses.replace(tokens, embeddings=tokens.embeddings.clone())
     impostor.embeddings[2] += 1.0
     visual, indices = tiny_adapter._visual_sequence(impostor, None)
-    groups = tiny_adapter._prefix_groups(tiny_adapter._prompt_rows(texts[:4], None), impostor, visual, indices)
+    groups = prefix_groups(tiny_adapter._prompt_rows(texts[:4], None), impostor.image_keys, visual, indices)
     assert groups[0] == groups[1] == groups[3] != groups[2]
     shared, single = both_paths(tiny_adapter, texts[:4], impostor, None, None, None)
     assert_same_logits(shared, single)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from studylib.models.visual_tokens import QueryContext, VisualTokens
+from studylib.tokens import QueryContext, VisualTokens
 from studylib.pruners import get_pruner, list_pruners
 
 

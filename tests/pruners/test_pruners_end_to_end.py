@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from studylib.models import prompts
-from studylib.models.visual_tokens import QueryContext
+from studylib.tokens import QueryContext
 from studylib.pruners import get_pruner, list_pruners
 
 BUDGET = 36  # a quarter of the toy's 144 visual tokens
@@ -42,5 +42,5 @@ def test_pruner_scores_through_the_toy_model(name, toy_adapter, batch):
 @pytest.mark.parametrize("name", ["fastv", "dart"])
 def test_in_llm_pruners_generate(name, toy_adapter, batch):
     questions, tokens, texts, _ = batch
-    out = toy_adapter.generate_pruned(texts[:2], tokens[:2], get_pruner(name), BUDGET, max_new_tokens=2)
-    assert len(out) == 2
+    out, kept = toy_adapter.generate_pruned(texts[:2], tokens[:2], get_pruner(name), BUDGET, max_new_tokens=2)
+    assert len(out) == 2 and tuple(kept.shape) == (2, BUDGET)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from _pruner_helpers import make_tokens, tokens_from
-from studylib.models.visual_tokens import QueryContext
+from studylib.tokens import QueryContext
 from studylib.pruners import (
     attention_entropy,
     dart_rule,

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _pruner_helpers import VISION_SPECS, make_tokens
-from studylib.models.visual_tokens import QueryContext
+from studylib.tokens import QueryContext
 from studylib.pruners import adaptive_count, get_pruner, select_each
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

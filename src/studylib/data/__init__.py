@@ -31,45 +31,25 @@ def list_datasets() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load_dataset(name: str, **options) -> Dataset:
-    """Load dataset ``name`` with its options (paths, split, sizes)."""
+def dataset_loader(name: str) -> Callable[..., Dataset]:
+    """The registered loader function of ``name`` (its signature lists the options)."""
     try:
-        loader = _LOADERS[name]
+        return _LOADERS[name]
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; choose one of {list_datasets()}") from None
-    return loader(**options)
 
 
-@register_dataset("toy-pope")
-def _toy_pope(split: str = "all", n_images: int = 500, seed: int = 0) -> Dataset:
-    """Toy POPE-style questions: one split (random / popular / adversarial) or "all"."""
-    from studylib.data.toy_world import eval_world
-
-    world = eval_world(n_images)
-    return world.pope_all(seed) if split == "all" else world.pope(split, seed)
+def load_dataset(name: str, **options) -> Dataset:
+    """Load dataset ``name`` with its options (paths, split, sizes)."""
+    return dataset_loader(name)(**options)
 
 
-@register_dataset("toy-scienceqa")
-def _toy_scienceqa(n_images: int = 500, seed: int = 0) -> Dataset:
-    """Toy four-option questions, one per image."""
-    from studylib.data.toy_world import eval_world
+__all__ = ["LETTERS", "Dataset", "Question", "dataset_loader", "list_datasets", "load_dataset", "register_dataset"]
 
-    return eval_world(n_images).scienceqa(seed)
-
-
-@register_dataset("toy-captions")
-def _toy_captions(n_images: int = 500) -> Dataset:
-    """Toy caption requests with per-image object sets (CHAIR)."""
-    from studylib.data.toy_world import eval_world
-
-    return eval_world(n_images).captions()
-
-
-__all__ = ["LETTERS", "Dataset", "Question", "list_datasets", "load_dataset", "register_dataset"]
-
-# Real-benchmark loaders register themselves on import (names: pope, pope-lmms, scienceqa,
-# scienceqa-lmms, coco-captions, mme).
+# Loaders register themselves on import: the real benchmarks (pope, pope-lmms, scienceqa,
+# scienceqa-lmms, coco-captions, mme) and the toy world (toy-pope, toy-scienceqa, toy-captions).
 from studylib.data import coco, mme, pope, scienceqa  # noqa: E402
+from studylib.toy import world as _toy_world  # noqa: E402,F401
 from studylib.data._files import DataFormatError, DataNotFoundError, ImageNotFoundError  # noqa: E402
 
 __all__ += ["DataFormatError", "DataNotFoundError", "ImageNotFoundError"]

@@ -18,7 +18,7 @@ stripped from ``Question.text``.  ``Question.split`` is the subtask, ``image_key
 path relative to the root, ``qid`` ``"<subtask>/<name>/<line>"``.  Questions stay in file order
 (an image's two questions adjacent, as MME's tool expects).
 
-Scoring: :func:`score_mme` turns result rows (``studylib.evaluation.score_dataset`` columns, or
+Scoring: :func:`score_mme` turns result rows (``studylib.sweep.score_dataset`` columns, or
 generated texts parsed with MME's rule) into per-subtask acc / acc+ / score
 (:func:`studylib.metrics.mme_scores`); :func:`mme_table` lays them out.
 """
@@ -124,7 +124,7 @@ def score_mme(rows, text_column: str | None = None) -> dict[str, MmeScore]:
     """Per-subtask MME scores of result rows.
 
     ``rows``: a DataFrame (or list of dicts) with columns ``image``, ``split`` (subtask) and
-    ``label``, plus ``correct`` (first-token scoring, :func:`studylib.evaluation.score_dataset`)
+    ``label``, plus ``correct`` (first-token scoring, :func:`studylib.sweep.score_dataset`)
     or, with ``text_column``, generated answers parsed by MME's rule
     (:func:`studylib.data.parsing.mme_answer`).
     """

@@ -39,6 +39,7 @@ from studylib.data._files import (BytesImages, FolderImages, Layout, PathLike, c
                                   image_bytes, iter_parquet_rows, parquet_files, read_json_lines,
                                   require_dir, require_fields)
 from studylib.data.records import Dataset, Question
+from studylib.models.prompts import SHORT_ANSWER
 
 POPE_SPLITS = ("random", "popular", "adversarial")
 LLAVA_POPE_FILE = "llava_pope_test.jsonl"
@@ -84,8 +85,6 @@ def _official_files(folder: Path, splits: tuple[str, ...]) -> dict[str, Path] | 
 
 
 def _question_text(text: str) -> str:
-    from studylib.models.prompts import SHORT_ANSWER
-
     return text.strip().removesuffix(SHORT_ANSWER).rstrip()
 
 

@@ -55,13 +55,16 @@ class Dataset:
     """Questions plus an image store.
 
     ``objects`` maps an image key to its ground-truth object categories (for CHAIR);
-    it is empty for benchmarks without object annotations.
+    it is empty for benchmarks without object annotations.  ``chair_vocabulary`` names the
+    object vocabulary those categories come from (``"coco"``: MSCOCO's 80 with CHAIR's
+    synonyms; ``"toy"``: the toy world's 16), see :func:`studylib.metrics.chair_vocabulary`.
     """
 
     name: str
     questions: list[Question]
     load_image: Callable[[str], Image.Image]
     objects: dict[str, frozenset[str]] = field(default_factory=dict)
+    chair_vocabulary: str = "coco"
 
     def __len__(self) -> int:
         return len(self.questions)

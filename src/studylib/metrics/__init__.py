@@ -43,6 +43,7 @@ from studylib.metrics.classification import (
     pope_metrics_by_split,
 )
 from studylib.metrics.hallucination import (
+    chair_vocabulary,
     CaptionChair,
     ChairResult,
     ChairVocabulary,
@@ -76,6 +77,7 @@ from studylib.metrics.temperature import (
 from studylib.metrics.validation import MetricInputError
 
 __all__ = [
+    "chair_vocabulary",
     "DEFAULT_EDGES",
     "DEFAULT_N_BINS",
     "COGNITION_SUBTASKS",

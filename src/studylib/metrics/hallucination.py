@@ -188,6 +188,17 @@ def toy_vocabulary(path: str | Path = TOY_SYNONYMS) -> ChairVocabulary:
     return ChairVocabulary.from_file(path)
 
 
+CHAIR_VOCABULARIES = {"coco": coco_vocabulary, "toy": toy_vocabulary}
+
+
+def chair_vocabulary(name: str) -> ChairVocabulary:
+    """The CHAIR vocabulary a dataset names (``Dataset.chair_vocabulary``): ``"coco"`` or ``"toy"``."""
+    try:
+        return CHAIR_VOCABULARIES[name]()
+    except KeyError:
+        raise ValueError(f"unknown CHAIR vocabulary {name!r}; choose one of {sorted(CHAIR_VOCABULARIES)}") from None
+
+
 @dataclass(frozen=True)
 class ObjectMention:
     """One object mention: the matched ``word`` (after merging), its ``category``, and the

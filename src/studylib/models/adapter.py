@@ -10,26 +10,8 @@ image placeholders, filled with the kept visual tokens in raster order, so posit
 contiguous exactly as with the official pre-LLM pruners.  Batches are left-padded and carry
 explicit position ids, so a padded row gives the same logits as the row alone.
 
-Shared-prefix scoring.  Every prompt is ``[before ids][K visual tokens][after ids]`` and a
-sweep asks several questions about one image, so rows often share the whole prefix
-``[before][visual]`` (system text + image: ~180 of ~200 tokens on the toy, ~610 of ~630 on
-LLaVA-1.5-7B).  In a causal LM the keys/values of a prefix depend on the prefix only, so
-:meth:`LlavaAdapter.score` runs the batch in two forwards:
-
-1. the U unique prefixes, left-padded to width P, with ``use_cache=True``;
-2. the B suffixes (``after`` ids + optional extra ids), left-padded to width S, on top of
-   that cache: row b attends ``[prefix mask of its group, its suffix mask]`` and its suffix
-   positions continue from its real prefix length, so every real token sees exactly the keys,
-   values and rotary positions of the single forward, and the last position is the row's
-   real last token (``logits_to_keep=1``).
-
-This costs ``U*P + B*S`` token slots instead of ``B*(P+S)`` and is used whenever that is fewer.
-Two rows share a prefix when they have the same ``before`` ids, image key and kept indices
-*and* bitwise-equal visual token rows (which also covers merged selections: VisionZip rows
-share only when their merged tokens are equal).  Tokens without image keys, rows with an empty
-suffix and in-LLM pruning (FastV/DART hooks need the whole prompt in one forward) take the
-single-forward path.  The cached prefix is held once per group and gathered to the batch rows
-one decoder layer at a time (:class:`_SharedPrefixLayer`), so memory grows with U, not B.
+Rows that share their ``[system text][image]`` prefix are scored with the prefix computed once
+(:mod:`studylib.models.prefix_cache`; same numbers, fewer token slots).
 """
 
 from __future__ import annotations
@@ -43,15 +25,14 @@ from functools import lru_cache
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from studylib.models.llm_pruning import InLLMPruner, RegistryInLLMPruner, in_llm_pruning
+from studylib.models.prefix_cache import PromptRows, prefix_groups, real_positions, shared_prefix_logits
 from studylib.models.prompts import IMAGE_PLACEHOLDER
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 
 ImageInput = Image.Image | str | os.PathLike | bytes
 Verbalizer = Mapping[str, Sequence[str]]
-PromptRows = list[tuple[tuple[int, ...], tuple[int, ...]]]  # (before ids, after ids) per prompt
 
 
 @dataclass
@@ -261,11 +242,11 @@ class LlavaAdapter:
         k = visual.shape[1]
         rows = self._prompt_rows(prompts, suffixes)
         sequences = [list(before) + [self.image_token_id] * k + list(after) for before, after in rows]
-        ids, mask = self._left_padded(sequences)
+        ids, mask = self.left_padded(sequences)
         width = ids.shape[1]
         image_positions = torch.stack([torch.arange(k) + width - len(seq) + len(before)
                                        for seq, (before, _) in zip(sequences, rows)])
-        embeds = self._embed(ids, visual)
+        embeds = self.embed_ids(ids, visual)
         return embeds, mask, real_positions(mask), image_positions.to(self.device)
 
     def _prompt_rows(self, prompts: Sequence[str], suffixes: Sequence[Sequence[int]] | None) -> PromptRows:
@@ -277,7 +258,7 @@ class LlavaAdapter:
             rows.append((before, after + extra))
         return rows
 
-    def _left_padded(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def left_padded(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, width) token ids right-aligned on pad tokens, and the mask of the real ones."""
         width = max(len(seq) for seq in sequences)
         ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -288,69 +269,13 @@ class LlavaAdapter:
                 mask[i, width - len(seq):] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def _embed(self, ids: torch.Tensor, visual: torch.Tensor | None = None) -> torch.Tensor:
+    def embed_ids(self, ids: torch.Tensor, visual: torch.Tensor | None = None) -> torch.Tensor:
         """Input embeddings of ``ids`` with the image slots filled by ``visual`` row by row."""
         embeds = self.model.get_input_embeddings()(ids)
         if visual is None:
             return embeds
         slots = (ids == self.image_token_id).unsqueeze(-1)
         return embeds.masked_scatter(slots, visual.to(embeds.dtype))
-
-    # ------------------------------------------------------------------ shared-prefix scoring
-
-    @staticmethod
-    def _prefix_groups(rows: PromptRows, tokens: VisualTokens, visual: torch.Tensor,
-                       indices: torch.Tensor) -> list[int] | None:
-        """Group of each row's prefix ``[before][visual]``, or ``None`` when sharing saves nothing.
-
-        ``rows`` are the (before, after) ids of :meth:`_prompt_rows`.  Rows are candidates for one
-        group when their ``before`` ids, image key and kept indices agree; a candidate joins a
-        group only if its visual rows equal the group's bitwise, so merged selections and a key
-        reused for another image are never shared wrongly."""
-        if not tokens.image_keys or len(tokens.image_keys) != len(rows):
-            return None
-        if any(not after for _, after in rows):
-            return None  # the last real token would sit in the prefix
-        kept = indices.cpu().numpy()
-        candidates: dict[tuple, list[int]] = {}
-        first_rows: list[int] = []
-        group_of = []
-        for row, (before, _) in enumerate(rows):
-            key = (before, tokens.image_keys[row], kept[row].tobytes())
-            groups = candidates.setdefault(key, [])
-            group = next((g for g in groups if torch.equal(visual[row], visual[first_rows[g]])), None)
-            if group is None:
-                group = len(first_rows)
-                first_rows.append(row)
-                groups.append(group)
-            group_of.append(group)
-        return group_of if sharing_pays(rows, group_of, visual.shape[1]) else None
-
-    def _prefix_cache(self, rows: PromptRows, visual: torch.Tensor, group_of: list[int]):
-        """Prefill the unique prefixes once: (per-layer (keys, values) of the U groups, their
-        (U, P) padding mask, each group's real prefix length)."""
-        first_rows = [group_of.index(g) for g in range(max(group_of) + 1)]
-        k = visual.shape[1]
-        sequences = [list(rows[r][0]) + [self.image_token_id] * k for r in first_rows]
-        ids, mask = self._left_padded(sequences)
-        cache = DynamicCache()
-        self.model(inputs_embeds=self._embed(ids, visual[first_rows]), attention_mask=mask,
-                   position_ids=real_positions(mask), past_key_values=cache, use_cache=True, logits_to_keep=1)
-        states = [(layer.keys, layer.values) for layer in cache.layers]
-        return states, mask, mask.sum(1)
-
-    def _shared_prefix_logits(self, rows: PromptRows, visual: torch.Tensor, group_of: list[int]) -> torch.Tensor:
-        """Last-token logits of every row from one forward over the unique prefixes and one over
-        the left-padded suffixes on top of the gathered prefix cache (module docstring)."""
-        states, prefix_mask, prefix_lengths = self._prefix_cache(rows, visual, group_of)
-        group = torch.tensor(group_of, device=self.device)
-        ids, suffix_mask = self._left_padded([list(after) for _, after in rows])
-        positions = prefix_lengths[group].unsqueeze(1) + real_positions(suffix_mask)
-        cache = Cache(layers=[_SharedPrefixLayer(keys, values, group) for keys, values in states])
-        mask = torch.cat([prefix_mask[group], suffix_mask], 1)
-        out = self.model(inputs_embeds=self._embed(ids), attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1].float()
 
     # ------------------------------------------------------------------ scoring
 
@@ -360,9 +285,9 @@ class LlavaAdapter:
         check_rows(prompts, visual)
         if in_llm is None and self._share_prefixes:
             rows = self._prompt_rows(prompts, suffixes)
-            group_of = self._prefix_groups(rows, tokens, visual, indices)
+            group_of = prefix_groups(rows, tokens.image_keys, visual, indices)
             if group_of is not None:
-                return self._shared_prefix_logits(rows, visual, group_of), indices
+                return shared_prefix_logits(self, rows, visual, group_of), indices
         embeds, mask, positions, image_positions = self._inputs(prompts, visual, suffixes)
         record: dict = {}
         if in_llm is not None:
@@ -421,10 +346,17 @@ class LlavaAdapter:
         return self.score(prompts, tokens, keep, choices, in_llm=in_llm, in_llm_k=in_llm_k)
 
     def generate_pruned(self, prompts: Sequence[str], tokens: VisualTokens, pruner, k: int,
-                        max_new_tokens: int = 64, query: QueryContext | None = None) -> list[str]:
-        """:meth:`generate` with the visual tokens a registry pruner keeps at budget ``k``."""
+                        max_new_tokens: int = 64, query: QueryContext | None = None) -> tuple[list[str], torch.Tensor]:
+        """:meth:`generate` with the visual tokens a registry pruner keeps at budget ``k``.
+
+        Returns the texts and the (B, K) indices of the kept visual tokens; in-LLM pruners
+        re-select at every step, and their indices are those kept at the prefill."""
         keep, in_llm, in_llm_k = self._route(pruner, tokens, k, query)
-        return self.generate(prompts, tokens, keep, max_new_tokens, in_llm=in_llm, in_llm_k=in_llm_k)
+        if in_llm is None:
+            _, kept = self._visual_sequence(tokens, keep)
+            return self.generate(prompts, tokens, keep, max_new_tokens), kept
+        texts, _, kept = self._generate_without_cache(prompts, tokens, keep, max_new_tokens, in_llm, in_llm_k)
+        return texts, kept
 
     def query_context(self, questions: Sequence[str], prompts: Sequence[str] | None = None,
                       tokens: VisualTokens | None = None, layer: int = 2) -> QueryContext:
@@ -463,7 +395,8 @@ class LlavaAdapter:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if in_llm is not None:
-            return self._generate_without_cache(prompts, tokens, keep, max_new_tokens, in_llm, in_llm_k, output_scores)
+            texts, first_logits, _ = self._generate_without_cache(prompts, tokens, keep, max_new_tokens, in_llm, in_llm_k)
+            return (texts, first_logits) if output_scores else texts
         visual, _ = self._visual_sequence(tokens, keep)
         embeds, mask, _, _ = self._inputs(prompts, visual)
         out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
@@ -473,14 +406,17 @@ class LlavaAdapter:
         texts = [t.strip() for t in texts]
         return (texts, out.logits[0].float()) if output_scores else texts
 
-    def _generate_without_cache(self, prompts, tokens, keep, max_new_tokens, in_llm, in_llm_k, output_scores):
+    def _generate_without_cache(self, prompts, tokens, keep, max_new_tokens, in_llm, in_llm_k):
+        """Greedy decoding that re-runs the whole sequence at every step (in-LLM pruning):
+        (texts, first-step logits, (B, K) tokens kept at the first step)."""
         eos = self.tokenizer.eos_token_id
         generated: list[list[int]] = [[] for _ in prompts]
         finished = [False] * len(prompts)
-        first_logits = None
+        first_logits = first_kept = None
         for _ in range(max_new_tokens):
-            logits, _ = self._last_logits(prompts, tokens, keep, in_llm, in_llm_k, suffixes=generated)
-            first_logits = logits if first_logits is None else first_logits
+            logits, kept = self._last_logits(prompts, tokens, keep, in_llm, in_llm_k, suffixes=generated)
+            if first_logits is None:
+                first_logits, first_kept = logits, kept
             for i, token in enumerate(logits.argmax(-1).tolist()):
                 if not finished[i]:
                     generated[i].append(token)
@@ -489,24 +425,7 @@ class LlavaAdapter:
                 break
         texts = [self.tokenizer.decode([t for t in g if t != eos], skip_special_tokens=True).strip()
                  for g in generated]
-        return (texts, first_logits) if output_scores else texts
-
-
-class _SharedPrefixLayer(DynamicLayer):
-    """One decoder layer's prefix keys/values, held once per group, gathered to the batch rows
-    on use.  ``update`` returns ``[prefix of the row's group, new states]`` without storing it:
-    the suffix forward is the last one, so a gathered (B, heads, P + S, d) copy lives for one
-    layer at a time."""
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, group: torch.Tensor):
-        super().__init__()
-        self.lazy_initialization(keys, values)
-        self.keys, self.values, self.group = keys, values, group
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        keys = torch.cat([self.keys.index_select(0, self.group), key_states], dim=-2)
-        values = torch.cat([self.values.index_select(0, self.group), value_states], dim=-2)
-        return keys, values
+        return texts, first_logits, first_kept
 
 
 def check_rows(prompts: Sequence[str], visual: torch.Tensor) -> None:
@@ -515,22 +434,6 @@ def check_rows(prompts: Sequence[str], visual: torch.Tensor) -> None:
     if len(prompts) != visual.shape[0]:
         raise ValueError(f"{len(prompts)} prompts but visual tokens for {visual.shape[0]} images; "
                          f"pass one image row per prompt")
-
-
-def real_positions(mask: torch.Tensor) -> torch.Tensor:
-    """Position of each real token among its row's real tokens; left pads get 0 (they are
-    masked out as keys and their outputs are unused)."""
-    return (mask.cumsum(1) - 1).clamp(min=0)
-
-
-def sharing_pays(rows: PromptRows, group_of: Sequence[int], k: int) -> bool:
-    """Whether ``U*P + B*S`` (unique padded prefixes + padded suffixes) is fewer token slots
-    than the single forward's ``B*(P+S)`` (with P, S, P+S the padded widths)."""
-    prefix = [len(before) + k for before, _ in rows]
-    suffix = [len(after) for _, after in rows]
-    whole = max(p + s for p, s in zip(prefix, suffix))
-    shared = (max(group_of) + 1) * max(prefix) + len(rows) * max(suffix)
-    return shared < len(rows) * whole
 
 
 class _AttentionRecorder:

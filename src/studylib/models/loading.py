@@ -104,7 +104,7 @@ def tiny_random_processor(image_size: int = 336, patch_size: int = 14):
     """The toy's word-level tokenizer with a CLIP image processor at LLaVA-1.5's 336 px."""
     from transformers import CLIPImageProcessorPil, LlavaProcessor
 
-    from studylib.models import toy
+    from studylib.toy import model as toy
 
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},

@@ -12,7 +12,10 @@ Multi-turn conversations separate turns by ``"</s>"`` after each answer, as vicu
 
 from __future__ import annotations
 
-from studylib.data.records import LETTERS, Question
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # prompts import nothing of studylib at run time, so loaders may import them
+    from studylib.data.records import Question
 
 IMAGE_PLACEHOLDER = "<image>"
 SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
@@ -32,7 +35,7 @@ def user_message(question: Question, with_image: bool = True) -> str:
         body = f"{question.text}\n{SHORT_ANSWER}"
     elif question.task == "mc":
         context = f"Context: {question.hint}\n" if question.hint else ""
-        options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(question.choices))
+        options = "\n".join(f"{letter}. {c}" for letter, c in zip(question.choice_labels, question.choices))
         body = f"{context}{question.text}\n{options}\n{LETTER_ANSWER}"
     elif question.task == "caption":
         body = question.text

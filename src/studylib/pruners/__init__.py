@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners.registry import (
     Param,
     Pruner,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 
 #: eps of the row L2 normalisation (guards zero vectors; official code divides by the plain norm)
 NORM_EPS = 1e-12

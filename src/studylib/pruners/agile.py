@@ -65,7 +65,7 @@ from typing import Iterable
 
 import torch
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import as_work, cosine_matrix, mask_to_indices, selection, stable_desc_order
 from studylib.pruners.divprune import divprune_order, space_features
 from studylib.pruners.fps import fps_order

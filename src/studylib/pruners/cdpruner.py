@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import cosine_matrix, l2_normalize, require_query, selection
 from studylib.pruners.registry import Param, register
 
@@ -97,7 +97,7 @@ def dpp_greedy(kernel: torch.Tensor, k: int, fill_score: torch.Tensor) -> torch.
     "cdpruner",
     Param("negate", bool, True, "relevance = −cos (official sign) or +cos"),
     summary="CDPruner: conditional DPP (relevance-weighted cosine kernel), fast greedy MAP",
-    needs_query=True,
+    needs_query=("text_embedding",),
 )
 def cdpruner(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, negate: bool) -> Selection:
     """Conditional DPP on projected tokens with question relevance; raster order."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import cosine_matrix, selection
 from studylib.pruners.registry import Param, register
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import as_work, selection
 from studylib.pruners.divprune import SPACE, space_features
 from studylib.pruners.registry import Param, register

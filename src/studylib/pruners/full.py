@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import selection
 from studylib.pruners.registry import register
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import torch
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import as_work, cosine_matrix, require_query, selection
 from studylib.pruners.divprune import space_features
 from studylib.pruners.registry import Param, register
@@ -99,6 +99,7 @@ def suppression_order(score: torch.Tensor, sim: torch.Tensor, k: int, gamma: flo
     Param("mix", float, 0.5, "weight of saliency in the unified score", low=0.0, high=1.0),
     Param("space", str, "vision", "similarity space: vision = pre-projector, llm = projected", choices=("vision", "llm")),
     summary="ID-Selection: importance + iterative exponential similarity suppression (γ=20)",
+    needs_query=lambda params: () if params["importance"] == "saliency" else ("text_attention",),
 )
 def idselect(
     tokens: VisualTokens, k: int, query: QueryContext | None = None, *,

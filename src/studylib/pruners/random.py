@@ -15,7 +15,7 @@ import hashlib
 
 import torch
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import selection
 from studylib.pruners.registry import Param, register
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import check_budget, check_tokens
 
 
@@ -181,7 +181,7 @@ class PrunerInfo:
     aliases: tuple[str, ...] = ()
     merges: bool = False
     exact_k: bool = True
-    needs_query: bool = False
+    needs_query: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = ()
     _lookup: dict[str, Param] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -219,12 +219,14 @@ def register(
     aliases: tuple[str, ...] = (),
     merges: bool = False,
     exact_k: bool = True,
-    needs_query: bool = False,
+    needs_query: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` under ``name`` with typed parameters.
 
     Vision-stage functions have the signature ``fn(tokens, k, query, **params) -> Selection``
-    (``k`` already validated).  LLM-stage functions are the pure selection rules; every parameter
+    (``k`` already validated).  ``needs_query`` names the :class:`QueryContext` fields the method
+    reads (``"text_embedding"``, ``"text_attention"``), or is a function of the parameters that
+    returns them (ID-Selection needs the question only for its relevance cues).  LLM-stage functions are the pure selection rules; every parameter
     except ``layer`` is bound to them as a keyword argument.
     """
     if stage not in ("vision", "llm"):
@@ -312,6 +314,17 @@ class Pruner:
     def exact_k(self) -> bool:
         """True when the LLM sees exactly ``k`` visual tokens (False only for adaptive counts)."""
         return self._info.exact_k
+
+    @property
+    def query_signals(self) -> tuple[str, ...]:
+        """The :class:`QueryContext` fields this configuration reads (empty: no question needed)."""
+        need = self._info.needs_query
+        return tuple(need(self._params) if callable(need) else need)
+
+    @property
+    def needs_query(self) -> bool:
+        """True when the pruner reads the question (a :class:`QueryContext` must be passed)."""
+        return bool(self.query_signals)
 
     @property
     def layer(self) -> int | None:

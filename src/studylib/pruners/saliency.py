@@ -11,7 +11,7 @@ so among equal scores the lower index wins.
 
 from __future__ import annotations
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import as_work, selection, top_k_raster
 from studylib.pruners.registry import register
 

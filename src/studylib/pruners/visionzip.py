@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import as_work, l2_normalize, selection, stable_desc_order
 from studylib.pruners.registry import Param, register
 

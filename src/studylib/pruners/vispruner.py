@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import torch
 
-from studylib.models.visual_tokens import QueryContext, Selection, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import as_work, cosine_matrix, selection, stable_desc_order
 from studylib.pruners.registry import Param, register
 

@@ -1,4 +1,4 @@
-"""Shared by the runner tests and the subprocess they SIGKILL: a tiny random LLaVA with the toy
+"""Shared by the sweep tests and the subprocess they SIGKILL: a tiny random LLaVA with the toy
 world's geometry (96 px, patch 8 -> 12 x 12 = 144 tokens), fast enough for CPU tests."""
 
 from __future__ import annotations

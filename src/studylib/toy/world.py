@@ -27,6 +27,7 @@ from functools import cached_property
 import numpy as np
 from PIL import Image, ImageDraw
 
+from studylib.data import register_dataset
 from studylib.data.records import LETTERS, Dataset, Question
 
 IMAGE_SIZE = 96
@@ -285,23 +286,23 @@ class ToyWorld:
                     qid = f"{split}-{scene.seed}-{len(questions)}"
                     questions.append(Question(qid, scene.key, "yesno", existence_question(cat),
                                               answer=label, split=split))
-        return Dataset(f"toy-pope-{split}", questions, self.load_image, self.objects())
+        return Dataset(f"toy-pope-{split}", questions, self.load_image, self.objects(), "toy")
 
     def pope_all(self, seed: int = 0) -> Dataset:
         parts = [self.pope(s, seed) for s in POPE_SPLITS]
-        return Dataset("toy-pope", [q for p in parts for q in p.questions], self.load_image, self.objects())
+        return Dataset("toy-pope", [q for p in parts for q in p.questions], self.load_image, self.objects(), "toy")
 
     def scienceqa(self, seed: int = 0) -> Dataset:
         """One four-option question per image."""
         rng = np.random.default_rng([seed, 10])
         questions = [multiple_choice_question(s, rng, f"mc-{s.seed}") for s in self.scenes]
-        return Dataset("toy-scienceqa", questions, self.load_image, self.objects())
+        return Dataset("toy-scienceqa", questions, self.load_image, self.objects(), "toy")
 
     def captions(self) -> Dataset:
         """One caption request per image, ``answer`` holds the reference caption."""
         questions = [Question(f"cap-{s.seed}", s.key, "caption", CAPTION_PROMPT, answer=caption_of(s))
                      for s in self.scenes]
-        return Dataset("toy-captions", questions, self.load_image, self.objects())
+        return Dataset("toy-captions", questions, self.load_image, self.objects(), "toy")
 
     def objects(self) -> dict[str, frozenset[str]]:
         return {s.key: s.categories for s in self.scenes}
@@ -330,3 +331,22 @@ EVAL_FIRST_SEED = 0
 def eval_world(n_images: int = 500) -> ToyWorld:
     """The held-out evaluation world (seeds 0 .. n_images-1)."""
     return ToyWorld(EVAL_FIRST_SEED, n_images)
+
+
+@register_dataset("toy-pope")
+def toy_pope(split: str = "all", n_images: int = 500, seed: int = 0) -> Dataset:
+    """Toy POPE-style questions: one split (random / popular / adversarial) or "all"."""
+    world = eval_world(n_images)
+    return world.pope_all(seed) if split == "all" else world.pope(split, seed)
+
+
+@register_dataset("toy-scienceqa")
+def toy_scienceqa(n_images: int = 500, seed: int = 0) -> Dataset:
+    """Toy four-option questions, one per image."""
+    return eval_world(n_images).scienceqa(seed)
+
+
+@register_dataset("toy-captions")
+def toy_captions(n_images: int = 500) -> Dataset:
+    """Toy caption requests with per-image object sets (CHAIR)."""
+    return eval_world(n_images).captions()

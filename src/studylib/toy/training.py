@@ -59,10 +59,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from studylib.data import toy_world as tw
+from studylib.toy import world as tw
 from studylib.data.records import LETTERS, Question
 from studylib.models import prompts
-from studylib.models.toy import PATCH
+from studylib.toy.model import PATCH
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studylib.data.toy_world import eval_world
-from studylib.evaluation import score_dataset
+from studylib.toy.world import eval_world
+from studylib.sweep import score_dataset
 from studylib.metrics.hallucination import chair, toy_vocabulary
 from studylib.models import prompts
 from studylib.pruners import get_pruner

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from studylib.runner import StudyParameterError, validate_parameters
+from studylib.sweep import StudyParameterError, validate_parameters
 
 GOOD = dict(model="tiny-random", dataset="toy-pope", dataset_options={"n_images": 8},
             pruners=["scope(alpha=0)", "random", "full"], budgets=[16, 64], seeds=[0, 1])

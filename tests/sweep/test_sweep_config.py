@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from studylib.pruners import PrunerConfigError
-from studylib.runner import Config, StudyParameterError, config_grid
+from studylib.sweep import Config, StudyParameterError, config_grid
 
 
 def test_config_parse_round_trip():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from studylib.data import toy_world as tw
-from studylib.models import toy
-from studylib.models.toy_training import (MC_VALUES, TrainConfig, answer_loss, asked_value, lr_at, make_batch,
+from studylib.toy import world as tw
+from studylib.toy import model as toy
+from studylib.toy.training import (MC_VALUES, TrainConfig, answer_loss, asked_value, lr_at, make_batch,
                                           phase_two, train, training_questions)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studylib.data import toy_world as tw
+from studylib.toy import world as tw
 from studylib.models import prompts
 
 
@@ -100,7 +100,7 @@ def test_patch_labels_mark_objects():
 
 
 def test_every_prompt_word_is_in_the_toy_vocabulary(world):
-    from studylib.models.toy import build_tokenizer
+    from studylib.toy.model import build_tokenizer
 
     tokenizer = build_tokenizer()
     texts = [prompts.build_prompt(q) for q in world.pope_all().questions + world.scienceqa().questions]

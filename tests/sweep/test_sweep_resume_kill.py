@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _runner_helpers import ForwardCounter, small_adapter
+from _sweep_helpers import ForwardCounter, small_adapter
 
-from studylib.runner import run_sweep
+from studylib.sweep import run_sweep
 
 CONFIGS = ["scope(alpha=0)@16", "random(seed=1)@8", "fastv(layer=1)@24"]
 SWEEP = dict(dataset_options={"n_images": 6}, limit=2, batch_size=5, progress=False, model_name="small-random")
@@ -23,8 +23,8 @@ SRC = HELPERS.parents[1] / "src"
 
 SCRIPT = textwrap.dedent("""
     import sys, time
-    from _runner_helpers import small_adapter
-    from studylib.runner import run_sweep
+    from _sweep_helpers import small_adapter
+    from studylib.sweep import run_sweep
 
     adapter = small_adapter()
     score = adapter.score_pruned

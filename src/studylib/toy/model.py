@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
                           LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
 
-from studylib.data import toy_world as tw
+from studylib.toy import world as tw
 from studylib.models import prompts
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", prompts.IMAGE_PLACEHOLDER)

@@ -1,0 +1,118 @@
+"""Parameter checks that run before any work: one clear error for every bad parameter.
+
+:func:`validate_parameters` is an experiment's first call; :func:`load_checked_dataset` and
+:func:`select_questions` are shared with :func:`studylib.sweep.plan_sweep`, so a dataset is
+loaded once for validation and sweep (the last two loads are kept in memory).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from functools import lru_cache
+
+import studylib.data as data_registry
+from studylib.data.records import Dataset, Question
+from studylib.models.adapter import LlavaAdapter
+from studylib.pruners import PrunerConfigError, parse_spec
+from studylib.sweep.grid import StudyParameterError, as_list, check_budget, check_positive, config_grid
+from studylib.sweep.identity import canonical, model_num_tokens
+from studylib.sweep.scoring import CAPTION_TASK, SCORED_TASKS
+
+_UNKNOWN_N = 10**9  # budget bound when the model is unknown (its own error is reported instead)
+
+
+@lru_cache(maxsize=2)
+def _load(name: str, options_json: str) -> Dataset:
+    return data_registry.load_dataset(name, **json.loads(options_json))
+
+
+def load_checked_dataset(name: str, options: dict) -> Dataset:
+    """``load_dataset`` with bad names/options/paths turned into :class:`StudyParameterError`."""
+    if not isinstance(name, str) or not name:
+        raise StudyParameterError(f"dataset: expected a dataset name, got {name!r}; "
+                                  f"choose one of {data_registry.list_datasets()}")
+    if not isinstance(options, dict):
+        raise StudyParameterError(f"dataset_options must be a dict of loader options, got {options!r}")
+    if name not in data_registry.list_datasets():
+        raise StudyParameterError(f"dataset: unknown dataset {name!r}; choose one of {data_registry.list_datasets()}")
+    loader = data_registry.dataset_loader(name)
+    try:
+        inspect.signature(loader).bind(**options)
+    except TypeError as error:
+        accepted = ", ".join(p for p in inspect.signature(loader).parameters)
+        raise StudyParameterError(f"dataset_options for {name!r}: {error}; accepted options: {accepted}") from None
+    try:
+        return _load(name, canonical(options))
+    except FileNotFoundError as error:
+        raise StudyParameterError(f"dataset_options for {name!r}: data not found: {error}") from None
+    except (ValueError, KeyError) as error:
+        raise StudyParameterError(f"dataset_options for {name!r}: {error}") from None
+
+
+def select_questions(dataset: Dataset, limit: int | None) -> list[Question]:
+    """The questions of the first ``limit`` distinct images (all of them with ``None``),
+    in dataset order, so all questions about an image stay together."""
+    limit = check_positive(limit, "limit", allow_none=True)
+    questions = dataset.questions
+    if limit is not None:
+        keep = set(dataset.image_keys()[:limit])
+        questions = [q for q in questions if q.image_key in keep]
+    unsupported = sorted({q.task for q in questions} - {*SCORED_TASKS, CAPTION_TASK})
+    if unsupported:
+        raise StudyParameterError(f"dataset {dataset.name!r} has questions of unsupported task(s) {unsupported}")
+    if not questions:
+        raise StudyParameterError(f"dataset {dataset.name!r} has no questions (limit={limit})")
+    qids = [q.qid for q in questions]
+    if len(set(qids)) != len(qids):
+        raise StudyParameterError(f"dataset {dataset.name!r} has duplicate question ids; the store keys rows by qid")
+    return questions
+
+
+def _grid_problems(pruners, budgets, seeds, bound: int) -> list[str]:
+    problems = []
+    for pruner in as_list(pruners, "pruners"):
+        try:
+            parse_spec(str(pruner))
+        except PrunerConfigError as error:
+            problems.append(f"pruners: {error}")
+    for k in as_list(budgets, "budgets"):
+        try:
+            check_budget(k, bound)
+        except StudyParameterError as error:
+            problems.append(str(error))
+    if not problems:
+        try:
+            config_grid(pruners, budgets, seeds, bound)
+        except PrunerConfigError as error:
+            problems.append(f"pruners: {error}")
+        except StudyParameterError as error:
+            problems.append(str(error))
+    return problems
+
+
+def validate_parameters(model: str | LlavaAdapter, dataset: str, dataset_options: dict | None, pruners, budgets,
+                        seeds=None, *, limit: int | None = None) -> None:
+    """Raise ONE :class:`StudyParameterError` listing every bad parameter (unknown model path,
+    unknown dataset, bad dataset option or missing data path, unknown pruner or pruner
+    parameter, budget outside [1, N], empty grid, bad seeds or limit) with its fix; return
+    ``None`` when the sweep can run.  N is read from the model's config, no weights are loaded."""
+    problems: list[str] = []
+    n_tokens = None
+    try:
+        n_tokens = model_num_tokens(model)
+    except StudyParameterError as error:
+        problems.append(str(error))
+    try:
+        select_questions(load_checked_dataset(dataset, dict(dataset_options or {})), limit)
+    except StudyParameterError as error:
+        problems.append(str(error))
+    problems += _grid_problems(pruners, budgets, seeds, n_tokens if n_tokens is not None else _UNKNOWN_N)
+    if len(problems) == 1:
+        raise StudyParameterError(problems[0])
+    if problems:
+        raise StudyParameterError(f"{len(problems)} problems with the parameters:\n"
+                                  + "\n".join(f"- {p}" for p in problems))
+
+
+__all__ = ["load_checked_dataset", "select_questions", "validate_parameters"]
