@@ -68,7 +68,7 @@ def _toy_captions(n_images: int = 500) -> Dataset:
 __all__ = ["LETTERS", "Dataset", "Question", "list_datasets", "load_dataset", "register_dataset"]
 
 # Real-benchmark loaders register themselves on import (names: pope, pope-lmms, scienceqa,
-# scienceqa-lmms, coco-captions, mme).
+# scienceqa-lmms, coco-captions, mme, mme-lmms).
 from studylib.data import coco, mme, pope, scienceqa  # noqa: E402
 from studylib.data._files import DataFormatError, DataNotFoundError, ImageNotFoundError  # noqa: E402
 
