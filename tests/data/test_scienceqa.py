@@ -72,6 +72,78 @@ def test_rows_without_images_are_skipped_in_parquet(tmp_path):
     assert len(load_scienceqa_lmms(path, limit=2)) == 2
 
 
+SPLIT_PIDS = {"train": ["5"], "validation": ["6"], "test": ["1", "2", "3"]}
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test", "val"])
+def test_each_lmms_split_loads_from_its_shard(files, split):
+    """lmms-lab/ScienceQA 'ScienceQA-IMG' has train / validation / test shards; each loads like
+    the same split of problems.json (where validation is called 'val')."""
+    lmms = load_scienceqa_lmms(files.parquet, split=split)
+    name = "validation" if split == "val" else split
+    original = load_scienceqa(files.problems, files.images, split=split)
+    fields = lambda q: (q.text, q.choices, q.answer, q.hint, q.split)  # noqa: E731
+    assert [fields(q) for q in lmms.questions] == [fields(q) for q in original.questions]
+    assert [q.qid for q in original.questions] == SPLIT_PIDS[name]
+    assert [q.qid for q in lmms.questions] == [f"{name}-{i}" for i in range(len(SPLIT_PIDS[name]))]
+    shard = files.parquet / "ScienceQA-IMG" / f"{name}-00000-of-00001.parquet"
+    assert [fields(q) for q in load_scienceqa_lmms(shard, split=split).questions] == [fields(q) for q in lmms.questions]
+    pid = SPLIT_PIDS[name][0]
+    image = lmms.load_image(lmms.questions[0].image_key)
+    assert np.array_equal(np.asarray(image), np.asarray(formats.scienceqa_image(pid)))
+
+
+def test_lmms_split_without_image_rows_says_what_was_found(tmp_path):
+    """The reported refusal: a validation shard without image rows (here: only the image-less
+    val problem, as ScienceQA-FULL keeps it) names the split and what each split holds."""
+    folder = tmp_path / "ScienceQA-IMG"
+    problems = formats.scienceqa_problems()
+    formats.write_scienceqa_parquet(folder / "test-00000-of-00001.parquet", problems, "test", full=True)
+    problems["6"]["image"] = None
+    formats.write_scienceqa_parquet(folder / "validation-00000-of-00001.parquet", problems, "validation", full=True)
+    with pytest.raises(DataFormatError) as error:
+        load_scienceqa_lmms(tmp_path, split="validation")
+    message = str(error.value)
+    assert "no 'validation' rows with an image in ['validation-00000-of-00001.parquet']" in message
+    assert "test: 3 with an image, 1 without; validation: 0 with an image, 2 without" in message
+    assert len(load_scienceqa_lmms(tmp_path)) == 3
+
+
+def test_lmms_empty_shard_and_missing_split(tmp_path):
+    folder = tmp_path / "ScienceQA-IMG"
+    problems = formats.scienceqa_problems()
+    formats.write_scienceqa_parquet(folder / "test-00000-of-00001.parquet", problems, "test")
+    for p in problems.values():
+        p["split"] = "test"  # a validation shard written from rows of no val problem: 0 rows
+    formats.write_scienceqa_parquet(folder / "validation-00000-of-00001.parquet", problems, "validation")
+    with pytest.raises(DataFormatError, match="holding test: 3 with an image, 0 without; validation: no rows"):
+        load_scienceqa_lmms(folder, split="validation")
+    with pytest.raises(DataNotFoundError, match=r"no 'train' shard matching 'train-\*\.parquet'.*"
+                                                r"test: 3 with an image, 0 without"):
+        load_scienceqa_lmms(tmp_path, split="train")
+
+
+def test_lmms_split_names(files):
+    shard = files.parquet / "ScienceQA-IMG" / "validation-00000-of-00001.parquet"
+    with pytest.raises(ValueError, match="is a 'validation' shard but split='test' was asked"):
+        load_scienceqa_lmms(shard)
+    with pytest.raises(ValueError, match=r"unknown ScienceQA \(lmms-lab parquet\) split 'dev'"):
+        load_scienceqa_lmms(files.parquet, split="dev")
+    with pytest.raises(ValueError, match=r"unknown ScienceQA split 'minival'; choose from \('train', 'val', 'test'\)"):
+        load_scienceqa(files.problems, files.images, split="minival")
+
+
+def test_original_split_without_images_says_what_was_found(tmp_path, files):
+    problems = formats.scienceqa_problems()
+    problems["6"]["image"] = None
+    path = tmp_path / "problems.json"
+    path.write_text(json.dumps(problems))
+    with pytest.raises(DataFormatError, match="no 'val' problems with an image .*"
+                                              "test: 3 with an image, 1 without; train: 1 with an image, 0 without; "
+                                              "val: 0 with an image, 2 without"):
+        load_scienceqa(path, files.images, split="validation")
+
+
 # ---------------------------------------------------------------- errors
 
 

@@ -1,16 +1,21 @@
-"""Accuracy, POPE precision/recall/F1/yes-ratio, MME acc/acc+/score."""
+"""Accuracy, POPE precision/recall/F1/yes-ratio, MME acc/acc+/score (arrays and result rows)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from studylib.metrics import (
     COGNITION_SUBTASKS,
+    MME_SUBTASKS,
     PERCEPTION_SUBTASKS,
+    MetricInputError,
     accuracy,
     mme_scores,
+    mme_table,
     mme_total,
     pope_metrics,
     pope_metrics_by_split,
+    score_mme,
 )
 
 
@@ -110,3 +115,37 @@ def test_mismatched_lengths_raise():
 def test_empty_inputs_raise():
     with pytest.raises(ValueError, match="empty"):
         pope_metrics([], [])
+
+
+def test_score_mme_from_result_rows_per_subtask():
+    rows = pd.DataFrame({
+        "image": ["a", "a", "b", "b", "c", "c"],
+        "split": ["existence"] * 4 + ["OCR"] * 2,
+        "label": ["yes", "no"] * 3,
+        "correct": [True, True, True, False, False, True],
+        "output": ["Yes", "No.", "yes", "yes", "Not sure", "no"],
+    })
+    scores = score_mme(rows)
+    assert scores["existence"].acc == 0.75 and scores["existence"].acc_plus == 0.5
+    assert scores["existence"].score == pytest.approx(125.0)
+    assert scores == mme_scores(rows.correct, rows.image, rows.split)
+    parsed = score_mme(rows, text_column="output")  # MME's 4-character rule: "not sure" -> "no"
+    assert parsed["OCR"].acc == 0.5 and parsed["existence"].acc == 0.75
+    assert score_mme(rows.to_dict("records")) == scores
+
+
+def test_mme_table_official_order_and_groups():
+    tasks = ["code_reasoning", "OCR", "existence", "mystery"]
+    scores = mme_scores([True] * 8, [f"i{i // 2}" for i in range(8)], np.repeat(tasks, 2))
+    table = mme_table(scores)
+    assert list(table.subtask) == ["existence", "OCR", "code_reasoning", "mystery"]
+    assert list(table.group[:3]) == ["perception", "perception", "cognition"]
+    assert list(table.columns) == ["subtask", "group", "acc", "acc_plus", "score", "n_questions", "n_images"]
+    assert MME_SUBTASKS == PERCEPTION_SUBTASKS + COGNITION_SUBTASKS and len(MME_SUBTASKS) == 14
+
+
+def test_score_mme_needs_columns():
+    with pytest.raises(MetricInputError, match=r"lack column\(s\) \['correct'\]"):
+        score_mme(pd.DataFrame({"image": ["a"], "split": ["OCR"], "label": ["yes"]}))
+    with pytest.raises(MetricInputError, match=r"lack column\(s\) \['text'\]"):
+        score_mme(pd.DataFrame({"image": ["a"], "split": ["OCR"], "label": ["yes"]}), text_column="text")

@@ -47,7 +47,7 @@ def load_dataset(name: str, **options) -> Dataset:
 __all__ = ["LETTERS", "Dataset", "Question", "dataset_loader", "list_datasets", "load_dataset", "register_dataset"]
 
 # Loaders register themselves on import: the real benchmarks (pope, pope-lmms, scienceqa,
-# scienceqa-lmms, coco-captions, mme) and the toy world (toy-pope, toy-scienceqa, toy-captions).
+# scienceqa-lmms, coco-captions, mme, mme-lmms) and the toy world (toy-pope, toy-scienceqa, toy-captions).
 from studylib.data import coco, mme, pope, scienceqa  # noqa: E402
 from studylib.toy import world as _toy_world  # noqa: E402,F401
 from studylib.data._files import DataFormatError, DataNotFoundError, ImageNotFoundError  # noqa: E402

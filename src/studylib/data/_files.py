@@ -107,8 +107,11 @@ def parquet_files(path: PathLike, pattern: str, layout: Layout) -> list[Path]:
 
 
 def iter_parquet_rows(files: Sequence[Path], columns: Sequence[str], layout: Layout,
-                      optional: Sequence[str] = ()) -> Iterator[tuple[Path, dict]]:
-    """(file, row dict) of every row, reading ``columns`` (required) and ``optional`` columns batch by batch."""
+                      optional: Sequence[str] = (), required: Sequence[str] = ()) -> Iterator[tuple[Path, dict]]:
+    """(file, row dict) of every row, reading ``columns`` (required) and ``optional`` columns batch by batch.
+
+    ``required``: further columns that must exist but are not read (e.g. images, read in a later pass).
+    """
     import pyarrow.parquet as pq
 
     for file in files:
@@ -117,7 +120,7 @@ def iter_parquet_rows(files: Sequence[Path], columns: Sequence[str], layout: Lay
         except Exception as error:  # pyarrow raises several types for a non-parquet file
             raise layout.malformed(f"{file} is not a readable parquet file ({error})") from None
         names = set(handle.schema_arrow.names)
-        missing = [c for c in columns if c not in names]
+        missing = [c for c in [*columns, *required] if c not in names]
         if missing:
             raise layout.malformed(f"{file} lacks column(s) {missing} (has {sorted(names)})")
         wanted = list(columns) + [c for c in optional if c in names]

@@ -10,10 +10,14 @@ files under ``playground/data/eval/scienceqa/``)::
 ``split`` is train / val / test.  Test problems with an image: 2,017 (of 4,241).
 
 ``lmms-lab/ScienceQA`` (``huggingface-cli download lmms-lab/ScienceQA --repo-type dataset``),
-configuration ``ScienceQA-IMG``: ``ScienceQA-IMG/test-*.parquet`` with columns ``image``
-(``{bytes, path}`` struct), ``question``, ``choices`` (list of strings), ``answer`` (int index),
+configuration ``ScienceQA-IMG``: one shard per split, ``ScienceQA-IMG/train-00000-of-00001.parquet``,
+``validation-00000-of-00001.parquet`` and ``test-00000-of-00001.parquet`` (test 2,017 rows,
+validation 2,097; lmms-eval's ``scienceqa_img`` task reads ``test``), with columns ``image``
+(``{bytes, path}`` struct), ``question``, ``choices`` (list of strings), ``answer`` (int8 index),
 ``hint``, ``task``, ``grade``, ``subject``, ``topic``, ``category``, ``skill``, ``lecture``,
 ``solution``.  The ``ScienceQA-FULL`` files also work: rows without an image are skipped.
+Split names: the parquet shards say ``validation`` where ``problems.json`` says ``val``; both
+loaders accept either name.
 
 Prompt (LLaVA-1.5 ``llava_test_CQM-A.json`` = lmms-eval default, built by
 :func:`studylib.models.prompts.build_prompt`): ``Context: {hint}`` line only when the hint is
@@ -43,11 +47,15 @@ from pathlib import Path
 
 from studylib.data import register_dataset
 from studylib.data._files import (BytesImages, FolderImages, Layout, PathLike, check_limit, image_bytes,
-                                  iter_parquet_rows, parquet_files, read_json, require_dir, require_file)
+                                  iter_parquet_rows, read_json, require_dir, require_file)
 from studylib.data.records import LETTERS, Dataset, Question
 
 MAX_OPTIONS = 5
 GROUP_FIELDS = ("subject", "category", "topic", "grade", "task", "skill")
+#: split names of problems.json and of the lmms-lab shards, and the other loader's name for each
+ORIGINAL_SPLITS = ("train", "val", "test")
+LMMS_SPLITS = ("train", "validation", "test")
+_OTHER_NAME = {"validation": "val", "val": "validation"}
 
 ORIGINAL = Layout(
     "ScienceQA",
@@ -58,8 +66,9 @@ ORIGINAL = Layout(
 )
 LMMS = Layout(
     "ScienceQA (lmms-lab parquet)",
-    "ScienceQA-IMG/<split>-*.parquet with columns image ({bytes, path}), question, choices, answer, hint, "
-    "subject and the other metadata columns",
+    "ScienceQA-IMG/<split>-*.parquet for split train, validation or test (e.g. "
+    "ScienceQA-IMG/validation-00000-of-00001.parquet) with columns image ({bytes, path}), question, choices, "
+    "answer, hint, subject and the other metadata columns",
     "huggingface.co/datasets/lmms-lab/ScienceQA (huggingface-cli download lmms-lab/ScienceQA "
     "--repo-type dataset --local-dir ...)",
 )
@@ -69,6 +78,20 @@ def _check_group(group_by: str) -> str:
     if group_by not in GROUP_FIELDS:
         raise ValueError(f"group_by must be one of {GROUP_FIELDS}, got {group_by!r}")
     return group_by
+
+
+def _check_split(split: str, names: tuple[str, ...], layout: Layout) -> str:
+    """``split`` in this layout's spelling (``val`` and ``validation`` name the same split)."""
+    split = split if split in names else _OTHER_NAME.get(split, split)
+    if split not in names:
+        raise ValueError(f"unknown {layout.benchmark} split {split!r}; choose from {names}")
+    return split
+
+
+def _describe(counts: Mapping[str, list[int]]) -> str:
+    """``{split: [rows with an image, rows without]}`` as "test: 3 with an image, 1 without; val: no rows"."""
+    return "; ".join(f"{split}: {n[0]} with an image, {n[1]} without" if sum(n) else f"{split}: no rows"
+                     for split, n in sorted(counts.items()))
 
 
 def _question(qid: str, image_key: str, problem: Mapping, group_by: str, where: str, layout: Layout) -> Question:
@@ -109,15 +132,18 @@ def load_scienceqa(problems: PathLike, images: PathLike, split: str = "test", li
     """
     limit = check_limit(limit)
     group_by = _check_group(group_by)
+    split = _check_split(split, ORIGINAL_SPLITS, ORIGINAL)
     path = _problems_file(problems)
     root = _image_root(images, split)
     table = read_json(path, ORIGINAL)
     if not isinstance(table, dict):
         raise ORIGINAL.malformed(f"{path} holds a {type(table).__name__}, not an object keyed by problem id")
     questions = []
+    found: dict[str, list[int]] = {}
     for pid, problem in table.items():
         if not isinstance(problem, dict):
             raise ORIGINAL.malformed(f"{path} problem {pid!r} is not an object")
+        found.setdefault(str(problem.get("split")), [0, 0])[0 if problem.get("image") else 1] += 1
         if problem.get("split") != split or not problem.get("image"):
             continue
         questions.append(_question(str(pid), f"{pid}/{problem['image']}", problem, group_by,
@@ -125,33 +151,67 @@ def load_scienceqa(problems: PathLike, images: PathLike, split: str = "test", li
         if limit is not None and len(questions) == limit:
             break
     if not questions:
-        raise ORIGINAL.malformed(f"{path} has no {split!r} problems with an image "
-                                 "(check the 'split' and 'image' fields)")
+        raise ORIGINAL.malformed(f"{path} has no {split!r} problems with an image (by their 'split' and 'image' "
+                                 f"fields it holds {_describe(found) or 'no problems'})")
     return Dataset("scienceqa", questions, FolderImages(root, ORIGINAL))
 
 
-def _lmms_files(path: PathLike, split: str) -> list[Path]:
-    path = Path(path).expanduser()
-    if path.is_dir() and (path / "ScienceQA-IMG").is_dir():
-        path = path / "ScienceQA-IMG"
-    return parquet_files(path, f"{split}-*.parquet", LMMS)
+def _has_image(cell) -> bool:
+    return cell is not None and not (isinstance(cell, Mapping) and not cell.get("bytes"))
+
+
+def _lmms_folder(path: Path) -> Path:
+    return path / "ScienceQA-IMG" if (path / "ScienceQA-IMG").is_dir() else path
+
+
+def _lmms_files(path: Path, split: str) -> list[Path]:
+    """The ``<split>-*.parquet`` shards at ``path`` (a shard, the ``ScienceQA-IMG`` folder or the download)."""
+    if path.is_file():
+        named = path.name.split("-", 1)[0]
+        if named in LMMS_SPLITS and named != split:
+            raise ValueError(f"{path} is a {named!r} shard but split={split!r} was asked; "
+                             f"pass split={named!r} or the {split} shard")
+        return [path]
+    folder = _lmms_folder(path)
+    if not folder.is_dir():
+        raise LMMS.missing(f"parquet data not found at {path}")
+    files = sorted(folder.rglob(f"{split}-*.parquet"))
+    if not files:
+        raise LMMS.missing(f"no {split!r} shard matching '{split}-*.parquet' under {folder}; "
+                           f"{_split_summary(folder)}")
+    return files
+
+
+def _split_summary(folder: Path) -> str:
+    """What the shards under ``folder`` hold, per split (for error messages)."""
+    files = sorted(folder.rglob("*.parquet"))
+    if not files:
+        return f"{folder} holds no parquet file"
+    counts = {file.name.split("-", 1)[0]: [0, 0] for file in files}
+    for file, row in iter_parquet_rows(files, ("image",), LMMS):
+        counts[file.name.split("-", 1)[0]][0 if _has_image(row["image"]) else 1] += 1
+    return f"found in {folder}: {[f.relative_to(folder).as_posix() for f in files]} holding {_describe(counts)}"
 
 
 def load_scienceqa_lmms(path: PathLike, split: str = "test", limit: int | None = None,
                         group_by: str = "subject") -> Dataset:
     """ScienceQA-IMG from ``lmms-lab/ScienceQA`` parquet.
 
-    ``path``: a parquet file, the ``ScienceQA-IMG`` folder, or the downloaded repository (its
-    ``ScienceQA-IMG`` folder is used).  Reads ``<split>-*.parquet``; rows without an image are
-    skipped; ``limit`` keeps the first ``limit`` image questions.
+    ``path``: a parquet shard, the ``ScienceQA-IMG`` folder, or the downloaded repository (its
+    ``ScienceQA-IMG`` folder is used).  ``split``: train, validation (or val) or test; reads
+    ``<split>-*.parquet`` (a shard given directly must be of that split).  Rows without an
+    image are skipped; ``limit`` keeps the first ``limit`` image questions.  A split without
+    image rows is refused with what each split's shards hold.
     """
     limit = check_limit(limit)
     group_by = _check_group(group_by)
+    split = _check_split(split, LMMS_SPLITS, LMMS)
+    path = Path(path).expanduser()
     files = _lmms_files(path, split)
     columns = ("image", "question", "choices", "answer", "hint", group_by)
     questions, images = [], {}
     for index, (file, row) in enumerate(iter_parquet_rows(files, columns, LMMS)):
-        if row["image"] is None or (isinstance(row["image"], Mapping) and not row["image"].get("bytes")):
+        if not _has_image(row["image"]):
             continue
         qid = f"{split}-{index}"
         images[qid] = image_bytes(row["image"], f"{file} row {index}", LMMS)
@@ -159,7 +219,9 @@ def load_scienceqa_lmms(path: PathLike, split: str = "test", limit: int | None =
         if limit is not None and len(questions) == limit:
             break
     if not questions:
-        raise LMMS.malformed(f"no {split!r} rows with an image under {path}")
+        folder = path.parent if path.is_file() else _lmms_folder(path)
+        raise LMMS.malformed(f"no {split!r} rows with an image in {[f.name for f in files]} (rows without image "
+                             f"bytes are skipped); {_split_summary(folder)}")
     return Dataset("scienceqa-lmms", questions, BytesImages(images, LMMS))
 
 

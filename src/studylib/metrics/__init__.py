@@ -33,14 +33,17 @@ from studylib.metrics.calibration import (
 )
 from studylib.metrics.classification import (
     COGNITION_SUBTASKS,
+    MME_SUBTASKS,
     PERCEPTION_SUBTASKS,
     MmeScore,
     PopeMetrics,
     accuracy,
     mme_scores,
+    mme_table,
     mme_total,
     pope_metrics,
     pope_metrics_by_split,
+    score_mme,
 )
 from studylib.metrics.hallucination import (
     chair_vocabulary,
@@ -81,6 +84,7 @@ __all__ = [
     "DEFAULT_EDGES",
     "DEFAULT_N_BINS",
     "COGNITION_SUBTASKS",
+    "MME_SUBTASKS",
     "PERCEPTION_SUBTASKS",
     "BootstrapInterval",
     "CaptionChair",
@@ -118,6 +122,7 @@ __all__ = [
     "maximum_calibration_error",
     "mean_confidence",
     "mme_scores",
+    "mme_table",
     "mme_total",
     "negative_log_likelihood",
     "nll_from_logits",
@@ -130,6 +135,7 @@ __all__ = [
     "resample_indices",
     "risk_coverage_curve",
     "scaled_probabilities",
+    "score_mme",
     "selective_accuracy",
     "singularize",
     "tokenize",

@@ -9,7 +9,9 @@ ground-truth yeses instead, which is always ≈ 0.5).  A ratio with a zero denom
 
 MME (§4): per subtask, acc = fraction of questions answered correctly, acc+ = fraction of
 images whose questions (two per image) are all correct, score = 100·acc + 100·acc+ (max 200);
-perception and cognition totals are sums of subtask scores.
+perception and cognition totals are sums of subtask scores.  Result rows of either MME loader
+(``mme``: the official folder, ``mme-lmms``: lmms-lab parquet) are scored by :func:`score_mme`
+and laid out by :func:`mme_table`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ PERCEPTION_SUBTASKS = (
     "OCR",
 )
 COGNITION_SUBTASKS = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
+#: The 14 MME subtasks in the official order, spelled as the release's folder names (= lmms-lab's ``category``).
+MME_SUBTASKS = PERCEPTION_SUBTASKS + COGNITION_SUBTASKS
 
 
 @dataclass(frozen=True)
@@ -197,3 +201,42 @@ def mme_total(scores: dict[str, MmeScore], subtasks=PERCEPTION_SUBTASKS) -> floa
             f"mme_total: no scores for subtask(s) {missing}; score them or pass the subtasks you have."
         )
     return float(sum(scores[task].score for task in subtasks))
+
+
+def score_mme(rows, text_column: str | None = None) -> dict[str, MmeScore]:
+    """Per-subtask MME scores of result rows, whichever MME loader produced the questions.
+
+    ``rows``: a DataFrame (or list of dicts) with columns ``image`` (image key: pairs an
+    image's questions), ``split`` (subtask) and ``label`` ("yes"/"no"), plus ``correct``
+    (first-token scoring, :func:`studylib.sweep.score_dataset`) or, with ``text_column``,
+    generated answers parsed by MME's rule (:func:`studylib.data.parsing.mme_answer`).
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    needed = ["image", "split", "label", text_column or "correct"]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise MetricInputError(f"score_mme: result rows lack column(s) {missing}; expected {needed}.")
+    if text_column is None:
+        correct = frame["correct"].astype(bool).to_numpy()
+    else:
+        from studylib.data.parsing import mme_answer  # parsing lives with the loaders; imported late
+
+        correct = (frame[text_column].map(mme_answer) == frame["label"].str.lower()).to_numpy()
+    return mme_scores(correct, frame["image"].to_numpy(), frame["split"].to_numpy())
+
+
+def mme_table(scores: dict[str, MmeScore]):
+    """One row per subtask (official order, unknown names last): group, acc, acc+, score, counts.
+
+    Perception / cognition totals: :func:`mme_total`, which refuses partial sets.
+    """
+    import pandas as pd
+
+    order = [s for s in MME_SUBTASKS if s in scores] + sorted(set(scores) - set(MME_SUBTASKS))
+    return pd.DataFrame([{
+        "subtask": s, "group": "cognition" if s in COGNITION_SUBTASKS else "perception",
+        "acc": scores[s].acc, "acc_plus": scores[s].acc_plus, "score": scores[s].score,
+        "n_questions": scores[s].n_questions, "n_images": scores[s].n_images,
+    } for s in order])
