@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from studylib import book
+from studylib import build, pages
 from studylib.claims import VERDICTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def test_parameters_cell_then_validation(path):
     assert any(c.cell_type == "markdown" and "Parameters" in c.source for c in cells[:index]), "a 'Parameters' section"
     following = next(c for c in cells[index + 1:] if c.cell_type == "code")
     assert "validate_parameters(" in following.source, "the first code cell after the parameters validates them"
-    declared = book.declared_parameters(path)
+    declared = build.declared_parameters(path)
     for name in ("model", "device", "dtype", "profile"):
         assert name in declared, f"parameter {name!r}"
     title = next(c for c in cells if c.cell_type == "markdown").source
@@ -51,9 +51,9 @@ def test_parameters_cell_then_validation(path):
 def test_claims_section_and_glue(path):
     sources = "\n".join(c.source for c in _cells(path))
     assert "## Claims" in sources
-    assert "claims.glue_claims(" in sources and "book.glue_value(" in sources
+    assert "claims.glue_claims(" in sources and "pages.glue_value(" in sources
     for name in ("n_bootstrap", "results_dir", "limit"):
-        assert name in book.declared_parameters(path), name
+        assert name in build.declared_parameters(path), name
 
 
 BAD_PARAMETERS = {
@@ -67,8 +67,8 @@ BAD_PARAMETERS = {
 
 @pytest.fixture(scope="module")
 def kernel():
-    book.kernel_environment()
-    return book.ensure_kernel()
+    build.kernel_environment()
+    return build.ensure_kernel()
 
 
 @pytest.mark.parametrize("case", BAD_PARAMETERS, ids=str)
@@ -120,7 +120,7 @@ def test_executed_notebooks_have_no_errors():
 def test_glued_headline_values_are_valid():
     checked = 0
     for path in _executed():
-        values = book.read_glued(path)
+        values = build.read_glued(path)
         if path.stem in WITH_CLAIMS:
             assert any(k.endswith("_verdict") for k in values), f"{path.name}: no glued verdicts"
         for name, value in values.items():
@@ -144,10 +144,10 @@ def test_executed_pages_are_labelled():
         nb = nbformat.read(str(path), as_version=4)
         injected = [c for c in nb.cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
         assert injected and "hide-input" in injected[0].metadata["tags"], f"{path.name}: injected cell not hidden"
-        model = book.declared_parameters(REPO / "notebooks" / path.name).get("model")
+        model = build.declared_parameters(REPO / "notebooks" / path.name).get("model")
         for cell in injected:
             if 'model = "toy"' in cell.source:
                 model = "toy"
         title = next(c for c in nb.cells if c.cell_type == "markdown").source.splitlines()[0]
-        if book.is_toy(model):
+        if pages.is_toy(model):
             assert "TOY model" in title, f"{path.name}: toy results without 'TOY model' in the title"

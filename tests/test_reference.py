@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from studylib.book import REPORTED_COLUMNS, REPORTED_CSV, reported
+from studylib.reported import REPORTED_COLUMNS, REPORTED_CSV, reported
 from studylib.pruners import parse_spec
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"

@@ -15,13 +15,14 @@ metric between two configurations, with its bootstrap CI), the paper's own numbe
 * :func:`interval_claim` — a claim about any interval computed elsewhere, judged the same way;
 * :func:`point_claim` — a comparison that has no CI in this study (e.g. fitted temperatures):
   the verdict says ``(point estimate)`` so nobody mistakes it for a tested one;
-* :func:`all_of` — a claim that needs several comparisons to hold (e.g. "at every budget").
+* :func:`all_of` / :func:`any_of` — a claim that needs every / some part to hold (e.g. "at
+  every budget"); a composite with a point-estimate part says ``(point estimate)`` too.
 
 A claim whose configurations are not in the run (the grid was changed) gets the verdict
-``not tested`` with the reason, instead of failing: the notebook still renders.
+``not applicable: needs ...`` instead of failing: the notebook still renders.  Experiments
+declare their claims in ``data/claims/<experiment>.yaml`` (:mod:`studylib.claim_specs`).
 
-:func:`claims_table` renders a list of claims as a DataFrame; :func:`glue_claims` glues each
-verdict and estimate for the book (``<prefix><id>_verdict``, ``<prefix><id>_estimate``).
+:func:`claims_table` renders a list of claims as a DataFrame.
 """
 
 from __future__ import annotations
@@ -33,11 +34,15 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from studylib.analysis import paired_delta, verdict
+from studylib.metrics import paired_bootstrap_ci
+
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
 INCONCLUSIVE = "inconclusive"
-NOT_TESTED = "not tested"
+NOT_TESTED = "not applicable"
 VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NOT_TESTED)
+POINT = " (point estimate)"  # qualifier of verdicts judged without a CI
 DIRECTIONS = ("less", "greater")
 
 
@@ -64,8 +69,7 @@ class Claim:
     parts: tuple["Claim", ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        base = self.verdict.split(" (")[0]
-        if base not in VERDICTS:
+        if verdict_base(self.verdict) not in VERDICTS:
             raise ValueError(f"claim {self.id}: verdict {self.verdict!r} is not one of {VERDICTS}")
 
     @property
@@ -98,11 +102,17 @@ def _symbol(direction: str) -> str:
     return "<" if _ALIASES.get(direction, direction) == "less" else ">"
 
 
+def verdict_base(text: str) -> str:
+    """``"inconclusive (CI crosses 0)"`` -> ``"inconclusive"``; ``"not applicable: needs x"`` ->
+    ``"not applicable"``."""
+    return str(text).split(" (")[0].split(":")[0]
+
+
 def _check_verdict(text: str) -> str:
     """The analysis module's verdict, checked against :data:`VERDICTS` (its detail kept:
     ``"inconclusive (CI crosses 0)"``)."""
     text = str(text).strip()
-    if text.split(" (")[0] not in VERDICTS:
+    if verdict_base(text) not in VERDICTS:
         raise ValueError(f"unrecognised verdict {text!r}; expected one of {VERDICTS}")
     return text
 
@@ -112,11 +122,9 @@ def judge(interval: Any, direction: str, threshold: float = 0.0) -> str:
     ``holds`` (the whole CI strictly on the claimed side), ``does not hold`` (strictly on the
     other side) or ``inconclusive (CI crosses <threshold>)``.  A CI with NaN bounds (the metric
     is undefined on some resamples) gives ``not tested (CI undefined)``."""
-    from studylib.analysis import verdict
-
     _check_direction(direction)
     if math.isnan(float(interval.low)) or math.isnan(float(interval.high)):
-        return f"{NOT_TESTED} (CI undefined)"
+        return f"{INCONCLUSIVE} (CI undefined)"
     return _check_verdict(verdict(interval, _symbol(direction), threshold))
 
 
@@ -143,10 +151,14 @@ def _comparison(metric: str, a: str, b: str, direction: str, threshold: float, s
     return f"{metric}[{a}] − {metric}[{b}] {_symbol(direction)} {threshold:g}{where}"
 
 
+def _needs(missing: Sequence[str]) -> str:
+    return "needs " + ", ".join(map(str, missing))
+
+
 def not_tested(id: str, source: str, statement: str, reason: str, *, metric: str = "",
                comparison: str = "", reported: str = "") -> Claim:
-    return Claim(id, source, statement, metric, comparison, verdict=NOT_TESTED, reported=reported,
-                 note=reason)
+    """A claim this run cannot test; its verdict says why: ``not applicable: needs ...``."""
+    return Claim(id, source, statement, metric, comparison, verdict=f"{NOT_TESTED}: {reason}", reported=reported)
 
 
 def interval_claim(interval: Any, *, id: str, source: str, statement: str, metric: str,
@@ -163,8 +175,6 @@ def _paired_metric_delta(rows: pd.DataFrame, a: str, b: str, metric: str, subset
                          n_bootstrap: int, seed: int):
     """``(interval of metric(a) − metric(b), [])`` by the paired bootstrap over questions, or
     ``(None, missing configs)`` when ``a`` or ``b`` is absent from ``rows`` (after ``subset``)."""
-    from studylib.analysis import paired_delta
-
     data = _subset(rows, subset)
     missing = _missing(data, [a, b])
     if missing:
@@ -184,7 +194,7 @@ def delta_claim(rows: pd.DataFrame, *, id: str, source: str, statement: str, a: 
     comparison = _comparison(metric, a, b, direction, threshold, subset)
     interval, missing = _paired_metric_delta(rows, a, b, metric, subset, n_bootstrap, seed)
     if missing:
-        return not_tested(id, source, statement, f"configuration(s) {missing} not in this run",
+        return not_tested(id, source, statement, _needs(missing),
                           metric=metric, comparison=comparison, reported=reported)
     return interval_claim(interval, id=id, source=source, statement=statement, metric=metric,
                           comparison=comparison, direction=direction, threshold=threshold,
@@ -197,8 +207,6 @@ def mean_delta(rows: pd.DataFrame, a: str, b: str, column: str, *, per: str = "i
     (default: images; each unit's value is its mean over its rows, e.g. the erank of the kept
     tokens, identical for all questions about one image).  Units are resampled with the same
     indices for both configurations.  Returns a :class:`~studylib.metrics.BootstrapInterval`."""
-    from studylib.metrics import paired_bootstrap_ci
-
     means = {}
     for config in (a, b):
         frame = rows[rows["config"] == config]
@@ -220,7 +228,7 @@ def mean_delta_claim(rows: pd.DataFrame, *, id: str, source: str, statement: str
     comparison = f"mean {column}[{a}] − mean {column}[{b}] {_symbol(direction)} {threshold:g} (per {per})"
     missing = _missing(rows, [a, b])
     if missing:
-        return not_tested(id, source, statement, f"configuration(s) {missing} not in this run",
+        return not_tested(id, source, statement, _needs(missing),
                           metric=column, comparison=comparison, reported=reported)
     interval = mean_delta(rows, a, b, column, per=per, n_bootstrap=n_bootstrap, seed=seed)
     return interval_claim(interval, id=id, source=source, statement=statement, metric=column,
@@ -240,7 +248,7 @@ def equivalence_claim(rows: pd.DataFrame, *, id: str, source: str, statement: st
     comparison = f"|{metric}[{a}] − {metric}[{b}]| < {margin:g}{where}"
     interval, missing = _paired_metric_delta(rows, a, b, metric, subset, n_bootstrap, seed)
     if missing:
-        return not_tested(id, source, statement, f"configuration(s) {missing} not in this run",
+        return not_tested(id, source, statement, _needs(missing),
                           metric=metric, comparison=comparison, reported=reported)
     above = judge(interval, "greater", -margin)
     below = judge(interval, "less", margin)
@@ -263,11 +271,11 @@ def point_claim(value_a: float, value_b: float, *, id: str, source: str, stateme
     ``does not hold (point estimate)`` from ``value_a − value_b`` vs ``threshold``."""
     _check_direction(direction)
     if value_a is None or value_b is None or math.isnan(value_a) or math.isnan(value_b):
-        return not_tested(id, source, statement, "value missing in this run", metric=metric,
+        return not_tested(id, source, statement, "needs a value this run did not compute", metric=metric,
                           comparison=comparison, reported=reported)
     delta = float(value_a) - float(value_b)
     ok = delta < threshold if _symbol(direction) == "<" else delta > threshold
-    verdict = f"{HOLDS if ok else DOES_NOT_HOLD} (point estimate)"
+    verdict = f"{HOLDS if ok else DOES_NOT_HOLD}{POINT}"
     return Claim(id, source, statement, metric, comparison, delta, math.nan, math.nan, verdict,
                  reported, note or "no confidence interval for this quantity")
 
@@ -305,7 +313,11 @@ def any_of(parts: Sequence[Claim], *, id: str, source: str, statement: str, repo
 
 
 def _composite(parts: Sequence[Claim], verdict: str, **fields: str) -> Claim:
-    """A claim made of ``parts`` with the given verdict; its test column counts the parts that hold."""
+    """A claim made of ``parts`` with the given verdict; its test column counts the parts that hold.
+    A composite is only as strong as its weakest part: if any tested part rests on a point
+    estimate, so does the composite's verdict."""
+    if verdict != NOT_TESTED and any(POINT in p.verdict for p in parts if p.tested):
+        verdict += POINT
     counts = f"{sum(p.verdict.startswith(HOLDS) for p in parts)}/{len(parts)} parts hold"
     metric = ", ".join(dict.fromkeys(p.metric for p in parts if p.metric))
     return Claim(fields["id"], fields["source"], fields["statement"], metric, counts, verdict=verdict,
@@ -338,21 +350,12 @@ def style_claims(table: pd.DataFrame):
             .set_properties(**{"text-align": "left"}))
 
 
-def glue_claims(claims: Iterable[Claim], prefix: str = "") -> None:
-    """Glue ``<prefix><id>_verdict`` and ``<prefix><id>_estimate`` (text) of every claim."""
-    from studylib.book import glue_value
-
-    for claim in claims:
-        glue_value(f"{prefix}{claim.id}_verdict", claim.verdict)
-        glue_value(f"{prefix}{claim.id}_estimate", claim.estimate_text())
-
-
 def with_note(claim: Claim, note: str) -> Claim:
     return replace(claim, note=(claim.note + "; " if claim.note else "") + note)
 
 
 __all__ = [
     "Claim", "DIRECTIONS", "DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "NOT_TESTED", "VERDICTS",
-    "all_of", "any_of", "claims_table", "delta_claim", "equivalence_claim", "glue_claims",
-    "interval_claim", "judge", "mean_delta", "mean_delta_claim", "not_tested", "point_claim", "style_claims", "with_note",
+    "all_of", "any_of", "claims_table", "delta_claim", "equivalence_claim",
+    "interval_claim", "judge", "verdict_base", "mean_delta", "mean_delta_claim", "not_tested", "point_claim", "style_claims", "with_note",
 ]

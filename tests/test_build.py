@@ -1,9 +1,8 @@
-"""Build helpers (studylib.book), claims (studylib.claims) and the book's static wiring."""
+"""Build helpers (studylib.build), pages, reported numbers, claims and the book's static wiring."""
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import nbformat
@@ -12,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from studylib import book, claims
+from studylib import build, claims, pages, reported
+from studylib.experiments import common
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -22,21 +22,21 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 @pytest.mark.parametrize("profile", ["toy", "llava-1.5-7b"])
 def test_profiles_fit_every_notebook(profile):
-    loaded = book.load_profile(profile)
+    loaded = build.load_profile(profile)
     assert loaded["name"] == profile
     assert set(loaded["notebooks"]) <= {p.stem for p in NOTEBOOKS}, "profile names a notebook that does not exist"
     for path in NOTEBOOKS:
-        declared = book.declared_parameters(path)
-        params = book.notebook_parameters(loaded, path.stem, declared)  # raises on unknown keys
+        declared = build.declared_parameters(path)
+        params = build.notebook_parameters(loaded, path.stem, declared)  # raises on unknown keys
         if "model" in declared:
             assert "model" in params
 
 
 def test_profiles_say_what_they_run():
-    toy = book.load_profile("toy")
+    toy = build.load_profile("toy")
     assert toy["defaults"]["model"] == "toy" and toy["defaults"]["device"] == "cpu"
     assert toy["notebooks"]["u_curve"]["budgets"] == [144, 48, 32, 16, 8]
-    real = book.load_profile("llava-1.5-7b")
+    real = build.load_profile("llava-1.5-7b")
     assert real["defaults"]["model"] == "llava-hf/llava-1.5-7b-hf"
     assert real["defaults"]["dtype"] == "bfloat16" and real["defaults"]["device"] == "cuda"
     assert real["defaults"]["n_bootstrap"] == 1000 and real["defaults"]["limit"] is None
@@ -44,47 +44,47 @@ def test_profiles_say_what_they_run():
 
 
 def test_profile_errors(tmp_path):
-    with pytest.raises(book.ProfileError, match="available"):
-        book.load_profile("no-such-profile")
+    with pytest.raises(build.ProfileError, match="available"):
+        build.load_profile("no-such-profile")
     bad = tmp_path / "bad.yaml"
     bad.write_text("default: {}\n")
-    with pytest.raises(book.ProfileError, match="unknown top-level"):
-        book.load_profile(bad)
+    with pytest.raises(build.ProfileError, match="unknown top-level"):
+        build.load_profile(bad)
     profile = {"name": "x", "defaults": {"model": "toy", "unused": 1}, "notebooks": {"nb": {"typo": 1}}}
-    with pytest.raises(book.ProfileError, match="typo"):
-        book.notebook_parameters(profile, "nb", ["model"])
-    assert book.notebook_parameters({"defaults": {"model": "toy", "unused": 1}}, "nb", ["model"], {"model": "m"}) == {"model": "m"}
+    with pytest.raises(build.ProfileError, match="typo"):
+        build.notebook_parameters(profile, "nb", ["model"])
+    assert build.notebook_parameters({"defaults": {"model": "toy", "unused": 1}}, "nb", ["model"], {"model": "m"}) == {"model": "m"}
 
 
 def test_parse_overrides():
-    out = book.parse_overrides(["limit=50", "u_curve.budgets=[144, 8]", "model=toy"], ["u_curve"])
+    out = build.parse_overrides(["limit=50", "u_curve.budgets=[144, 8]", "model=toy"], ["u_curve"])
     assert out == {"*": {"limit": 50, "model": "toy"}, "u_curve": {"budgets": [144, 8]}}
-    with pytest.raises(book.ProfileError, match="unknown notebook"):
-        book.parse_overrides(["nope.limit=1"], ["u_curve"])
-    with pytest.raises(book.ProfileError, match="key=value"):
-        book.parse_overrides(["limit"], ["u_curve"])
+    with pytest.raises(build.ProfileError, match="unknown notebook"):
+        build.parse_overrides(["nope.limit=1"], ["u_curve"])
+    with pytest.raises(build.ProfileError, match="key=value"):
+        build.parse_overrides(["limit"], ["u_curve"])
 
 
 def test_declared_parameters_reads_specs_with_equals_signs():
-    declared = book.declared_parameters(REPO / "notebooks" / "u_curve.ipynb")
+    declared = build.declared_parameters(REPO / "notebooks" / "u_curve.ipynb")
     assert declared["pruner"] == "scope(alpha=1)"
     assert declared["budgets"] == [576, 192, 128, 64, 32]
     assert declared["limit"] is None
 
 
 def test_budget_map_and_choices():
-    assert book.budget_map([144, 32], [576, 128]) == {144: 576, 32: 128}
-    assert book.budget_map([64], None) == {64: 64}
+    assert common.budget_map([144, 32], [576, 128]) == {144: 576, 32: 128}
+    assert common.budget_map([64], None) == {64: 64}
     with pytest.raises(ValueError, match="reported_budgets has 1 entries"):
-        book.budget_map([144, 32], [576])
+        common.budget_map([144, 32], [576])
     with pytest.raises(ValueError, match="moderate_k"):
-        book.check_choice("moderate_k", 7, [144, 32])
+        common.check_choice("moderate_k", 7, [144, 32])
 
 
 def test_labels():
-    assert book.is_toy("toy") and not book.is_toy("llava-hf/llava-1.5-7b-hf")
-    assert book.model_label("toy") == "TOY model"
-    assert "TOY model" in book.run_banner("toy", "toy")
+    assert pages.is_toy("toy") and not pages.is_toy("llava-hf/llava-1.5-7b-hf")
+    assert pages.model_label("toy") == "TOY model"
+    assert "TOY model" in pages.run_banner("toy", "toy")
 
 
 # ----------------------------------------------------------------------------- reported beside ours
@@ -92,26 +92,26 @@ def test_labels():
 def test_beside_reported_maps_budgets_and_units():
     ours = pd.DataFrame({"pruner": ["full", "scope(alpha=1,p=1)"], "k": [144, 32],
                          "accuracy": [0.8, 0.75], "ece": [0.05, 0.02], "ece_low": [0.04, 0.01], "ece_high": [0.06, 0.03]})
-    side = book.beside_reported(ours, ["accuracy", "ece"], paper="000", table="Table 1", label="this run (TOY)",
+    side = reported.beside_reported(ours, ["accuracy", "ece"], paper="000", table="Table 1", label="this run (TOY)",
                                 k_map={144: 576, 32: 128}, ci=True)
     assert side[("accuracy", "this run (TOY)")].tolist() == pytest.approx([80.0, 75.0])
     assert side[("accuracy", "reported")].tolist() == pytest.approx([86.9, 86.9])
     assert side[("ece", "reported")].tolist() == pytest.approx([0.041, 0.024])
     assert side[("ece", "95% CI")].tolist() == ["[0.04, 0.06]", "[0.01, 0.03]"]
     assert side.index.get_level_values("paper K").tolist() == [576, 128]
-    missing = book.beside_reported(ours.assign(k=[144, 7]), ["ece"], paper="000", table="Table 1", label="x")
+    missing = reported.beside_reported(ours.assign(k=[144, 7]), ["ece"], paper="000", table="Table 1", label="x")
     assert math.isnan(missing[("ece", "reported")].iloc[1])
 
 
 def test_style_table_precision():
-    html = book.style_table(pd.DataFrame({"accuracy": [86.91], "ece": [0.04123]}), caption="c").to_html()
+    html = pages.style_table(pd.DataFrame({"accuracy": [86.91], "ece": [0.04123]}), caption="c").to_html()
     assert "86.9<" in html and "0.041<" in html
 
 
 def test_runtime_estimate():
-    flops = book.prefill_flops(1000, [576], text_tokens=0)
+    flops = build.prefill_flops(1000, [576], text_tokens=0)
     assert flops == pytest.approx(1000 * 576 * 2 * 7e9)
-    assert book.estimated_seconds(989e12 * 0.35) == pytest.approx(1.0)
+    assert build.estimated_seconds(989e12 * 0.35) == pytest.approx(1.0)
 
 
 # ----------------------------------------------------------------------------- glued values
@@ -120,8 +120,8 @@ def _glued_notebook(tmp_path, values):
     cell = nbformat.v4.new_code_cell("glue(...)")
     for name, value in values.items():
         cell.outputs.append(nbformat.v4.new_output(
-            "display_data", data={f"{book.GLUE_PREFIX}text/plain": repr(value)},
-            metadata={"scrapbook": {"name": name, "mime_prefix": book.GLUE_PREFIX}}))
+            "display_data", data={f"{build.GLUE_PREFIX}text/plain": repr(value)},
+            metadata={"scrapbook": {"name": name, "mime_prefix": build.GLUE_PREFIX}}))
     nb = nbformat.v4.new_notebook(cells=[cell])
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, str(path))
@@ -130,14 +130,14 @@ def _glued_notebook(tmp_path, values):
 
 def test_read_glued(tmp_path):
     path = _glued_notebook(tmp_path, {"x_ece": 0.031, "x_C1_verdict": "holds", "n": 12})
-    assert book.read_glued(path) == {"x_ece": 0.031, "x_C1_verdict": "holds", "n": 12}
+    assert build.read_glued(path) == {"x_ece": 0.031, "x_C1_verdict": "holds", "n": 12}
 
 
 def test_hide_parameter_cells():
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("a = 2", metadata={"tags": ["injected-parameters"]})])
-    book.hide_parameter_cells(nb)
+    build.hide_parameter_cells(nb)
     assert nb.cells[0].metadata["tags"] == ["parameters", "remove-cell"]
     assert nb.cells[1].metadata["tags"] == ["injected-parameters", "hide-input"]
 
@@ -173,7 +173,7 @@ def test_delta_claim_verdicts_follow_the_numbers():
     same = claims.delta_claim(rows, id="Z", a="a@1", b="a@1", direction="less", **common)
     assert same.verdict.startswith("inconclusive")
     missing = claims.delta_claim(rows, id="M", a="a@1", b="nope@1", direction="less", **common)
-    assert missing.verdict == "not tested" and "nope@1" in missing.note
+    assert missing.verdict == "not applicable: needs nope@1"
 
 
 def test_equivalence_and_mean_claims():
@@ -194,16 +194,19 @@ def test_point_and_composite_claims():
     no = claims.point_claim(3.0, 2.0, id="Q", source="t", statement="s", metric="m", comparison="c", direction="less")
     assert yes.verdict == "holds (point estimate)" and no.verdict == "does not hold (point estimate)"
     assert claims.point_claim(float("nan"), 1.0, id="N", source="t", statement="s", metric="m", comparison="c",
-                              direction="less").verdict == "not tested"
+                              direction="less").verdict.startswith("not applicable")
     inconclusive = claims.Claim("I", "t", "s", verdict="inconclusive (CI crosses 0)")
     untested = claims.Claim("U", "t", "s")
-    assert claims.all_of([yes, yes], id="A", source="t", statement="s").verdict == "holds"
-    assert claims.all_of([yes, no], id="A", source="t", statement="s").verdict == "does not hold"
-    assert claims.all_of([yes, inconclusive], id="A", source="t", statement="s").verdict == "inconclusive"
-    assert claims.all_of([yes, untested], id="A", source="t", statement="s").verdict == "inconclusive"
-    assert claims.all_of([untested], id="A", source="t", statement="s").verdict == "not tested"
-    assert claims.any_of([no, yes], id="B", source="t", statement="s").verdict == "holds"
-    assert claims.any_of([no, no], id="B", source="t", statement="s").verdict == "does not hold"
+    tested = claims.Claim("T", "t", "s", verdict="holds")
+    assert claims.all_of([tested, tested], id="A", source="t", statement="s").verdict == "holds"
+    # a composite is only as strong as its weakest part: point-estimate parts make it a point estimate
+    assert claims.all_of([yes, tested], id="A", source="t", statement="s").verdict == "holds (point estimate)"
+    assert claims.all_of([yes, no], id="A", source="t", statement="s").verdict == "does not hold (point estimate)"
+    assert claims.all_of([tested, inconclusive], id="A", source="t", statement="s").verdict == "inconclusive"
+    assert claims.all_of([tested, untested], id="A", source="t", statement="s").verdict == "inconclusive"
+    assert claims.all_of([untested], id="A", source="t", statement="s").verdict == "not applicable"
+    assert claims.any_of([no, yes], id="B", source="t", statement="s").verdict == "holds (point estimate)"
+    assert claims.any_of([no, no], id="B", source="t", statement="s").verdict == "does not hold (point estimate)"
     with pytest.raises(ValueError, match="verdict"):
         claims.Claim("V", "t", "s", verdict="probably")
 
@@ -226,26 +229,21 @@ def test_book_config_is_offline_and_does_not_execute():
 
 
 def test_toc_and_build_order_cover_every_notebook():
-    import importlib.util
-
     toc = (REPO / "book" / "_toc.yml").read_text()
-    spec = importlib.util.spec_from_file_location("build_book", REPO / "scripts" / "build_book.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from studylib.experiments import ORDER
+
     for path in NOTEBOOKS:
         assert f"experiments/{path.stem}" in toc, path.stem
-        assert path.stem in module.ORDER, path.stem
+        assert path.stem in ORDER, path.stem
 
 
-def test_intro_glue_keys_exist_in_their_notebooks():
-    intro = (REPO / "book" / "intro.md").read_text()
-    references = re.findall(r"\{glue:text\}`experiments/(\w+)\.ipynb::(\w+):[^`]*`", intro)
-    assert len(references) > 20
-    for notebook, key in references:
-        cells = nbformat.read(str(REPO / "notebooks" / f"{notebook}.ipynb"), as_version=4).cells
-        source = "\n".join(c.source for c in cells)
-        if key.endswith("_verdict"):
-            claim_id = key[len(notebook) + 1: -len("_verdict")]
-            assert f'"{claim_id}"' in source and f'prefix="{notebook}_"' in source, key
-        else:
-            assert f'"{key}"' in source, key
+def test_verdicts_page_covers_every_intro_claim_and_says_what_did_not_run(tmp_path):
+    from studylib.claim_specs import load_specs
+    from studylib.experiments import ORDER
+
+    page = build.verdicts_page(ORDER, tmp_path)  # nothing executed in tmp_path
+    intro_claims = [spec for name in ORDER if (REPO / "data" / "claims" / f"{name}.yaml").exists()
+                    for spec in load_specs(name) if "intro" in spec]
+    assert len(intro_claims) >= 20
+    assert page.count(build.NOT_RUN) == len(intro_claims)
+    assert "{include} verdicts.md" in (REPO / "book" / "intro.md").read_text()

@@ -1,0 +1,281 @@
+"""Build-time helpers of the book, used by ``scripts/build_book.py`` and the tests only.
+
+The build runs every notebook of ``notebooks/`` through papermill with the parameters of a named
+**profile** (``profiles/<name>.yaml``), writes the executed notebooks into ``book/experiments/``
+(only when they succeed: a failed run leaves the last good page untouched) and renders the book
+with Jupyter Book, which never executes anything itself.  A profile file has three keys::
+
+    description: one line shown on the status page
+    defaults:    parameters given to every notebook that declares them
+    notebooks:   {<notebook name>: {parameter: value, ...}}  per-notebook overrides
+
+Notebooks not executed in a build keep their last executed page, or get a page that says they
+were not run (:func:`not_run_notebook`); the intro's verdict table (:func:`verdicts_page`) is
+written from the claims files and the glued values of the executed notebooks, so it says per
+row which experiments did not run.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import nbformat
+import yaml
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+from studylib.claim_specs import CLAIMS_DIR, load_specs
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROFILES_DIR = REPO_ROOT / "profiles"
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+NOT_RUN = "not run in this build"
+
+
+# ----------------------------------------------------------------------------- profiles
+
+class ProfileError(ValueError):
+    """Unknown profile, malformed profile file, or a parameter the notebook does not declare."""
+
+
+def list_profiles(directory: Path = PROFILES_DIR) -> list[str]:
+    return sorted(p.stem for p in Path(directory).glob("*.yaml"))
+
+
+def load_profile(name_or_path: str | Path, directory: Path = PROFILES_DIR) -> dict[str, Any]:
+    """Read a profile by name (``toy``) or path; checks its three keys."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = Path(directory) / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise ProfileError(f"no profile {str(name_or_path)!r} (looked for {path}); "
+                           f"available: {list_profiles(directory)}")
+    profile = yaml.safe_load(path.read_text()) or {}
+    unknown = set(profile) - {"description", "defaults", "notebooks"}
+    if unknown:
+        raise ProfileError(f"{path}: unknown top-level keys {sorted(unknown)}; "
+                           f"expected description, defaults, notebooks")
+    profile.setdefault("description", "")
+    profile.setdefault("defaults", {})
+    profile.setdefault("notebooks", {})
+    if not isinstance(profile["defaults"], dict) or not isinstance(profile["notebooks"], dict):
+        raise ProfileError(f"{path}: 'defaults' and 'notebooks' must be mappings")
+    profile["name"] = path.stem
+    profile["path"] = str(path)
+    return profile
+
+
+def notebook_parameters(profile: Mapping[str, Any], notebook: str, declared: Iterable[str],
+                        overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Parameters for ``notebook``: profile defaults (those the notebook declares), then the
+    profile's per-notebook values, then ``overrides``.  Per-notebook values and overrides must
+    name declared parameters (a typo fails here, not silently in papermill)."""
+    declared = set(declared)
+    params = {k: v for k, v in profile.get("defaults", {}).items() if k in declared}
+    for source, values in (("profile " + str(profile.get("name", "")), profile.get("notebooks", {}).get(notebook, {}) or {}),
+                           ("--set", overrides or {})):
+        unknown = sorted(set(values) - declared)
+        if unknown:
+            raise ProfileError(f"{source}: notebook {notebook!r} has no parameter(s) {unknown}; "
+                               f"its parameters are {sorted(declared)}")
+        params.update(values)
+    return params
+
+
+def parse_overrides(items: Iterable[str], notebooks: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``--set`` items ``key=value`` (every notebook that declares ``key``) or
+    ``notebook.key=value``; values are YAML (``[16, 32]``, ``null``, ``0.5``, ``toy``).
+    Returns ``{notebook or "*": {key: value}}``."""
+    notebooks = set(notebooks)
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ProfileError(f"--set {item!r}: expected key=value or notebook.key=value")
+        key, text = item.split("=", 1)
+        target = "*"
+        if "." in key:
+            target, key = key.split(".", 1)
+            if target not in notebooks:
+                raise ProfileError(f"--set {item!r}: unknown notebook {target!r}; choose from {sorted(notebooks)}")
+        out.setdefault(target, {})[key.strip()] = yaml.safe_load(text)
+    return out
+
+
+# ----------------------------------------------------------------------------- executed notebooks
+
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def read_glued(path: str | Path) -> dict[str, Any]:
+    """Values glued with ``myst_nb.glue`` in an executed notebook, by name.
+
+    Plain values come back as Python values (from their ``text/plain`` repr where it parses as
+    a literal, else the string); figures and tables come back as their mime bundle.
+    """
+    nb = nbformat.read(str(path), as_version=4)
+    values: dict[str, Any] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for output in cell.get("outputs", []):
+            meta = output.get("metadata", {}).get("scrapbook")
+            if not meta:
+                continue
+            data = {k.replace(GLUE_PREFIX, ""): v for k, v in output.get("data", {}).items()}
+            text = data.get("text/plain")
+            if set(data) <= {"text/plain"} and isinstance(text, str):
+                try:
+                    values[meta["name"]] = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    values[meta["name"]] = text.strip("'\"")
+            else:
+                values[meta["name"]] = data
+    return values
+
+
+def declared_parameters(notebook: str | Path) -> dict[str, Any]:
+    """Names and default values of the notebook's ``parameters`` cell, read with :mod:`ast`
+    (papermill's own inspection skips lines with more than one ``=``, such as
+    ``pruner = "scope(alpha=1)"``).  Values that are not literals come back as source text."""
+    nb = nbformat.read(str(notebook), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ProfileError(f"{notebook}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    params: dict[str, Any] = {}
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    try:
+                        params[target.id] = ast.literal_eval(node.value)
+                    except (ValueError, SyntaxError):
+                        params[target.id] = ast.unparse(node.value)
+    return params
+
+
+def hide_parameter_cells(nb) -> None:
+    """In an executed notebook: remove the default ``parameters`` cell (papermill's injected
+    cell supersedes it) and collapse the injected cell (``hide-input``), so the page shows the
+    parameters of this run behind a toggle."""
+    for cell in nb.cells:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags:
+            for tag in ("hide-input",):
+                if tag not in tags:
+                    tags.append(tag)
+        elif "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+
+
+KERNEL_NAME = "studylib"
+
+
+def ensure_kernel(name: str = KERNEL_NAME) -> str:
+    """Install the kernelspec ``name`` for *this* interpreter into its prefix (``--sys-prefix``,
+    i.e. inside the venv) unless one already points here; returns the name for papermill."""
+    def here(spec) -> bool:
+        return bool(spec.argv) and Path(spec.argv[0]).resolve() == Path(sys.executable).resolve()
+
+    try:
+        if here(KernelSpecManager().get_kernel_spec(name)):
+            return name
+    except NoSuchKernel:
+        pass
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", name,
+                    "--display-name", "Python (studylib)"], check=True, stdout=subprocess.DEVNULL)
+    spec = KernelSpecManager().get_kernel_spec(name)
+    if not here(spec):
+        raise RuntimeError(f"kernel {name!r} resolves to {spec.argv[0]}, not {sys.executable}; remove the other "
+                           f"kernelspec (jupyter kernelspec list / remove {name}) and retry")
+    return name
+
+
+def kernel_environment() -> None:
+    """Environment the papermill kernels inherit: ``studylib`` importable from ``src/`` even
+    without an editable install, no progress bars or download chatter in the outputs."""
+    paths = [str(REPO_ROOT / "src")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+# ----------------------------------------------------------------------------- GPU run-time estimate
+
+#: forward FLOPs per prefill token of a 7B decoder: 2 x 7e9 (matmul FLOPs, attention ignored)
+FLOPS_PER_TOKEN_7B = 2 * 7e9
+
+
+def prefill_flops(n_questions: int, budgets: Iterable[int], text_tokens: int = 60,
+                  flops_per_token: float = FLOPS_PER_TOKEN_7B) -> float:
+    """FLOPs of scoring ``n_questions`` once per budget: (K + text tokens) prefill tokens each."""
+    return float(sum(n_questions * (k + text_tokens) * flops_per_token for k in budgets))
+
+
+def estimated_seconds(flops: float, peak_flops: float = 989e12, utilisation: float = 0.35) -> float:
+    """Wall time at ``utilisation`` of ``peak_flops`` (H100 SXM dense bf16: 989 TFLOP/s)."""
+    return flops / (peak_flops * utilisation)
+
+
+# ----------------------------------------------------------------------------- pages the build writes
+
+def not_run_notebook(name: str, title: str) -> nbformat.NotebookNode:
+    """The page of an experiment that no build has executed yet: its title and how to run it."""
+    text = (f"# {title}\n\n```{{note}}\n**{NOT_RUN.capitalize()}.** This experiment has not been executed in "
+            f"this copy of the book. Run it with `bash scripts/build_book.sh --only {name}` (toy model) or with "
+            f"a GPU profile (see *Reproducing on a GPU*); the page then shows its tables, figures and claims.\n```\n")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(text)]
+    nb.metadata["studylib"] = {"not_run": True}
+    return nb
+
+
+def notebook_title(path: str | Path) -> str:
+    """The H1 title of a notebook (its first ``# `` line)."""
+    for cell in nbformat.read(str(path), as_version=4).cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return Path(path).stem
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
+    """Markdown table of the headline claims (claims with an ``intro`` line in
+    ``data/claims/<experiment>.yaml``): reported numbers, this run's estimate and CI, verdict,
+    the test and the number of questions, read from the executed notebooks' glued values; rows
+    of experiments that were not executed say so."""
+    lines = ["| claim (source) | reported (LLaVA-1.5-7B) | this run: estimate [95 % CI] | verdict | test | n questions |",
+             "|---|---|---|---|---|---:|"]
+    for name in experiments:
+        path = Path(executed_dir) / f"{name}.ipynb"
+        if not (CLAIMS_DIR / f"{name}.yaml").is_file():  # an experiment without claims (gallery, explore)
+            continue
+        glued = read_glued(path) if path.is_file() else {}
+        for spec in load_specs(name):
+            if "intro" not in spec:
+                continue
+            key = f"{name}_{spec['id']}"
+            page = f"[{_cell(spec.get('source', ''))}](experiments/{name}.ipynb)"
+            if f"{key}_verdict" not in glued:
+                lines.append(f"| {_cell(spec['intro'])} ({page}) | | | *{NOT_RUN}* | | |")
+                continue
+            lines.append(f"| {_cell(spec['intro'])} ({page}) | {_cell(glued.get(f'{key}_reported', ''))} | "
+                         f"{_cell(glued.get(f'{key}_estimate', ''))} | **{_cell(glued[f'{key}_verdict'])}** | "
+                         f"{_cell(glued.get(f'{key}_test', ''))} | {glued.get(f'{name}_n_questions', '')} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,258 @@
+"""Claims declared once, in ``data/claims/<experiment>.yaml``, and evaluated on a run's rows.
+
+A file lists claims; each is a mapping::
+
+    - id: C1
+      source: seed 000 §4.1, Table 1
+      statement: Moderate pruning (K={moderate_k}) lowers ECE below the unpruned model
+      test: delta                 # delta | equivalence | mean_delta | point | all_of | any_of
+      metric: ece                 # delta / equivalence: a metric of studylib.analysis.METRICS
+      a: "{pruner}@{moderate_k}"  # configurations "spec@K"; "full" alone is full@N
+      b: full
+      direction: less             # less | greater (than `threshold`, default 0)
+      reported: {table: Table 1}  # cite data/reference/reported.csv (or give free text)
+
+Fields:
+
+* ``statement``, ``a``, ``b``, ``subset`` values and ``id`` are templates filled from the
+  experiment's context (its parameters plus what it derives, e.g. ``n_tokens``) with
+  :meth:`str.format`; a claim that names a value the context lacks is *not applicable*.
+* ``test``: ``delta`` — paired image bootstrap of ``metric(a) − metric(b)``
+  (:func:`studylib.claims.delta_claim`); ``equivalence`` — the CI of that difference inside
+  ``±margin``; ``mean_delta`` — per-image mean of a row ``column`` (e.g. ``erank_kept``);
+  ``point`` — ``a`` and ``b`` name values the experiment computed without a CI (or are
+  numbers), judged as point estimates; ``all_of`` / ``any_of`` — composites of ``parts``.
+* ``rows``: which of the experiment's row frames the test reads (default ``rows``).
+* ``for_each`` (in a part): ``{variable: context list or literal list}`` expands the part once
+  per value (several variables: their product, in order); ``exclude`` lists variable values to
+  skip, e.g. ``[{p: 1}]``.
+* ``ref`` (a part): reuse a claim declared earlier in the file, e.g. ``parts: [{ref: C1}]``.
+* ``intro``: a short line that puts the claim in the book's verdict table.
+* ``reported``: free text, or a citation ``{paper, table, metric, a, b, benchmark}`` of the
+  rows of ``reported.csv`` (defaults: paper 000, the claim's own metric and configurations,
+  mapped to the paper's budgets by the context's ``k_map``), printed as ``"<a> vs <b>"`` in
+  the paper's units; ``reported: parts`` joins the parts' reported texts.
+
+A configuration missing from the rows makes the claim ``not applicable: needs ...``, never
+an error, so any grid renders.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import string
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from studylib import claims as C
+from studylib.reported import reported_value
+from studylib.sweep.grid import Config, StudyParameterError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLAIMS_DIR = REPO_ROOT / "data" / "claims"
+TESTS = ("delta", "equivalence", "mean_delta", "point", "all_of", "any_of")
+FIELDS = {"id", "source", "statement", "test", "metric", "column", "a", "b", "direction", "threshold", "margin",
+          "subset", "per", "rows", "reported", "note", "parts", "for_each", "exclude", "intro", "ref"}
+
+
+_KEYED = re.compile(r"^(\w+)\[(.+@\d+|full)\]$")
+
+
+class ClaimSpecError(ValueError):
+    """A claims file is malformed; the message names the file, the claim and the fix."""
+
+
+class _Missing(KeyError):
+    """A template names a value the context does not have."""
+
+
+class _Context(dict):
+    def __missing__(self, key):
+        raise _Missing(key)
+
+
+def load_specs(experiment: str, directory: Path = CLAIMS_DIR) -> list[dict]:
+    """The claim specs of ``experiment`` (``data/claims/<experiment>.yaml``), checked."""
+    path = Path(directory) / f"{experiment}.yaml"
+    if not path.is_file():
+        raise ClaimSpecError(f"no claims file {path}; every experiment declares its claims there")
+    specs = yaml.safe_load(path.read_text()) or []
+    if not isinstance(specs, list):
+        raise ClaimSpecError(f"{path}: expected a list of claims, got {type(specs).__name__}")
+    for spec in specs:
+        _check(spec, path)
+    return specs
+
+
+def _check(spec: Any, path: Path) -> None:
+    if isinstance(spec, dict) and set(spec) <= {"ref", "source"} and "ref" in spec:
+        return
+    if not isinstance(spec, dict) or "id" not in spec:
+        raise ClaimSpecError(f"{path}: every claim is a mapping with an 'id' (or a part {{ref: <id>}}), got {spec!r}")
+    where = f"{path}, claim {spec['id']}"
+    unknown = set(spec) - FIELDS
+    if unknown:
+        raise ClaimSpecError(f"{where}: unknown field(s) {sorted(unknown)}; valid fields: {sorted(FIELDS)}")
+    if spec.get("test") not in TESTS:
+        raise ClaimSpecError(f"{where}: test must be one of {TESTS}, got {spec.get('test')!r}")
+    if spec["test"] in ("all_of", "any_of"):
+        if not isinstance(spec.get("parts"), list) or not spec["parts"]:
+            raise ClaimSpecError(f"{where}: a composite needs a non-empty list of 'parts'")
+        for part in spec["parts"]:
+            _check({"source": spec.get("source", ""), **part}, path)
+    elif spec.get("direction") not in ("less", "greater", None) or (
+            spec["test"] != "equivalence" and "direction" not in spec):
+        raise ClaimSpecError(f"{where}: direction must be 'less' or 'greater'")
+
+
+def _fill(template: Any, context: Mapping[str, Any]) -> Any:
+    if not isinstance(template, str):
+        return template
+    return string.Formatter().vformat(template, (), _Context(context))
+
+
+def _config(template: str, context: Mapping[str, Any]) -> str:
+    text = _fill(template, context)
+    if text == "full":
+        text = f"full@{context['n_tokens']}"
+    return str(Config.parse(text))
+
+
+def _expand(part: dict, context: Mapping[str, Any]) -> list[tuple[dict, dict]]:
+    """``(part, context)`` once per combination of its ``for_each`` values."""
+    loops = part.get("for_each") or {}
+    if not loops:
+        return [(part, dict(context))]
+    names = list(loops)
+    values = [context[v] if isinstance(v, str) else v for v in loops.values()]
+    excluded = [dict(e) for e in part.get("exclude", [])]
+    out = []
+    for combination in itertools.product(*values):
+        bound = dict(zip(names, combination))
+        if any(all(float(bound[k]) == float(v) if _numeric(v) else bound[k] == v for k, v in e.items())
+               for e in excluded):
+            continue
+        out.append((part, {**context, **bound}))
+    return out
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class ClaimEvaluator:
+    """Evaluates declared claims on an experiment's row frames, context and point values."""
+
+    def __init__(self, frames: Mapping[str, pd.DataFrame], context: Mapping[str, Any],
+                 values: Mapping[str, float] | None = None, *, n_bootstrap: int = 1000, seed: int = 0):
+        self.frames, self.context, self.values = dict(frames), dict(context), dict(values or {})
+        self.common = {"n_bootstrap": n_bootstrap, "seed": seed}
+
+    def evaluate(self, specs: Sequence[dict]) -> list[C.Claim]:
+        self.done: dict[str, C.Claim] = {}
+        for spec in specs:
+            claim = self._claim(spec, self.context, spec.get("source", ""))
+            self.done[str(spec["id"])] = claim
+        return list(self.done.values())
+
+    def _claim(self, spec: dict, context: dict, source: str) -> C.Claim:
+        if "ref" in spec:
+            try:
+                return self.done[str(spec["ref"])]
+            except KeyError:
+                raise ClaimSpecError(f"part {{ref: {spec['ref']}}} names no claim declared before it") from None
+        source = spec.get("source", source)
+        try:
+            fields = {"id": _fill(spec["id"], context), "source": source,
+                      "statement": _fill(spec.get("statement", ""), context)}
+        except _Missing as missing:
+            return C.not_tested(str(spec["id"]), source, str(spec.get("statement", "")),
+                                f"needs the parameter {missing.args[0]}")
+        try:
+            if spec["test"] in ("all_of", "any_of"):
+                return self._composite(spec, context, fields)
+            reported = self._reported(spec, context)
+            return self._simple(spec, context, fields, reported)
+        except _Missing as missing:
+            return C.not_tested(fields["id"], source, fields["statement"], f"needs the parameter {missing.args[0]}")
+
+    def _composite(self, spec: dict, context: dict, fields: dict) -> C.Claim:
+        parts = [self._claim(part, bound, fields["source"])
+                 for raw in spec["parts"] for part, bound in _expand(raw, context)]
+        reported = spec.get("reported", "")
+        if reported == "parts":
+            reported = "; ".join(dict.fromkeys(p.reported for p in parts if p.reported))
+        combine = C.all_of if spec["test"] == "all_of" else C.any_of
+        return combine(parts, **fields, reported=_fill(reported, context), note=spec.get("note", ""))
+
+    def _simple(self, spec: dict, context: dict, fields: dict, reported: str) -> C.Claim:
+        test = spec["test"]
+        note = spec.get("note", "")
+        if test == "point":
+            a, b = (self._value(spec[side], context) for side in ("a", "b"))
+            comparison = f"{_fill(spec['a'], context)} − {_fill(spec['b'], context)}"
+            threshold = float(_fill(spec.get("threshold", 0.0), context))
+            symbol = "<" if spec["direction"] == "less" else ">"
+            return C.point_claim(a, b, **fields, metric=spec.get("metric", ""), direction=spec["direction"],
+                                 comparison=f"{comparison} {symbol} {threshold:g}", threshold=threshold,
+                                 reported=reported, note=note)
+        rows = self.frames[spec.get("rows", "rows")]
+        a, b = _config(spec["a"], context), _config(spec["b"], context)
+        subset = {k: _fill(v, context) for k, v in (spec.get("subset") or {}).items()} or None
+        threshold = float(_fill(spec.get("threshold", 0.0), context))
+        if test == "delta":
+            return C.delta_claim(rows, **fields, a=a, b=b, metric=spec["metric"], direction=spec["direction"],
+                                 threshold=threshold, subset=subset, reported=reported, note=note, **self.common)
+        if test == "equivalence":
+            return C.equivalence_claim(rows, **fields, a=a, b=b, metric=spec["metric"],
+                                       margin=float(_fill(spec["margin"], context)), subset=subset,
+                                       reported=reported, note=note, **self.common)
+        return C.mean_delta_claim(rows, **fields, a=a, b=b, column=spec["column"], direction=spec["direction"],
+                                  threshold=threshold, per=spec.get("per", "image"), reported=reported, note=note,
+                                  **self.common)
+
+    def _value(self, key: Any, context: dict) -> float:
+        """A point value: a number, or ``name[config]`` / ``name`` looked up in the run's values
+        (the configuration canonicalised, so ``t_star[scope(alpha=1)@32]`` finds its row)."""
+        if _numeric(key):
+            return float(key)
+        name = _fill(key, context)
+        match = _KEYED.match(name)
+        if match:
+            name = f"{match.group(1)}[{_config(match.group(2), context)}]"
+        value = self.values.get(name, math.nan)
+        return math.nan if value is None else float(value)
+
+    def _reported(self, spec: dict, context: dict) -> str:
+        cite = spec.get("reported", "")
+        if not isinstance(cite, dict):
+            return _fill(cite, context)
+        k_map = context.get("k_map", {})
+        texts = []
+        for side in ("a", "b"):
+            text = _fill(cite.get(side, spec.get(side)), context)
+            keyed = _KEYED.match(text)  # a point value "name[config]" cites the config's row
+            config = Config.parse(_config(keyed.group(2) if keyed else text, context))
+            paper_k = context.get("paper_n_tokens", 576) if config.method == "full" else k_map.get(config.k, config.k)
+            texts.append(reported_value(cite.get("paper", "000"), cite["table"], config.pruner, paper_k,
+                                        cite.get("metric", spec.get("metric")), benchmark=cite.get("benchmark")))
+        return " vs ".join(texts)
+
+
+def evaluate_claims(experiment: str, frames: Mapping[str, pd.DataFrame], context: Mapping[str, Any],
+                    values: Mapping[str, float] | None = None, *, n_bootstrap: int = 1000, seed: int = 0,
+                    directory: Path = CLAIMS_DIR) -> list[C.Claim]:
+    """Every claim of ``data/claims/<experiment>.yaml``, tested on this run (module docstring)."""
+    if "n_tokens" not in context:
+        raise StudyParameterError("claims context needs n_tokens (the model's number of visual tokens)")
+    evaluator = ClaimEvaluator(frames, context, values, n_bootstrap=n_bootstrap, seed=seed)
+    return evaluator.evaluate(load_specs(experiment, directory))
+
+
+__all__ = ["CLAIMS_DIR", "ClaimEvaluator", "ClaimSpecError", "evaluate_claims", "load_specs"]

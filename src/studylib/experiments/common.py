@@ -1,0 +1,109 @@
+"""What every experiment shares: parameter checks, the model's run settings, sweeps, claims.
+
+An experiment's ``run(**params)`` builds a :class:`Setup` from the parameters every notebook
+has (model, device, dtype, results_dir, batch_size, limit, n_bootstrap, bootstrap_seed,
+profile), runs its sweeps through it and evaluates its declared claims with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from studylib.claim_specs import evaluate_claims
+from studylib.claims import Claim
+from studylib.pages import is_toy, run_label
+from studylib.sweep import Config, StudyParameterError, config_grid, model_num_tokens, run_sweep, validate_parameters
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise the study's parameter error with ``message`` unless ``condition``."""
+    if not condition:
+        raise StudyParameterError(message)
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
+    """Raise the study's parameter error unless ``value`` is one of ``allowed`` (e.g. the
+    budget a table is about must be in ``budgets``)."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise StudyParameterError(f"{name} = {value!r} is not one of {allowed}; pick one of them")
+
+
+def budget_map(budgets: Iterable[int], reported_budgets: Iterable[int] | None) -> dict[int, int]:
+    """Our budget -> the paper's budget at the same position (``reported_budgets``), checked."""
+    budgets = list(budgets)
+    if reported_budgets is None:
+        return {int(k): int(k) for k in budgets}
+    reported_budgets = list(reported_budgets)
+    if len(reported_budgets) != len(budgets):
+        raise StudyParameterError(
+            f"reported_budgets has {len(reported_budgets)} entries for {len(budgets)} budgets; give the paper's "
+            f"budget for each of budgets={budgets} (same order), or null to use the same values")
+    return {int(k): int(r) for k, r in zip(budgets, reported_budgets)}
+
+
+@dataclass
+class Setup:
+    """The run settings of one experiment and what follows from them (N, TOY label)."""
+
+    name: str
+    model: str
+    device: str
+    dtype: str
+    results_dir: str
+    batch_size: int
+    limit: int | None
+    n_bootstrap: int
+    bootstrap_seed: int
+    profile: str = "default"
+    n_tokens: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.n_tokens = model_num_tokens(self.model)
+
+    @property
+    def toy(self) -> bool:
+        return is_toy(self.model)
+
+    @property
+    def label(self) -> str:
+        """Column label of this run's numbers (``"this run (TOY)"`` for the toy)."""
+        return run_label(self.model)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """``n_bootstrap`` and ``seed`` for every bootstrap of the experiment."""
+        return {"n_bootstrap": self.n_bootstrap, "seed": self.bootstrap_seed}
+
+    def cfg(self, pruner: str, k: int | None = None) -> str:
+        """Canonical config string; ``cfg("full")`` is the unpruned model at K = N."""
+        return str(Config(pruner, self.n_tokens if k is None else k))
+
+    def validate(self, dataset: str, dataset_options: Mapping | None, pruners, budgets, seeds=None,
+                 limit: int | None | str = "default") -> None:
+        """One error listing every bad parameter, before any work."""
+        validate_parameters(self.model, dataset, dataset_options, pruners, budgets, seeds,
+                            limit=self.limit if limit == "default" else limit)
+
+    def sweep(self, dataset: str, dataset_options: Mapping | None, pruners, budgets, seeds=None, *,
+              limit: int | None | str = "default", max_new_tokens: int = 64) -> pd.DataFrame:
+        """Rows of ``pruners`` x ``budgets`` (the unpruned model once, at K = N; budgets equal to N
+        are the unpruned model) on ``dataset``, through the result store."""
+        pruned = [k for k in budgets if k < self.n_tokens]
+        configs = config_grid(pruners, pruned, seeds=seeds, n_tokens=self.n_tokens)
+        return run_sweep(self.model, dataset, configs, dataset_options=dict(dataset_options or {}),
+                         results_dir=self.results_dir, batch_size=self.batch_size,
+                         limit=self.limit if limit == "default" else limit, max_new_tokens=max_new_tokens,
+                         progress=False, device=self.device, dtype=self.dtype)
+
+    def claims(self, frames: Mapping[str, pd.DataFrame] | pd.DataFrame, context: Mapping[str, Any],
+               values: Mapping[str, float] | None = None) -> list[Claim]:
+        """The experiment's declared claims (``data/claims/<name>.yaml``) judged on this run."""
+        frames = {"rows": frames} if isinstance(frames, pd.DataFrame) else frames
+        return evaluate_claims(self.name, frames, {"n_tokens": self.n_tokens, **context}, values, **self.stats)
+
+
+__all__ = ["Setup", "budget_map", "check_choice", "require"]

@@ -1,0 +1,57 @@
+"""What an experiment returns: tables, figures, claims and headline values, ready for a page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from studylib.claims import Claim
+from studylib.pages import glue_claims, glue_value, show_claims
+
+
+@dataclass
+class Result:
+    """The outcome of ``studylib.experiments.<name>.run(**params)``.
+
+    ``tables`` map a name to a display-ready table (a pandas Styler or DataFrame); ``figures``
+    to a matplotlib Figure; ``claims`` are the experiment's declared claims judged on this
+    run; ``values`` are the headline numbers glued for the book and the tests (as
+    ``<name>_<key>``); ``rows`` the result rows of every sweep (by frame name) and ``summary``
+    the per-configuration metrics, for readers who want to go further in the notebook.
+    """
+
+    name: str
+    model: str
+    label: str
+    tables: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Figure] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+    rows: dict[str, pd.DataFrame] = field(default_factory=dict)
+    summary: pd.DataFrame | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def table(self, name: str):
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise KeyError(f"{self.name} has no table {name!r}; tables: {sorted(self.tables)}") from None
+
+    def figure(self, name: str) -> Figure:
+        try:
+            return self.figures[name]
+        except KeyError:
+            raise KeyError(f"{self.name} has no figure {name!r}; figures: {sorted(self.figures)}") from None
+
+    def claims_table(self, expand: bool = True):
+        """The page's claims table: claim, test, estimate [95 % CI], reported, verdict."""
+        return show_claims(self.claims, expand=expand)
+
+    def glue(self) -> None:
+        """Glue every headline value and every claim's verdict, estimate, reported and test."""
+        for key, value in self.values.items():
+            glue_value(f"{self.name}_{key}", value)
+        glue_claims(self.claims, prefix=f"{self.name}_")

@@ -1,0 +1,67 @@
+"""U-curve: default SCOPE across token budgets (seed 000 §4.1, Table 1).
+
+The unpruned model runs once at K = N and the pruner at every smaller budget; calibration
+(accuracy, ECE, Brier, NLL, AURC with image-bootstrap CIs) and the cross-validated temperature
+T* per configuration, beside the paper's Table 1.
+"""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+
+from studylib import analysis, plots
+from studylib.experiments.common import Setup, budget_map, check_choice
+from studylib.experiments.result import Result
+from studylib.pages import style_table
+from studylib.reported import beside_reported
+
+TABLE1_METRICS = ["accuracy", "ece", "brier", "nll", "aurc", "temperature"]
+CI_COLUMNS = ["config", "n", "accuracy", "accuracy_low", "accuracy_high", "ece", "ece_low", "ece_high", "brier",
+              "brier_low", "brier_high", "nll", "aurc", "aurc_low", "aurc_high", "mean_confidence"]
+
+
+def run(*, model, device, dtype, dataset, dataset_options, limit, pruner, budgets, reported_budgets, moderate_k,
+        aggressive_k, accuracy_margin, n_bootstrap, n_folds, bootstrap_seed, batch_size, results_dir,
+        profile="default") -> Result:
+    setup = Setup("u_curve", model, device, dtype, results_dir, batch_size, limit, n_bootstrap, bootstrap_seed, profile)
+    setup.validate(dataset, dataset_options, ["full", pruner], budgets)
+    k_map = budget_map(budgets, reported_budgets)
+    check_choice("moderate_k", moderate_k, budgets)
+    check_choice("aggressive_k", aggressive_k, budgets)
+
+    rows = setup.sweep(dataset, dataset_options, ["full", pruner], budgets)
+    summary = analysis.calibration_summary(rows, **setup.stats)
+    temperature = analysis.temperature_summary(rows, n_folds=n_folds, seed=bootstrap_seed)
+    table = summary.merge(temperature[["config", "t_mean"]], on="config").rename(columns={"t_mean": "temperature"})
+    side = beside_reported(table, TABLE1_METRICS, paper="000", table="Table 1", label=setup.label, k_map=k_map)
+
+    full, moderate = setup.cfg("full"), setup.cfg(pruner, moderate_k)
+    t_star = temperature.set_index("config")["t_mean"]
+    values = {f"t_star_dev[{c}]": abs(t - 1) for c, t in t_star.items()}
+    context = {"pruner": pruner, "moderate_k": moderate_k, "aggressive_k": aggressive_k, "k_map": k_map,
+               "accuracy_margin": accuracy_margin, "accuracy_margin_pp": accuracy_margin * 100}
+    by_config = summary.set_index("config")
+    result = Result("u_curve", model, setup.label, rows={"rows": rows}, summary=summary)
+    result.tables = {
+        "table1": style_table(side, caption=f"Default SCOPE on {dataset}: {setup.label} vs. reported "
+                                            "(LLaVA-1.5-7B, seed 000 Table 1)"),
+        "ci": style_table(summary[CI_COLUMNS], hide_index=True),
+    }
+    result.figures = {"u_curve": _figure(summary, pruner, setup.toy)}
+    result.claims = setup.claims(rows, context, values)
+    result.values = {
+        "full_accuracy": by_config.loc[full, "accuracy"], "full_ece": by_config.loc[full, "ece"],
+        "moderate_accuracy": by_config.loc[moderate, "accuracy"], "moderate_ece": by_config.loc[moderate, "ece"],
+        "aggressive_ece": by_config.loc[setup.cfg(pruner, aggressive_k), "ece"], "moderate_k": moderate_k,
+        "n_questions": rows["qid"].nunique(),
+    }
+    result.notes["run"] = (f"{rows['qid'].nunique()} questions about {rows['image'].nunique()} images × "
+                           f"{rows['config'].nunique()} configurations")
+    return result
+
+
+def _figure(summary, pruner: str, toy: bool) -> Figure:
+    fig = Figure(figsize=(11, 7.5), layout="constrained")
+    for ax, metric in zip(fig.subplots(2, 2).flat, ["ece", "brier", "nll", "aurc"]):
+        plots.u_curve(summary, y=metric, ax=ax, toy=toy, title=f"{metric.upper()} of {pruner} vs. K")
+    return fig

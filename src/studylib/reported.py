@@ -1,0 +1,148 @@
+"""The papers' own numbers (``data/reference/reported.csv``) and this run's numbers beside them.
+
+One row of the CSV per reported value (columns: paper, table, page, section, benchmark, method,
+pruner, k, setting, metric, value, unit, note; ``data/reference/README.md``).  :func:`reported`
+filters it, :func:`reported_value` prints one value in the paper's units (what a claim cites),
+:func:`beside_reported` lays this run's metrics next to the paper's.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REPORTED_CSV = REPO_ROOT / "data" / "reference" / "reported.csv"
+REPORTED_COLUMNS = ("paper", "table", "page", "section", "benchmark", "method", "pruner", "k",
+                    "setting", "metric", "value", "unit", "note")
+PAPERS = {
+    "000": "Does Visual Token Pruning Improve Calibration? (arXiv 2604.12035)",
+    "002": "AgilePruner (arXiv 2603.01236)",
+    "003": "ID-Selection (arXiv 2604.05601)",
+}
+
+
+def reported(paper: str | None = None, table: str | None = None, *, path: Path = REPORTED_CSV,
+             **filters: Any) -> pd.DataFrame:
+    """Rows of ``reported.csv`` (all columns), filtered by paper, table and any column value
+    (a list means "one of")."""
+    frame = pd.read_csv(path, dtype={"paper": str, "k": "Int64", "page": str})
+    frame["pruner"] = frame["pruner"].fillna("")
+    frame["note"] = frame["note"].fillna("")
+    conditions = dict(filters)
+    if paper is not None:
+        conditions["paper"] = paper
+    if table is not None:
+        conditions["table"] = table
+    for column, value in conditions.items():
+        if column not in frame:
+            raise KeyError(f"reported.csv has no column {column!r}; columns: {list(frame.columns)}")
+        values = value if isinstance(value, (list, tuple, set)) else [value]
+        frame = frame[frame[column].isin(values)]
+    return frame.reset_index(drop=True)
+
+
+def reported_label(paper: str, table: str, model: str = "LLaVA-1.5-7B") -> str:
+    return f"reported ({model}, seed {paper} {table})"
+
+
+#: this run's metric -> (multiplier into the paper's unit, paper unit)
+PAPER_UNITS = {
+    "accuracy": (100.0, "%"),
+    "sel_acc_80": (100.0, "%"),
+    "accuracy_sd": (100.0, "%"),
+    "selective_accuracy_80": (100.0, "%"),
+    "mean_confidence": (100.0, "%"),
+    "overconfidence": (100.0, "pp"),
+    "chair_s": (100.0, "%"),
+    "chair_i": (100.0, "%"),
+    "recall": (100.0, "%"),
+}
+
+
+def to_paper_units(frame: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
+    """Scale fraction-valued metrics (accuracy, confidence, CHAIR, ...) to percent as the papers
+    print them; other columns unchanged.  Columns ``<metric>_low/_high`` follow their metric."""
+    out = frame.copy()
+    for metric in metrics:
+        factor = PAPER_UNITS.get(metric, (1.0, ""))[0]
+        for column in (metric, f"{metric}_low", f"{metric}_high", f"{metric}_sd"):
+            if column in out and factor != 1.0:
+                out[column] = out[column] * factor
+    return out
+
+
+def beside_reported(ours: pd.DataFrame, metrics: Iterable[str], *, paper: str, table: str | Sequence[str],
+                    label: str, k_map: Mapping[int, int] | None = None, keys: tuple[str, ...] = ("pruner", "k"),
+                    benchmark: str | None = None, reported_pruner: Mapping[str, str] | None = None,
+                    aliases: Mapping[str, str] | None = None, ci: bool = False,
+                    full_k: int = 576) -> pd.DataFrame:
+    """This run's metrics next to the paper's, one row per configuration.
+
+    ``ours`` has one row per configuration with columns ``keys`` (``pruner`` spec and budget ``k``)
+    and the metrics as fractions.  ``k_map`` maps our budget to the paper's (toy 144/48/32/16/8 ->
+    576/192/128/64/32); ``reported_pruner`` maps our pruner spec to the spec in the CSV when they
+    differ (e.g. seeds of random pruning).  Columns: a two-level index (metric, source) with
+    source = ``label`` (this run) or ``"reported"``; values in the paper's units.  A reported
+    cell is empty where the paper has no number for that configuration.  ``table`` may list
+    several tables (first match wins); ``aliases`` maps our metric name to the CSV's
+    (``sel_acc_80`` -> ``selective_accuracy_80``); ``ci=True`` adds a ``95% CI`` column for
+    metrics with ``<metric>_low``/``_high`` columns.  The unpruned model (``pruner == "full"``)
+    is matched with the paper's ``full_k`` (576 for LLaVA-1.5) whatever our N.
+    """
+    metrics = list(metrics)
+    k_map = dict(k_map or {})
+    reported_pruner = dict(reported_pruner or {})
+    aliases = dict(aliases or {})
+    ours = to_paper_units(ours, metrics)
+    tables = [table] if isinstance(table, str) else list(table)
+    ref = reported(paper, tables)
+    ref = ref.assign(_order=ref["table"].map({t: i for i, t in enumerate(tables)})).sort_values("_order", kind="stable")
+    ref = ref.iloc[::-1]  # so that the first table's value is written last and wins below
+    if benchmark is not None:
+        ref = ref[ref["benchmark"] == benchmark]
+    lookup = {(r.pruner, int(r.k) if not pd.isna(r.k) else None, r.metric): r.value for r in ref.itertuples()}
+    rows = []
+    for _, row in ours.iterrows():
+        pruner = reported_pruner.get(str(row["pruner"]), str(row["pruner"]))
+        k = int(row["k"]) if "k" in row and not pd.isna(row["k"]) else None
+        paper_k = full_k if pruner == "full" else k_map.get(k, k)
+        out = {key: row[key] for key in keys}
+        if k_map:
+            out["paper K"] = paper_k
+        for metric in metrics:
+            out[(metric, label)] = row.get(metric, math.nan)
+            if ci and f"{metric}_low" in row and not pd.isna(row[f"{metric}_low"]):
+                out[(metric, "95% CI")] = f"[{row[f'{metric}_low']:.3g}, {row[f'{metric}_high']:.3g}]"
+            out[(metric, "reported")] = lookup.get((pruner, paper_k, aliases.get(metric, metric)), math.nan)
+        rows.append(out)
+    frame = pd.DataFrame(rows)
+    index_cols = [c for c in frame.columns if not isinstance(c, tuple)]
+    frame = frame.set_index(index_cols)
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["metric", "source"])
+    return frame
+
+
+def reported_value(paper: str, table: str, pruner: str, k: int | None, metric: str,
+                   benchmark: str | None = None) -> str:
+    """One reported value as the paper prints it (``"0.024"``, ``"86.9 %"``), ``"—"`` when the
+    paper has none.  ``pruner`` is a canonical spec; a seeded spec (``random(seed=0)``) falls
+    back to the method's row (the paper reports random pruning as a mean over seeds)."""
+    rows = reported(paper, table, metric=metric)
+    if benchmark is not None:
+        rows = rows[rows["benchmark"] == benchmark]
+    if k is not None:
+        rows = rows[rows["k"] == k]
+    for spec in dict.fromkeys([pruner, pruner.split("(")[0]]):
+        hit = rows[rows["pruner"] == spec]
+        if len(hit):
+            value, unit = float(hit["value"].iloc[0]), str(hit["unit"].iloc[0])
+            return f"{value:g} %" if unit == "%" else f"{value:g}"
+    return "—"
+
+
+__all__ = ["PAPERS", "PAPER_UNITS", "REPORTED_COLUMNS", "REPORTED_CSV", "beside_reported", "reported",
+           "reported_label", "reported_value", "to_paper_units"]
