@@ -1,6 +1,6 @@
 """Tables of the study from result rows (:func:`studylib.sweep.run_sweep`): calibration per
 config with cluster-bootstrap CIs, cross-validated temperature scaling, paired differences,
-reliability and risk-coverage curves, CHAIR, and a verdict helper for claims.
+reliability and risk-coverage curves, CHAIR.
 
 Conventions (``../shared/reference/evaluation.md`` §5, functions of :mod:`studylib.metrics`):
 
@@ -47,6 +47,7 @@ from studylib.metrics import (
     selective_accuracy,
 )
 from studylib.metrics import aurc as _aurc
+from studylib.pruners import parse_spec
 
 SCORED_TASKS = ("yesno", "mc")
 CI_METRICS = ("accuracy", "ece", "brier", "nll", "aurc")
@@ -409,38 +410,9 @@ def chair_summary(rows: pd.DataFrame, by=("config",), n_bootstrap: int = 1000, s
     return frame[[c for c in order if c in frame]]
 
 
-def verdict(estimate_interval, direction: str, threshold: float = 0.0) -> str:
-    """Judge the claim "estimate ``direction`` threshold" (``"<"`` or ``">"``) from a CI.
-
-    ``estimate_interval`` is a :class:`~studylib.metrics.BootstrapInterval` (or anything with
-    ``low``/``high``, or a ``(low, high)`` pair).  ``"holds"`` when the whole interval lies on
-    the claimed side (strictly), ``"does not hold"`` when it lies strictly on the other side,
-    else ``"inconclusive (CI crosses <threshold>)"`` — a CI touching the threshold is
-    inconclusive too.
-    """
-    if direction not in ("<", ">"):
-        raise ValueError(f"direction must be '<' or '>', got {direction!r}")
-    if hasattr(estimate_interval, "low") and hasattr(estimate_interval, "high"):
-        low, high = float(estimate_interval.low), float(estimate_interval.high)
-    else:
-        low, high = (float(x) for x in estimate_interval)
-    if math.isnan(low) or math.isnan(high):
-        raise ValueError("the interval has NaN bounds; nothing to judge")
-    if low > high:
-        low, high = high, low
-    below, above = high < threshold, low > threshold
-    if (direction == "<" and below) or (direction == ">" and above):
-        return "holds"
-    if (direction == "<" and above) or (direction == ">" and below):
-        return "does not hold"
-    return f"inconclusive (CI crosses {threshold:g})"
-
-
 def pruner_params(frame: pd.DataFrame, column: str = "pruner") -> pd.DataFrame:
     """A copy of ``frame`` with one column per pruner parameter (full names, e.g. ``alpha``,
     ``gap_power``, ``seed``) parsed from the canonical spec in ``column``."""
-    from studylib.pruners import parse_spec
-
     params = [dict(parse_spec(spec).params) for spec in frame[column]]
     extra = pd.DataFrame(params, index=frame.index)
     extra = extra[[c for c in extra.columns if c not in frame.columns]]
@@ -448,4 +420,4 @@ def pruner_params(frame: pd.DataFrame, column: str = "pruner") -> pd.DataFrame:
 
 
 __all__ = ["METRICS", "calibration_summary", "chair_summary", "paired_delta", "pruner_params", "reliability",
-           "risk_coverage", "temperature_summary", "verdict"]
+           "risk_coverage", "temperature_summary"]

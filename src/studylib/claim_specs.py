@@ -223,6 +223,10 @@ class ClaimEvaluator:
         if _numeric(key):
             return float(key)
         name = _fill(key, context)
+        try:
+            return float(name)
+        except ValueError:
+            pass
         match = _KEYED.match(name)
         if match:
             name = f"{match.group(1)}[{_config(match.group(2), context)}]"

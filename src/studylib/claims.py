@@ -6,7 +6,7 @@ metric between two configurations, with its bootstrap CI), the paper's own numbe
 **verdict computed from this run** — never written by hand:
 
 * :func:`delta_claim` — paired bootstrap difference ``metric(a) − metric(b)`` by
-  :func:`studylib.analysis.paired_delta`, judged by :func:`studylib.analysis.verdict` against a
+  :func:`studylib.analysis.paired_delta`, judged by :func:`verdict` against a
   direction (``"less"``/``"greater"``) and threshold;
 * :func:`equivalence_claim` — "changes only slightly": the CI of the difference must lie inside
   ``(−margin, +margin)`` (two one-sided verdicts);
@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from studylib.analysis import paired_delta, verdict
+from studylib.analysis import paired_delta
 from studylib.metrics import paired_bootstrap_ci
 
 HOLDS = "holds"
@@ -102,6 +102,33 @@ def _symbol(direction: str) -> str:
     return "<" if _ALIASES.get(direction, direction) == "less" else ">"
 
 
+def verdict(estimate_interval, direction: str, threshold: float = 0.0) -> str:
+    """Judge the claim "estimate ``direction`` threshold" (``"<"`` or ``">"``) from a CI.
+
+    ``estimate_interval`` is a :class:`~studylib.metrics.BootstrapInterval` (or anything with
+    ``low``/``high``, or a ``(low, high)`` pair).  ``"holds"`` when the whole interval lies on
+    the claimed side (strictly), ``"does not hold"`` when it lies strictly on the other side,
+    else ``"inconclusive (CI crosses <threshold>)"`` — a CI touching the threshold is
+    inconclusive too.
+    """
+    if direction not in ("<", ">"):
+        raise ValueError(f"direction must be '<' or '>', got {direction!r}")
+    if hasattr(estimate_interval, "low") and hasattr(estimate_interval, "high"):
+        low, high = float(estimate_interval.low), float(estimate_interval.high)
+    else:
+        low, high = (float(x) for x in estimate_interval)
+    if math.isnan(low) or math.isnan(high):
+        raise ValueError("the interval has NaN bounds; nothing to judge")
+    if low > high:
+        low, high = high, low
+    below, above = high < threshold, low > threshold
+    if (direction == "<" and below) or (direction == ">" and above):
+        return "holds"
+    if (direction == "<" and above) or (direction == ">" and below):
+        return "does not hold"
+    return f"inconclusive (CI crosses {threshold:g})"
+
+
 def verdict_base(text: str) -> str:
     """``"inconclusive (CI crosses 0)"`` -> ``"inconclusive"``; ``"not applicable: needs x"`` ->
     ``"not applicable"``."""
@@ -118,7 +145,7 @@ def _check_verdict(text: str) -> str:
 
 
 def judge(interval: Any, direction: str, threshold: float = 0.0) -> str:
-    """Verdict of a CI against ``direction``/``threshold`` by :func:`studylib.analysis.verdict`:
+    """Verdict of a CI against ``direction``/``threshold`` by :func:`verdict`:
     ``holds`` (the whole CI strictly on the claimed side), ``does not hold`` (strictly on the
     other side) or ``inconclusive (CI crosses <threshold>)``.  A CI with NaN bounds (the metric
     is undefined on some resamples) gives ``not tested (CI undefined)``."""
@@ -357,5 +384,5 @@ def with_note(claim: Claim, note: str) -> Claim:
 __all__ = [
     "Claim", "DIRECTIONS", "DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "NOT_TESTED", "VERDICTS",
     "all_of", "any_of", "claims_table", "delta_claim", "equivalence_claim",
-    "interval_claim", "judge", "verdict_base", "mean_delta", "mean_delta_claim", "not_tested", "point_claim", "style_claims", "with_note",
+    "interval_claim", "judge", "verdict", "verdict_base", "mean_delta", "mean_delta_claim", "not_tested", "point_claim", "style_claims", "with_note",
 ]

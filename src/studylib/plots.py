@@ -18,6 +18,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from PIL import Image
 
+from studylib.analysis import pruner_params
 from studylib.metrics import ReliabilityBins, RiskCoverage
 
 TOY_PREFIX = "TOY — "
@@ -105,8 +106,6 @@ def alpha_heatmap(summary: pd.DataFrame, value: str = "ece", x: str = "k", y: st
     frame = summary
     needed = [c for c in [x, y, *(where or {})] if c not in frame]
     if needed:
-        from studylib.analysis import pruner_params
-
         if "pruner" not in frame:
             raise ValueError(f"summary lacks {needed} and has no 'pruner' column to parse them from")
         frame = pruner_params(frame)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studylib import analysis
+from studylib import analysis, claims
 from studylib.metrics import (
     aurc,
     bootstrap_ci,
@@ -170,15 +170,15 @@ def test_reliability_and_risk_coverage():
     ((-0.01, 0.05), ">", "inconclusive (CI crosses 0)"), ((0.0, 0.05), ">", "inconclusive (CI crosses 0)"),
 ])
 def test_verdict(interval, direction, expected):
-    assert analysis.verdict(interval, direction) == expected
-    assert analysis.verdict(BootstrapInterval(0.0, *interval, 0.95, np.zeros(1)), direction) == expected
+    assert claims.verdict(interval, direction) == expected
+    assert claims.verdict(BootstrapInterval(0.0, *interval, 0.95, np.zeros(1)), direction) == expected
 
 
 def test_verdict_threshold_and_errors():
-    assert analysis.verdict((0.02, 0.05), ">", threshold=0.01) == "holds"
-    assert analysis.verdict((0.0, 0.05), ">", threshold=0.01) == "inconclusive (CI crosses 0.01)"
+    assert claims.verdict((0.02, 0.05), ">", threshold=0.01) == "holds"
+    assert claims.verdict((0.0, 0.05), ">", threshold=0.01) == "inconclusive (CI crosses 0.01)"
     with pytest.raises(ValueError, match="direction"):
-        analysis.verdict((0, 1), ">=")
+        claims.verdict((0, 1), ">=")
 
 
 def caption_rows(config="c@4"):
@@ -217,4 +217,4 @@ def test_toy_rows(toy_adapter, tmp_path):
     assert (t["t_mean"] > 0).all() and np.isfinite(t[["ece_after", "nll_after", "brier_after"]].to_numpy()).all()
     delta = analysis.paired_delta(rows, "full@144", "scope(alpha=0,p=1)@8", "accuracy", n_bootstrap=100)
     assert delta.low <= delta.estimate <= delta.high
-    assert analysis.verdict(delta, "<") in ("holds", "does not hold", "inconclusive (CI crosses 0)")
+    assert claims.verdict(delta, "<") in ("holds", "does not hold", "inconclusive (CI crosses 0)")

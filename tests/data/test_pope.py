@@ -10,7 +10,7 @@ import pytest
 from fixtures import formats
 
 from studylib.data import DataFormatError, DataNotFoundError, ImageNotFoundError, load_dataset
-from studylib.data.parsing import pope_answer
+from studylib.metrics.parsing import pope_answer
 from studylib.data.pope import POPE_SPLITS, load_pope, load_pope_lmms
 from studylib.sweep import score_dataset
 from studylib.models import prompts

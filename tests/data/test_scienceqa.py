@@ -10,7 +10,7 @@ import pytest
 from fixtures import formats
 
 from studylib.data import Dataset, DataFormatError, DataNotFoundError, ImageNotFoundError, load_dataset
-from studylib.data.parsing import scienceqa_letter
+from studylib.metrics.parsing import scienceqa_letter
 from studylib.data.scienceqa import load_scienceqa, load_scienceqa_lmms
 from studylib.sweep import score_dataset
 from studylib.models import prompts

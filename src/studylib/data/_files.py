@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
 PathLike = str | os.PathLike
@@ -112,8 +113,6 @@ def iter_parquet_rows(files: Sequence[Path], columns: Sequence[str], layout: Lay
 
     ``required``: further columns that must exist but are not read (e.g. images, read in a later pass).
     """
-    import pyarrow.parquet as pq
-
     for file in files:
         try:
             handle = pq.ParquetFile(file)

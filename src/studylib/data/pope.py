@@ -25,7 +25,7 @@ Conventions: ``Question.split`` is the POPE category; ``qid`` is ``"<split>-<que
 (unique across splits); ``text`` is the bare question (the prompt builder adds LLaVA's
 instruction); ``image_key`` is the COCO file name (official files) or the ``image_source``
 (parquet).  Answers generated as free text are parsed with
-:func:`studylib.data.parsing.pope_answer`.
+:func:`studylib.metrics.parsing.pope_answer`.
 """
 
 from __future__ import annotations

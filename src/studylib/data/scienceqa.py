@@ -32,7 +32,7 @@ four options and normalises the probabilities of A, B, C, D "within the four can
 is exactly our rule for 4-option questions, while for 2- and 3-option questions we do not put
 mass on letters that are not options, and for 5-option questions we include E (the paper does
 not address them).  Generated answers are parsed with
-:func:`studylib.data.parsing.scienceqa_letter` (LLaVA's rule).
+:func:`studylib.metrics.parsing.scienceqa_letter` (LLaVA's rule).
 
 Conventions: ``Question.split`` is the ``subject`` (natural / social / language science, the
 grouping of ScienceQA's own NAT / SOC / LAN columns) unless ``group_by`` names another field;

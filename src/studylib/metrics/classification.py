@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
+from studylib.metrics.parsing import mme_answer
 from studylib.metrics.validation import MetricInputError, check_same_length
 
 PERCEPTION_SUBTASKS = (
@@ -209,10 +211,8 @@ def score_mme(rows, text_column: str | None = None) -> dict[str, MmeScore]:
     ``rows``: a DataFrame (or list of dicts) with columns ``image`` (image key: pairs an
     image's questions), ``split`` (subtask) and ``label`` ("yes"/"no"), plus ``correct``
     (first-token scoring, :func:`studylib.sweep.score_dataset`) or, with ``text_column``,
-    generated answers parsed by MME's rule (:func:`studylib.data.parsing.mme_answer`).
+    generated answers parsed by MME's rule (:func:`studylib.metrics.parsing.mme_answer`).
     """
-    import pandas as pd
-
     frame = pd.DataFrame(rows)
     needed = ["image", "split", "label", text_column or "correct"]
     missing = [c for c in needed if c not in frame.columns]
@@ -221,8 +221,6 @@ def score_mme(rows, text_column: str | None = None) -> dict[str, MmeScore]:
     if text_column is None:
         correct = frame["correct"].astype(bool).to_numpy()
     else:
-        from studylib.data.parsing import mme_answer  # parsing lives with the loaders; imported late
-
         correct = (frame[text_column].map(mme_answer) == frame["label"].str.lower()).to_numpy()
     return mme_scores(correct, frame["image"].to_numpy(), frame["split"].to_numpy())
 
@@ -232,8 +230,6 @@ def mme_table(scores: dict[str, MmeScore]):
 
     Perception / cognition totals: :func:`mme_total`, which refuses partial sets.
     """
-    import pandas as pd
-
     order = [s for s in MME_SUBTASKS if s in scores] + sorted(set(scores) - set(MME_SUBTASKS))
     return pd.DataFrame([{
         "subtask": s, "group": "cognition" if s in COGNITION_SUBTASKS else "perception",

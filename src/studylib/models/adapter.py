@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from studylib.models.loading import load_model
 from studylib.models.llm_pruning import InLLMPruner, RegistryInLLMPruner, in_llm_pruning
 from studylib.models.prefix_cache import PromptRows, prefix_groups, real_positions, shared_prefix_logits
 from studylib.models.prompts import IMAGE_PLACEHOLDER
@@ -83,8 +84,6 @@ class LlavaAdapter:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = "toy", device: str = "cpu", dtype=torch.float32):
-        from studylib.models.loading import load_model
-
         return cls(*load_model(name_or_path, device=device, dtype=dtype))
 
     @property

@@ -10,8 +10,11 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import (AutoProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                          LlavaForConditionalGeneration)
+from transformers import (AutoProcessor, CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                          LlavaForConditionalGeneration, LlavaProcessor)
+
+from studylib.models.prompts import IMAGE_PLACEHOLDER
+from studylib.toy import model as toy
 
 ATTENTION = {"vision_config": "eager", "text_config": "sdpa", "": "sdpa"}
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -81,8 +84,6 @@ def tiny_random_llava(tokenizer, seed: int = 0, image_size: int = 336, patch_siz
     """A randomly initialised LLaVA with LLaVA-1.5's geometry (336 px, patch 14 -> 24x24 = 576
     tokens) and CLIP-L / Llama-7B shape *ratios* at tiny width (head dim 16, MLP 4x / 2.7x),
     so that the 7B code path runs in tests without weights."""
-    from studylib.models.prompts import IMAGE_PLACEHOLDER
-
     vision = CLIPVisionConfig(image_size=image_size, patch_size=patch_size, hidden_size=64,
                               intermediate_size=256, num_hidden_layers=vision_layers,
                               num_attention_heads=4, projection_dim=64)
@@ -102,10 +103,6 @@ def tiny_random_llava(tokenizer, seed: int = 0, image_size: int = 336, patch_siz
 
 def tiny_random_processor(image_size: int = 336, patch_size: int = 14):
     """The toy's word-level tokenizer with a CLIP image processor at LLaVA-1.5's 336 px."""
-    from transformers import CLIPImageProcessorPil, LlavaProcessor
-
-    from studylib.toy import model as toy
-
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
         image_mean=list(toy.CLIP_MEAN), image_std=list(toy.CLIP_STD))

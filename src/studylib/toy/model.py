@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
                           LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
@@ -80,8 +81,6 @@ def build_processor(tokenizer: PreTrainedTokenizerFast) -> LlavaProcessor:
 
 def build_untrained(seed: int = 0) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     """A freshly initialised toy model and its processor."""
-    import torch
-
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration._from_config(build_config(tokenizer), attn_implementation="sdpa")

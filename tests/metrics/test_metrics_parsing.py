@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from studylib.data.parsing import (FAILED, lmms_pope_answer, lmms_scienceqa_letter, mme_answer, pope_answer,
+from studylib.metrics.parsing import (FAILED, lmms_pope_answer, lmms_scienceqa_letter, mme_answer, pope_answer,
                                    scienceqa_letter)
 
 
