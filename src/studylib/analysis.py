@@ -99,6 +99,7 @@ class _View:
             self.probs[i, : len(options)] = probs[i]
             if has_logits:
                 self.logits[i, : len(options)] = logits[i]
+        _check_distributions(frame, self.probs, self.logits if has_logits else None, choices)
         if not has_logits:
             with np.errstate(divide="ignore"):
                 self.logits = np.log(self.probs)
@@ -117,6 +118,27 @@ class _View:
         for name, value in vars(self).items():
             setattr(view, name, value[index])
         return view
+
+
+PROB_TOLERANCE = 1e-4
+
+
+def _check_distributions(frame: pd.DataFrame, probs: np.ndarray, logits: np.ndarray | None, choices) -> None:
+    """Rows must carry a probability distribution over their choices (finite, in [0, 1], summing
+    to 1) and, where stored, finite class logits: a NaN must never become padding or a number."""
+    real = np.zeros(probs.shape, dtype=bool)
+    for i, options in enumerate(choices):
+        real[i, : len(options)] = True
+    problems = ~np.isfinite(probs).all(1) | (probs < 0).any(1) | (probs > 1).any(1)
+    problems |= np.abs(probs.sum(1) - 1.0) > PROB_TOLERANCE
+    if logits is not None:
+        problems |= ~np.where(real, np.isfinite(logits), True).all(1)
+    if problems.any():
+        i = int(np.argmax(problems))
+        qid = frame["qid"].iloc[i] if "qid" in frame else i
+        raise ValueError(f"row {qid!r}: probs {probs[i][real[i]].tolist()} / logits "
+                         f"{None if logits is None else logits[i][real[i]].tolist()} are not a finite, normalised "
+                         f"distribution over its choices; the rows are damaged or not from run_sweep")
 
 
 def _yes_ratio(v: _View) -> float:

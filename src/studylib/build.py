@@ -228,6 +228,18 @@ def estimated_seconds(flops: float, peak_flops: float = 989e12, utilisation: flo
     return flops / (peak_flops * utilisation)
 
 
+def experiment_parameters(profile: str, notebook: str, **overrides: Any) -> dict[str, Any]:
+    """Every parameter of ``notebooks/<notebook>.ipynb`` as a build with ``profile`` would pass it
+    (the notebook's defaults, then the profile's values, then ``overrides``): the keyword arguments of
+    ``studylib.experiments.<notebook>.run`` for use outside the book."""
+    loaded = load_profile(profile)
+    declared = declared_parameters(NOTEBOOKS_DIR / f"{notebook}.ipynb")
+    params = {**declared, **notebook_parameters(loaded, notebook, declared, overrides)}
+    if "profile" in declared:
+        params["profile"] = loaded["name"]
+    return params
+
+
 # ----------------------------------------------------------------------------- pages the build writes
 
 def not_run_notebook(name: str, title: str) -> nbformat.NotebookNode:

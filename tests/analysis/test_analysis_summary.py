@@ -218,3 +218,17 @@ def test_toy_rows(toy_adapter, tmp_path):
     delta = analysis.paired_delta(rows, "full@144", "scope(alpha=0,p=1)@8", "accuracy", n_bootstrap=100)
     assert delta.low <= delta.estimate <= delta.high
     assert claims.verdict(delta, "<") in ("holds", "does not hold", "inconclusive (CI crosses 0)")
+
+
+@pytest.mark.parametrize("damage", ["nan probability", "unnormalised", "nan logit"])
+def test_damaged_rows_are_refused_not_padded(damage):
+    rows = random_rows(20)
+    if damage == "nan probability":
+        rows.at[3, "probs"] = [float("nan"), 0.5]
+    elif damage == "unnormalised":
+        rows.at[3, "probs"] = [0.9, 0.3]
+    else:
+        rows.at[3, "logits"] = [float("nan"), -1.0]
+    for summarise in (analysis.calibration_summary, analysis.temperature_summary):
+        with pytest.raises(ValueError, match="'q3'.*not a finite, normalised distribution"):
+            summarise(rows)

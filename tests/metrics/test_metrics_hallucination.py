@@ -5,6 +5,7 @@ import pytest
 
 from studylib.metrics import (
     ChairVocabulary,
+    MetricInputError,
     bootstrap_ci,
     caption_objects,
     chair,
@@ -192,3 +193,15 @@ def test_bad_caption_inputs_raise(coco):
         chair(["a dog", "a cat"], [{"dog"}], coco)
     with pytest.raises(ValueError, match="string"):
         chair([None], [{"dog"}], coco)
+
+
+@pytest.mark.parametrize("counts, match", [
+    (([1, 2], [3, 0], [0, 0], [1, 1]), "hallucinated > mentions"),
+    (([1, 2], [0, 0], [2, 0], [1, 1]), "recalled > ground_truth"),
+    (([1, -2], [0, 0], [0, 0], [1, 1]), "non-negative integer"),
+    (([1, float("nan")], [0, 0], [0, 0], [1, 1]), "NaN|finite"),
+    (([1, 2.5], [0, 0], [0, 0], [1, 1]), "integer"),
+])
+def test_chair_from_counts_refuses_impossible_counts(counts, match):
+    with pytest.raises(MetricInputError, match=match):
+        chair_from_counts(*counts)

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studylib.metrics.validation import MetricInputError, check_same_length
+from studylib.metrics.validation import MetricInputError, as_counts, check_same_length
 
 DATA_DIR = Path(__file__).resolve().parents[3] / "data" / "chair"
 COCO_SYNONYMS = DATA_DIR / "coco_synonyms.txt"
@@ -302,8 +302,15 @@ def chair_from_counts(mentions, hallucinated, recalled, ground_truth) -> dict[st
     For a bootstrap CI resample the per-caption counts, e.g. CHAIR_i:
     ``bootstrap_ci(lambda h, m: h.sum() / m.sum(), counts["hallucinated"], counts["mentions"])``.
     """
-    mentions, hallucinated, recalled, ground_truth = map(np.asarray, (mentions, hallucinated, recalled, ground_truth))
+    mentions, hallucinated = as_counts(mentions, "mentions"), as_counts(hallucinated, "hallucinated")
+    recalled, ground_truth = as_counts(recalled, "recalled"), as_counts(ground_truth, "ground_truth")
     check_same_length(mentions=mentions, hallucinated=hallucinated, recalled=recalled, ground_truth=ground_truth)
+    for part, whole, names in ((hallucinated, mentions, "hallucinated > mentions"),
+                               (recalled, ground_truth, "recalled > ground_truth")):
+        if (part > whole).any():
+            i = int(np.argmax(part > whole))
+            raise MetricInputError(f"caption {i}: {names} ({part[i]} > {whole[i]}); a caption cannot hallucinate more "
+                                   "objects than it mentions nor recall more than its image has")
     return {
         "chair_s": _safe_ratio(np.sum(hallucinated > 0), len(hallucinated)),
         "chair_i": _safe_ratio(np.sum(hallucinated), np.sum(mentions)),

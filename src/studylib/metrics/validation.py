@@ -150,6 +150,15 @@ def as_binary(values, name: str) -> np.ndarray:
     return numeric.astype(bool)
 
 
+def as_counts(values, name: str) -> np.ndarray:
+    """A 1-D vector of non-negative integer counts (floats that are whole numbers accepted)."""
+    array = as_float_vector(values, name)
+    if (array < 0).any() or (array != np.round(array)).any():
+        bad = array[(array < 0) | (array != np.round(array))][0]
+        raise MetricInputError(f"{name} must hold non-negative integer counts, found {bad!r}; pass per-caption counts.")
+    return array.astype(np.int64)
+
+
 def check_same_length(**arrays: np.ndarray) -> int:
     """Common first dimension of the named arrays."""
     lengths = {name: len(array) for name, array in arrays.items()}
