@@ -14,7 +14,7 @@ A file lists claims; each is a mapping::
 
 Fields:
 
-* ``statement``, ``a``, ``b``, ``subset`` values and ``id`` are templates filled from the
+* ``statement``, ``a``, ``b``, ``subset`` values, ``note`` and ``id`` are templates filled from the
   experiment's context (its parameters plus what it derives, e.g. ``n_tokens``) with
   :meth:`str.format`; a claim that names a value the context lacks is *not applicable*.
 * ``test``: ``delta`` — paired image bootstrap of ``metric(a) − metric(b)``
@@ -25,7 +25,11 @@ Fields:
 * ``rows``: which of the experiment's row frames the test reads (default ``rows``).
 * ``for_each`` (in a part): ``{variable: context list or literal list}`` expands the part once
   per value (several variables: their product, in order); ``exclude`` lists variable values to
-  skip, e.g. ``[{p: 1}]``.
+  skip, e.g. ``[{p: 1}]``.  A list of mappings binds each mapping's keys as variables too, so
+  values derived together stay together: ``for_each: {choice: best_p}`` with the context's
+  ``best_p = [{benchmark: POPE, k: 16, p: 2.0}, ...]`` binds ``benchmark``, ``k`` and ``p``
+  (a mapping without a key the part names makes that part *not applicable*); ``exclude``
+  may name those keys, e.g. ``[{benchmark: MME}]``.
 * ``ref`` (a part): reuse a claim declared earlier in the file, e.g. ``parts: [{ref: C1}]``.
 * ``intro``: a short line that puts the claim in the book's verdict table.
 * ``reported``: free text, or a citation ``{paper, table, metric, a, b, benchmark}`` of the
@@ -134,9 +138,12 @@ def _expand(part: dict, context: Mapping[str, Any]) -> list[tuple[dict, dict]]:
     excluded = [dict(e) for e in part.get("exclude", [])]
     out = []
     for combination in itertools.product(*values):
-        bound = dict(zip(names, combination))
-        if any(all(float(bound[k]) == float(v) if _numeric(v) else bound[k] == v for k, v in e.items())
-               for e in excluded):
+        bound = {}
+        for name, value in zip(names, combination):
+            bound.update(value if isinstance(value, Mapping) else {})
+            bound[name] = value
+        if any(all(k in bound and (float(bound[k]) == float(v) if _numeric(v) else bound[k] == v)
+                   for k, v in e.items()) for e in excluded):
             continue
         out.append((part, {**context, **bound}))
     return out
@@ -169,10 +176,13 @@ class ClaimEvaluator:
                 raise ClaimSpecError(f"part {{ref: {spec['ref']}}} names no claim declared before it") from None
         source = spec.get("source", source)
         try:
-            fields = {"id": _fill(spec["id"], context), "source": source,
-                      "statement": _fill(spec.get("statement", ""), context)}
+            claim_id = _fill(spec["id"], context)
+        except _Missing:
+            claim_id = str(spec["id"])
+        try:
+            fields = {"id": claim_id, "source": source, "statement": _fill(spec.get("statement", ""), context)}
         except _Missing as missing:
-            return C.not_tested(str(spec["id"]), source, str(spec.get("statement", "")),
+            return C.not_tested(claim_id, source, str(spec.get("statement", "")),
                                 f"needs the parameter {missing.args[0]}")
         try:
             if spec["test"] in ("all_of", "any_of"):
@@ -189,11 +199,11 @@ class ClaimEvaluator:
         if reported == "parts":
             reported = "; ".join(dict.fromkeys(p.reported for p in parts if p.reported))
         combine = C.all_of if spec["test"] == "all_of" else C.any_of
-        return combine(parts, **fields, reported=_fill(reported, context), note=spec.get("note", ""))
+        return combine(parts, **fields, reported=_fill(reported, context), note=_fill(spec.get("note", ""), context))
 
     def _simple(self, spec: dict, context: dict, fields: dict, reported: str) -> C.Claim:
         test = spec["test"]
-        note = spec.get("note", "")
+        note = _fill(spec.get("note", ""), context)
         if test == "point":
             a, b = (self._value(spec[side], context) for side in ("a", "b"))
             comparison = f"{_fill(spec['a'], context)} − {_fill(spec['b'], context)}"
