@@ -120,9 +120,10 @@ def tiny_random_processor(image_size: int = 336, patch_size: int = 14):
                           num_additional_image_tokens=1)
 
 
-def tiny_random_llava_next(seed: int = 0) -> tuple[LlavaNextForConditionalGeneration, LlavaNextProcessor]:
-    """Tiny LLaVA-NeXT (module docstring) and its processor (vicuna_v1 chat template)."""
-    tokenizer = toy.build_tokenizer()
+def tiny_random_llava_next(seed: int = 0, tokenizer=None) -> tuple[LlavaNextForConditionalGeneration, LlavaNextProcessor]:
+    """Tiny LLaVA-NeXT (module docstring) and its processor (vicuna_v1 chat template); another
+    tokenizer (with ``<image>`` and a pad token) may replace the toy's."""
+    tokenizer = tokenizer or toy.build_tokenizer()
     image_processor = LlavaNextImageProcessorPil(
         size={"shortest_edge": NEXT_TILE}, crop_size={"height": NEXT_TILE, "width": NEXT_TILE},
         image_grid_pinpoints=NEXT_PINPOINTS, image_mean=list(toy.CLIP_MEAN), image_std=list(toy.CLIP_STD))
@@ -144,9 +145,10 @@ def tiny_qwen_tokenizer() -> PreTrainedTokenizerFast:
                                                 "vision_end_token": "<|vision_end|>"})
 
 
-def tiny_random_qwen2_5_vl(seed: int = 0) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor]:
-    """Tiny Qwen2.5-VL (module docstring) and its processor (ChatML template)."""
-    tokenizer = tiny_qwen_tokenizer()
+def tiny_random_qwen2_5_vl(seed: int = 0, tokenizer=None) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor]:
+    """Tiny Qwen2.5-VL (module docstring) and its processor (ChatML template); another tokenizer
+    with Qwen's special tokens may replace the word-level one."""
+    tokenizer = tokenizer or tiny_qwen_tokenizer()
     image_processor = Qwen2VLImageProcessorPil(min_pixels=QWEN_MIN_PIXELS, max_pixels=QWEN_MAX_PIXELS, patch_size=14,
                                                merge_size=2, temporal_patch_size=2,
                                                image_mean=list(toy.CLIP_MEAN), image_std=list(toy.CLIP_STD))
