@@ -36,7 +36,7 @@ PAPERS = {
     "003": "ID-Selection (arXiv 2604.05601)",
 }
 #: models whose results are labelled as toy results everywhere
-TOY_MODELS = ("toy", "tiny-random")
+TOY_MODELS = ("toy", "tiny-random", "tiny-random-llava-next", "tiny-random-qwen2.5-vl")
 
 
 # ----------------------------------------------------------------------------- profiles

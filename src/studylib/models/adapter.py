@@ -4,11 +4,15 @@
            --score--> first-token probabilities over an answer verbalizer (one prefill forward)
            --generate--> free text (captions)
 
-The adapter wraps a stock ``LlavaForConditionalGeneration``; it never edits the model.  The
-language model receives ``inputs_embeds`` built here: the prompt's text embeddings with K
-image placeholders, filled with the kept visual tokens in raster order, so positions are
-contiguous exactly as with the official pre-LLM pruners.  Batches are left-padded and carry
-explicit position ids, so a padded row gives the same logits as the row alone.
+The adapter wraps a stock Hugging Face model of one of the families in
+:mod:`studylib.models.families` (LLaVA-1.5, LLaVA-NeXT, Qwen2.5-VL); it never edits the model.
+The language model receives ``inputs_embeds`` built here: the prompt's text embeddings with one
+image slot per token of the row's visual block (the kept visual tokens in raster order, plus
+LLaVA-NeXT's image-newline tokens), at positions the family gives (contiguous for the LLaVA
+families, as with the official pre-LLM pruners; Qwen2.5-VL's unpruned M-RoPE positions).
+Batches are left-padded and carry explicit position ids, so a padded row gives the same logits
+as the row alone; images of several sizes are scored one size at a time
+(:mod:`studylib.models.batching`).
 
 Rows that share their ``[system text][image]`` prefix are scored with the prefix computed once
 (:mod:`studylib.models.prefix_cache`; same numbers, fewer token slots).
@@ -93,8 +97,7 @@ class LlavaAdapter:
                              f"pass a readable RGB image file or a PIL image") from error
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """LLaVA-1.5 only: the square-padded pixel batch the vision tower sees."""
-        return self.family.pixel_values(images)
+        return self.family.pixel_values(images)  # LLaVA-1.5 only: the square-padded pixel batch
 
     def encode(self, images: Sequence[ImageInput], keys: Sequence[str] | None = None,
                batch_size: int = 16) -> VisualTokens | RaggedTokens:
@@ -286,8 +289,7 @@ class LlavaAdapter:
         select = getattr(self.family, "select", None)
         return (select(pruner, tokens, k, query) if select else pruner(tokens, k, query)), None, None
 
-    def _budget(self, k: int, tokens: VisualTokens) -> int:
-        """``k``, clipped to the images' N for families whose N varies with the image."""
+    def _budget(self, k: int, tokens: VisualTokens) -> int:  # clipped to N where N varies with the image
         return clip_budget(k, tokens) if self.family.variable_n else k
 
     def score_pruned(self, prompts: Sequence[str], tokens: VisualTokens | RaggedTokens, pruner, k: int,

@@ -8,9 +8,9 @@ a prefix depend on the prefix only, so a batch is scored in two forwards:
 1. the U unique prefixes, left-padded to width P, with ``use_cache=True``;
 2. the B suffixes (``after`` ids + optional extra ids), left-padded to width S, on top of
    that cache: row b attends ``[prefix mask of its group, its suffix mask]`` and its suffix
-   positions continue from its real prefix length, so every real token sees exactly the keys,
-   values and rotary positions of the single forward, and the last position is the row's
-   real last token (``logits_to_keep=1``).
+   positions are the single forward's (the row's position ids, 1-D or M-RoPE, split at the end
+   of the prefix), so every real token sees exactly the keys, values and rotary positions of
+   the single forward, and the last position is the row's real last token (``logits_to_keep=1``).
 
 This costs ``U*P + B*S`` token slots instead of ``B*(P+S)`` and is used whenever that is fewer.
 Two rows share a prefix when they have the same ``before`` ids, image key and kept indices
