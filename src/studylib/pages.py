@@ -17,7 +17,7 @@ from studylib.claims import Claim, claims_table, style_claims
 from studylib.reported import PAPER_UNITS
 
 #: models whose results are labelled as toy results everywhere
-TOY_MODELS = ("toy", "tiny-random")
+TOY_MODELS = ("toy", "tiny-random", "tiny-random-llava-next", "tiny-random-qwen2.5-vl")
 
 
 def is_toy(model: str) -> bool:

@@ -3,6 +3,12 @@
 An image is encoded once into :class:`VisualTokens`; a pruner reads them and returns a
 :class:`Selection`; the adapter feeds the selection to the language model.  Everything is
 batched over images: tensors carry a leading batch dimension ``B``.
+
+Images of different sizes (LLaVA-NeXT's anyres tiles, Qwen2.5-VL's dynamic resolution) give
+different token counts ``N``.  A :class:`VisualTokens` always holds images of one shape (same
+``N``, ``grid`` and ``layout``); a batch of images of several shapes is a :class:`RaggedTokens`
+(one :class:`VisualTokens` per image), which :func:`stack_tokens` builds and the model adapter
+scores in sub-batches of one shape (pruners run on each sub-batch as they are, no padding).
 """
 
 from __future__ import annotations
@@ -35,9 +41,14 @@ class VisualTokens:
         heads (VisionZip's merge metric).
     grid:
         ``(rows, cols)`` of the patch grid; ``rows * cols == N``; index ``i`` is at
-        ``(i // cols, i % cols)`` (raster order).
+        ``(i // cols, i % cols)`` (raster order).  Qwen2.5-VL: the merged (2x2) grid.
+        LLaVA-NeXT: ``(1, N)``, the tokens are not one rectangle (see ``layout``).
     image_keys:
         one identifier per image (used for caching and for result rows).
+    layout:
+        empty for a single raster grid; otherwise the consecutive raster grids ``(rows, cols)``
+        the ``N`` tokens are made of, in order (LLaVA-NeXT: the base tile's grid, then the
+        unpadded high-resolution grid; their sizes add up to ``N``).
     """
 
     features: torch.Tensor
@@ -47,6 +58,7 @@ class VisualTokens:
     keys: torch.Tensor
     grid: tuple[int, int]
     image_keys: tuple[str, ...] = field(default=())
+    layout: tuple[tuple[int, int], ...] = field(default=())
 
     def __post_init__(self) -> None:
         b, n, _ = self.features.shape
@@ -58,6 +70,8 @@ class VisualTokens:
             raise ValueError("cls_feature / keys do not match the batch of features")
         if self.grid[0] * self.grid[1] != n:
             raise ValueError(f"grid {self.grid} does not hold {n} patches")
+        if self.layout and sum(r * c for r, c in self.layout) != n:
+            raise ValueError(f"layout {self.layout} does not hold {n} patches")
         if self.image_keys and len(self.image_keys) != b:
             raise ValueError(f"{len(self.image_keys)} image keys for a batch of {b} images")
 
@@ -68,6 +82,11 @@ class VisualTokens:
     @property
     def num_patches(self) -> int:
         return self.features.shape[1]
+
+    @property
+    def shape_key(self) -> tuple:
+        """What images must share to sit in one batch: N, the grid and the layout."""
+        return self.num_patches, self.grid, self.layout
 
     def __getitem__(self, index: int | slice | list[int] | torch.Tensor) -> "VisualTokens":
         """Sub-batch of images (an int keeps the batch dimension)."""
@@ -85,22 +104,24 @@ class VisualTokens:
             keys=self.keys[index],
             grid=self.grid,
             image_keys=keys,
+            layout=self.layout,
         )
 
     def to(self, device: torch.device | str) -> "VisualTokens":
         return VisualTokens(
             self.features.to(device), self.embeddings.to(device), self.cls_attention.to(device),
-            self.cls_feature.to(device), self.keys.to(device), self.grid, self.image_keys,
+            self.cls_feature.to(device), self.keys.to(device), self.grid, self.image_keys, self.layout,
         )
 
     @staticmethod
     def concat(parts: list["VisualTokens"]) -> "VisualTokens":
-        """Stack several batches (same grid) into one."""
+        """Stack several batches (same grid) into one (:func:`stack_tokens` accepts several shapes)."""
         if not parts:
             raise ValueError("cannot concatenate an empty list of VisualTokens")
-        grids = {p.grid for p in parts}
+        grids = {p.shape_key for p in parts}
         if len(grids) != 1:
-            raise ValueError(f"cannot concatenate VisualTokens with different grids {sorted(grids)}")
+            raise ValueError(f"cannot concatenate VisualTokens with different grids {sorted(grids)}; "
+                             f"use stack_tokens(...) for images of several sizes")
         keys = tuple(k for p in parts for k in p.image_keys)
         return VisualTokens(
             features=torch.cat([p.features for p in parts]),
@@ -110,7 +131,60 @@ class VisualTokens:
             keys=torch.cat([p.keys for p in parts]),
             grid=parts[0].grid,
             image_keys=keys if len(keys) == sum(p.batch_size for p in parts) else (),
+            layout=parts[0].layout,
         )
+
+
+@dataclass(frozen=True)
+class RaggedTokens:
+    """A batch of images of several shapes: one single-image :class:`VisualTokens` per row.
+
+    Pruners never see it: the adapter splits it into sub-batches of one shape
+    (:meth:`groups`), prunes and scores each, and puts the rows back in order."""
+
+    rows: tuple[VisualTokens, ...]
+
+    def __post_init__(self) -> None:
+        if any(r.batch_size != 1 for r in self.rows):
+            raise ValueError("RaggedTokens holds one image per row")
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.rows)
+
+    @property
+    def image_keys(self) -> tuple[str, ...]:
+        keys = tuple(k for r in self.rows for k in r.image_keys)
+        return keys if len(keys) == len(self.rows) else ()
+
+    @property
+    def num_patches(self) -> int:
+        """The largest N of the batch (each row's own N is ``rows[i].num_patches``)."""
+        return max(r.num_patches for r in self.rows)
+
+    def groups(self) -> list[tuple[list[int], VisualTokens]]:
+        """(row indices, their tokens as one batch) per shape, in order of first appearance."""
+        members: dict[tuple, list[int]] = {}
+        for i, row in enumerate(self.rows):
+            members.setdefault(row.shape_key, []).append(i)
+        return [(idx, VisualTokens.concat([self.rows[i] for i in idx])) for idx in members.values()]
+
+    def __getitem__(self, index: int | slice | list[int] | torch.Tensor) -> "VisualTokens | RaggedTokens":
+        picked = torch.arange(len(self.rows))[[index] if isinstance(index, int) else index].tolist()
+        return stack_tokens([self.rows[i] for i in picked])
+
+    def to(self, device: torch.device | str) -> "RaggedTokens":
+        return RaggedTokens(tuple(r.to(device) for r in self.rows))
+
+
+def stack_tokens(parts: list[VisualTokens]) -> VisualTokens | RaggedTokens:
+    """One batch from several: a :class:`VisualTokens` when every part has the same shape
+    (N, grid, layout), else a :class:`RaggedTokens` with one row per image."""
+    if not parts:
+        raise ValueError("cannot stack an empty list of VisualTokens")
+    if len({p.shape_key for p in parts}) == 1:
+        return VisualTokens.concat(parts)
+    return RaggedTokens(tuple(p[i] for p in parts for i in range(p.batch_size)))
 
 
 @dataclass(frozen=True)

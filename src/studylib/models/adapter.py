@@ -4,11 +4,15 @@
            --score--> first-token probabilities over an answer verbalizer (one prefill forward)
            --generate--> free text (captions)
 
-The adapter wraps a stock ``LlavaForConditionalGeneration``; it never edits the model.  The
-language model receives ``inputs_embeds`` built here: the prompt's text embeddings with K
-image placeholders, filled with the kept visual tokens in raster order, so positions are
-contiguous exactly as with the official pre-LLM pruners.  Batches are left-padded and carry
-explicit position ids, so a padded row gives the same logits as the row alone.
+The adapter wraps a stock Hugging Face model of one of the families in
+:mod:`studylib.models.families` (LLaVA-1.5, LLaVA-NeXT, Qwen2.5-VL); it never edits the model.
+The language model receives ``inputs_embeds`` built here: the prompt's text embeddings with one
+image slot per token of the row's visual block (the kept visual tokens in raster order, plus
+LLaVA-NeXT's image-newline tokens), at positions the family gives (contiguous for the LLaVA
+families, as with the official pre-LLM pruners; Qwen2.5-VL's unpruned M-RoPE positions).
+Batches are left-padded and carry explicit position ids, so a padded row gives the same logits
+as the row alone; images of several sizes are scored one size at a time
+(:mod:`studylib.models.batching`).
 
 Rows that share their ``[system text][image]`` prefix are scored with the prefix computed once
 (:mod:`studylib.models.prefix_cache`; same numbers, fewer token slots).
@@ -19,62 +23,41 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from studylib.models.loading import load_model
+from studylib.models.batching import (ScoreResult, clip_budget, greedy_decode, merge_kept, merge_scores, pick,
+                                      sub_query)
+from studylib.models.families import VisualRow, family_for, row_positions
 from studylib.models.llm_pruning import InLLMPruner, RegistryInLLMPruner, in_llm_pruning
-from studylib.models.prefix_cache import PromptRows, prefix_groups, real_positions, shared_prefix_logits
-from studylib.models.prompts import IMAGE_PLACEHOLDER
-from studylib.tokens import QueryContext, Selection, VisualTokens
+from studylib.models.loading import load_model
+from studylib.models.prefix_cache import PromptRows, padded_positions, prefix_groups, shared_prefix_logits
+from studylib.tokens import QueryContext, RaggedTokens, Selection, VisualTokens, stack_tokens
 
 ImageInput = Image.Image | str | os.PathLike | bytes
 Verbalizer = Mapping[str, Sequence[str]]
 
 
-@dataclass
-class ScoreResult:
-    """First-token scores of a batch of prompts.
-
-    ``labels[i]`` are prompt i's answer labels; ``probs[i, :len(labels[i])]`` their
-    probabilities renormalised over the verbalizer (NaN-padded to the widest row);
-    ``logits`` the class logits ``log sum_{v in variants} exp(z_v)`` (softmax of a row's class
-    logits equals its ``probs``; temperature scaling acts on them); ``verbalizer_mass`` the
-    full-vocabulary probability of all variants together (how much mass the verbalizer
-    captures); ``top_token`` the full-vocabulary argmax token; ``kept`` the (B, K) indices of
-    the visual tokens the LLM kept.
-    """
-
-    labels: list[tuple[str, ...]]
-    probs: np.ndarray
-    logits: np.ndarray
-    verbalizer_mass: np.ndarray
-    top_token: list[str]
-    kept: torch.Tensor
-
-    @property
-    def prediction(self) -> list[str]:
-        return [lab[int(np.nanargmax(p))] for lab, p in zip(self.labels, self.probs)]
-
-    @property
-    def confidence(self) -> np.ndarray:
-        return np.nanmax(self.probs, axis=1)
-
-
 class LlavaAdapter:
-    """Encode images once, then score or generate with any subset of their visual tokens."""
+    """Encode images once, then score or generate with any subset of their visual tokens.
 
-    def __init__(self, model, processor, pad_to_square: bool = True):
+    Family-blind: a :class:`~studylib.models.families.Family` (picked from the model's class:
+    LLaVA-1.5, LLaVA-NeXT, Qwen2.5-VL) turns images into :class:`VisualTokens` and kept tokens
+    into each row's visual block and position ids; ``family_options`` go to it
+    (``prune_scope`` for LLaVA-NeXT, ``saliency_block`` for Qwen2.5-VL)."""
+
+    def __init__(self, model, processor, pad_to_square: bool = True, **family_options):
+        if not pad_to_square:
+            family_options["pad_to_square"] = False
+        self.family = family_for(model, processor, **family_options)
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.image_processor = processor.image_processor
-        self.pad_to_square = pad_to_square
-        self.image_token_id = model.config.image_token_index
+        self.image_token_id = self.family.image_token_id
         if self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token before scoring batches")
         self._cache: dict[str, VisualTokens] = {}
@@ -83,8 +66,9 @@ class LlavaAdapter:
         self._token_ids = lru_cache(maxsize=4096)(self._single_token_id)
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike = "toy", device: str = "cpu", dtype=torch.float32):
-        return cls(*load_model(name_or_path, device=device, dtype=dtype))
+    def load(cls, name_or_path: str | os.PathLike = "toy", device: str = "cpu", dtype=torch.float32,
+             **family_options):
+        return cls(*load_model(name_or_path, device=device, dtype=dtype), **family_options)
 
     @property
     def device(self) -> torch.device:
@@ -92,8 +76,12 @@ class LlavaAdapter:
 
     @property
     def num_patches(self) -> int:
-        vision = self.model.config.vision_config
-        return (vision.image_size // vision.patch_size) ** 2
+        """N of a fixed-size image; the maximum N for families whose N varies with the image."""
+        return self.family.num_patches
+
+    def build_prompt(self, question) -> str:
+        """The model's own single-turn evaluation prompt for ``question`` (see the families)."""
+        return self.family.build_prompt(question)
 
     # ------------------------------------------------------------------ images
 
@@ -108,63 +96,16 @@ class LlavaAdapter:
             raise ValueError(f"image {key!r} could not be decoded ({error}); "
                              f"pass a readable RGB image file or a PIL image") from error
 
-    def _square(self, image: Image.Image) -> Image.Image:
-        """LLaVA-1.5's ``image_aspect_ratio='pad'``: pad to square with the mean colour."""
-        w, h = image.size
-        if w == h or not self.pad_to_square:
-            return image
-        fill = tuple(int(round(m * 255)) for m in self.image_processor.image_mean)
-        side = max(w, h)
-        canvas = Image.new("RGB", (side, side), fill)
-        canvas.paste(image, ((side - w) // 2, (side - h) // 2))
-        return canvas
-
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        batch = self.image_processor([self._square(im) for im in images], return_tensors="pt")
-        return batch["pixel_values"].to(self.device, self.model.dtype)
-
-    @torch.inference_mode()
-    def _encode_batch(self, images: Sequence[Image.Image], image_keys: tuple[str, ...]) -> VisualTokens:
-        """Run the vision tower once and read everything the pruners need from layer -2."""
-        tower = self.model.model.vision_tower
-        encoder = getattr(tower, "vision_model", tower).encoder  # older transformers nest it
-        layer = encoder.layers[self.model.config.vision_feature_layer]
-        captured: dict[str, torch.Tensor] = {}
-        hooks = [
-            layer.self_attn.register_forward_hook(lambda m, a, out: captured.__setitem__("attn", out[1])),
-            layer.self_attn.k_proj.register_forward_hook(lambda m, a, out: captured.__setitem__("keys", out)),
-        ]
-        try:
-            out = tower(self.pixel_values(images), output_hidden_states=True)
-        finally:
-            for h in hooks:
-                h.remove()
-        if captured.get("attn") is None:
-            raise RuntimeError("the vision tower returned no attention weights; load the model with "
-                               "attn_implementation={'vision_config': 'eager', 'text_config': 'sdpa'}")
-        hidden = out.hidden_states[self.model.config.vision_feature_layer]
-        features = hidden[:, 1:]
-        attention = captured["attn"]  # (B, heads, N + 1, N + 1), post-softmax
-        b, length, width = captured["keys"].shape
-        head_mean_keys = captured["keys"].view(b, length, attention.shape[1], -1).mean(2)
-        n = features.shape[1]
-        rows = int(round(n**0.5))
-        return VisualTokens(
-            features=features,
-            embeddings=self.model.model.multi_modal_projector(features),
-            cls_attention=attention[:, :, 0, 1:].float().mean(1),
-            cls_feature=hidden[:, 0],
-            keys=head_mean_keys[:, 1:],
-            grid=(rows, n // rows),
-            image_keys=image_keys,
-        )
+        return self.family.pixel_values(images)  # LLaVA-1.5 only: the square-padded pixel batch
 
     def encode(self, images: Sequence[ImageInput], keys: Sequence[str] | None = None,
-               batch_size: int = 16) -> VisualTokens:
+               batch_size: int = 16) -> VisualTokens | RaggedTokens:
         """Vision features of ``images`` (one row each, in order), cached by key.
 
         ``keys`` name the images (defaults to file paths for path inputs); images whose key is
-        cached are not re-encoded, so a sweep encodes each image once."""
+        cached are not re-encoded, so a sweep encodes each image once.  Images of several
+        shapes (LLaVA-NeXT, Qwen2.5-VL) give a :class:`RaggedTokens`."""
         if keys is None:
             if not all(isinstance(im, (str, os.PathLike)) for im in images):
                 raise ValueError("pass keys=... to encode in-memory images (keys name the cache entries)")
@@ -177,10 +118,10 @@ class LlavaAdapter:
         for start in range(0, len(missing), batch_size):
             chunk = missing[start:start + batch_size]
             pils = [self._as_pil(images[i], keys[i]) for i in chunk]
-            encoded = self._encode_batch(pils, tuple(keys[i] for i in chunk))
+            encoded = self.family.encode_images(pils, tuple(keys[i] for i in chunk))
             for j, i in enumerate(chunk):
                 self._cache[keys[i]] = encoded[j]
-        return VisualTokens.concat([self._cache[k] for k in keys])
+        return stack_tokens([self._cache[k] for k in keys])
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -190,9 +131,10 @@ class LlavaAdapter:
     def _encode_prompt_uncached(self, prompt: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Token ids before and after the single image placeholder (LLaVA's
         ``tokenizer_image_token``: chunks encoded separately, BOS only on the first)."""
-        parts = prompt.split(IMAGE_PLACEHOLDER)
+        placeholder = self.family.placeholder
+        parts = prompt.split(placeholder)
         if len(parts) != 2:
-            raise ValueError(f"a prompt must contain exactly one {IMAGE_PLACEHOLDER!r} placeholder, "
+            raise ValueError(f"a prompt must contain exactly one {placeholder!r} placeholder, "
                              f"found {len(parts) - 1} in {prompt[:80]!r}")
         before = self.tokenizer(parts[0]).input_ids
         after = self.tokenizer(parts[1], add_special_tokens=False).input_ids
@@ -218,8 +160,11 @@ class LlavaAdapter:
 
     # ------------------------------------------------------------------ LLM inputs
 
-    def _visual_sequence(self, tokens: VisualTokens, keep: torch.Tensor | Selection | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, D_l) projected visual tokens the LLM sees, and the (B, K) kept indices."""
+    def _visual_sequence(self, tokens: VisualTokens, keep: torch.Tensor | Selection | None) -> tuple[list[VisualRow], torch.Tensor]:
+        """Each row's visual block as the LLM sees it, and the (B, K) kept indices."""
+        if isinstance(tokens, RaggedTokens):
+            raise ValueError("images of several sizes: score them through score()/score_pruned() "
+                             "(one sub-batch per size) or index one size group first")
         n = tokens.num_patches
         if keep is None:
             keep = torch.arange(n).expand(tokens.batch_size, n)
@@ -229,24 +174,20 @@ class LlavaAdapter:
             indices, merged = torch.as_tensor(keep), None
         validate_indices(indices, tokens.batch_size, n)
         indices = indices.sort(1).values  # raster order, whatever order the caller used
-        if merged is not None:
-            with torch.inference_mode():
-                return self.model.model.multi_modal_projector(merged.to(self.device, self.model.dtype)), indices
-        index = indices.to(tokens.embeddings.device).unsqueeze(-1).expand(-1, -1, tokens.embeddings.shape[-1])
-        return tokens.embeddings.gather(1, index), indices
+        with torch.inference_mode():
+            return self.family.visual_rows(tokens, indices, merged), indices
 
-    def _inputs(self, prompts: Sequence[str], visual: torch.Tensor, suffixes: Sequence[Sequence[int]] | None = None):
+    def _inputs(self, prompts: Sequence[str], visual: Sequence[VisualRow], suffixes: Sequence[Sequence[int]] | None = None):
         """Left-padded ``inputs_embeds``, attention mask, position ids and image positions."""
         check_rows(prompts, visual)
-        k = visual.shape[1]
         rows = self._prompt_rows(prompts, suffixes)
-        sequences = [list(before) + [self.image_token_id] * k + list(after) for before, after in rows]
+        sequences = [list(before) + [self.image_token_id] * v.length + list(after) for (before, after), v in zip(rows, visual)]
         ids, mask = self.left_padded(sequences)
         width = ids.shape[1]
-        image_positions = torch.stack([torch.arange(k) + width - len(seq) + len(before)
-                                       for seq, (before, _) in zip(sequences, rows)])
-        embeds = self.embed_ids(ids, visual)
-        return embeds, mask, real_positions(mask), image_positions.to(self.device)
+        image_positions = torch.stack([v.patch_slots + width - len(seq) + len(before)
+                                       for seq, (before, _), v in zip(sequences, rows, visual)])
+        positions = padded_positions([row_positions(len(before), v, len(after)) for (before, after), v in zip(rows, visual)], width)
+        return self.embed_ids(ids, visual), mask, positions.to(self.device), image_positions.to(self.device)
 
     def _prompt_rows(self, prompts: Sequence[str], suffixes: Sequence[Sequence[int]] | None) -> PromptRows:
         """(before ids, after ids + the row's extra suffix ids) of every prompt."""
@@ -268,13 +209,13 @@ class LlavaAdapter:
                 mask[i, width - len(seq):] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def embed_ids(self, ids: torch.Tensor, visual: torch.Tensor | None = None) -> torch.Tensor:
+    def embed_ids(self, ids: torch.Tensor, visual: Sequence[VisualRow] | None = None) -> torch.Tensor:
         """Input embeddings of ``ids`` with the image slots filled by ``visual`` row by row."""
         embeds = self.model.get_input_embeddings()(ids)
         if visual is None:
             return embeds
         slots = (ids == self.image_token_id).unsqueeze(-1)
-        return embeds.masked_scatter(slots, visual.to(embeds.dtype))
+        return embeds.masked_scatter(slots, torch.cat([v.embeds for v in visual]).to(embeds.dtype))
 
     # ------------------------------------------------------------------ scoring
 
@@ -290,7 +231,7 @@ class LlavaAdapter:
         embeds, mask, positions, image_positions = self._inputs(prompts, visual, suffixes)
         record: dict = {}
         if in_llm is not None:
-            validate_budget(k_llm, visual.shape[1])
+            validate_budget(k_llm, image_positions.shape[1])
             with in_llm_pruning(self.model, in_llm, k_llm, image_positions, mask, record):
                 out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
                                  logits_to_keep=1, use_cache=False)
@@ -300,9 +241,9 @@ class LlavaAdapter:
                              logits_to_keep=1, use_cache=False)
         return out.logits[:, -1].float(), indices
 
-    def score(self, prompts: Sequence[str], tokens: VisualTokens, keep: torch.Tensor | Selection | None = None,
-              choices: Verbalizer | Sequence[Verbalizer] = (), in_llm: InLLMPruner | None = None,
-              in_llm_k: int | None = None) -> ScoreResult:
+    def score(self, prompts: Sequence[str], tokens: VisualTokens | RaggedTokens,
+              keep: torch.Tensor | Selection | None = None, choices: Verbalizer | Sequence[Verbalizer] = (),
+              in_llm: InLLMPruner | None = None, in_llm_k: int | None = None) -> ScoreResult:
         """First-token probabilities over each prompt's verbalizer, by one prefill forward
         (or, when rows share their ``[system text][image]`` prefix, one forward over the unique
         prefixes and one over the question suffixes: same numbers, see the module docstring).
@@ -311,11 +252,19 @@ class LlavaAdapter:
         :class:`Selection`, or ``None`` for all tokens.  ``choices`` is one verbalizer for all
         prompts or one per prompt, e.g. ``{"yes": ("Yes", "yes"), "no": ("No", "no")}``.
         With ``in_llm`` (FastV, DART) the visual tokens in ``keep`` enter the LLM and
-        ``in_llm_k`` of them survive from the pruner's layer on.
+        ``in_llm_k`` of them survive from the pruner's layer on.  Images of several sizes
+        (:class:`RaggedTokens`, ``keep=None`` only) are scored per size, ``in_llm_k`` clipped
+        to each size's N (:func:`merge_scores`).
         """
         verbalizers = [choices] * len(prompts) if isinstance(choices, Mapping) else list(choices)
         if len(verbalizers) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(verbalizers)} verbalizers")
+        if isinstance(tokens, RaggedTokens):
+            if keep is not None:
+                raise ValueError("pass keep=None for images of several sizes (or prune with score_pruned)")
+            return merge_scores(len(prompts), [
+                (rows, self.score(pick(prompts, rows), sub, None, pick(verbalizers, rows), in_llm,
+                                  clip_budget(in_llm_k, sub))) for rows, sub in tokens.groups()])
         logits, indices = self._last_logits(prompts, tokens, keep, in_llm, in_llm_k)
         log_probs = logits.log_softmax(-1)
         width = max(len(v) for v in verbalizers)
@@ -332,25 +281,46 @@ class LlavaAdapter:
         return ScoreResult([tuple(v) for v in verbalizers], probs, class_logits, mass, top, indices)
 
     def _route(self, pruner, tokens: VisualTokens, k: int, query: QueryContext | None):
-        """(keep, in_llm, in_llm_k) for a registry pruner: vision-stage pruners select here,
-        LLM-stage pruners (FastV, DART) select inside the language model."""
+        """(keep, in_llm, in_llm_k) for a registry pruner: vision-stage pruners select here
+        (through the family, which may prune per section), LLM-stage pruners (FastV, DART)
+        select inside the language model."""
         if getattr(pruner, "stage", "vision") == "llm":
             return None, RegistryInLLMPruner(pruner), k
-        return pruner(tokens, k, query), None, None
+        select = getattr(self.family, "select", None)
+        return (select(pruner, tokens, k, query) if select else pruner(tokens, k, query)), None, None
 
-    def score_pruned(self, prompts: Sequence[str], tokens: VisualTokens, pruner, k: int,
+    def _budget(self, k: int, tokens: VisualTokens) -> int:  # clipped to N where N varies with the image
+        return clip_budget(k, tokens) if self.family.variable_n else k
+
+    def score_pruned(self, prompts: Sequence[str], tokens: VisualTokens | RaggedTokens, pruner, k: int,
                      choices: Verbalizer | Sequence[Verbalizer], query: QueryContext | None = None) -> ScoreResult:
-        """:meth:`score` with the visual tokens a registry pruner keeps at budget ``k``."""
-        keep, in_llm, in_llm_k = self._route(pruner, tokens, k, query)
+        """:meth:`score` with the visual tokens a registry pruner keeps at budget ``k`` (for
+        images of several sizes: per size, ``k`` clipped to that size's N)."""
+        if isinstance(tokens, RaggedTokens):
+            verbalizers = [choices] * len(prompts) if isinstance(choices, Mapping) else list(choices)
+            return merge_scores(len(prompts), [
+                (rows, self.score_pruned(pick(prompts, rows), sub, pruner, clip_budget(k, sub),
+                                         pick(verbalizers, rows), sub_query(query, rows, sub)))
+                for rows, sub in tokens.groups()])
+        keep, in_llm, in_llm_k = self._route(pruner, tokens, self._budget(k, tokens), query)
         return self.score(prompts, tokens, keep, choices, in_llm=in_llm, in_llm_k=in_llm_k)
 
-    def generate_pruned(self, prompts: Sequence[str], tokens: VisualTokens, pruner, k: int,
+    def generate_pruned(self, prompts: Sequence[str], tokens: VisualTokens | RaggedTokens, pruner, k: int,
                         max_new_tokens: int = 64, query: QueryContext | None = None) -> tuple[list[str], torch.Tensor]:
         """:meth:`generate` with the visual tokens a registry pruner keeps at budget ``k``.
 
         Returns the texts and the (B, K) indices of the kept visual tokens; in-LLM pruners
         re-select at every step, and their indices are those kept at the prefill."""
-        keep, in_llm, in_llm_k = self._route(pruner, tokens, k, query)
+        if isinstance(tokens, RaggedTokens):
+            parts = [(rows, self.generate_pruned(pick(prompts, rows), sub, pruner, clip_budget(k, sub),
+                                                 max_new_tokens, sub_query(query, rows, sub)))
+                     for rows, sub in tokens.groups()]
+            texts = [""] * len(prompts)
+            for rows, (part, _) in parts:
+                for i, text in zip(rows, part):
+                    texts[i] = text
+            return texts, merge_kept(len(prompts), [(rows, kept) for rows, (_, kept) in parts])
+        keep, in_llm, in_llm_k = self._route(pruner, tokens, self._budget(k, tokens), query)
         if in_llm is None:
             _, kept = self._visual_sequence(tokens, keep)
             return self.generate(prompts, tokens, keep, max_new_tokens), kept
@@ -358,12 +328,13 @@ class LlavaAdapter:
         return texts, kept
 
     def query_context(self, questions: Sequence[str], prompts: Sequence[str] | None = None,
-                      tokens: VisualTokens | None = None, layer: int = 2) -> QueryContext:
+                      tokens: VisualTokens | RaggedTokens | None = None, layer: int = 2) -> QueryContext:
         """Question-side signals for instruction-aware pruners.
 
         ``text_embedding``: mean input embedding of each question's tokens.  With ``prompts``
         and ``tokens`` also ``text_attention``: the head-mean attention of the last prompt
-        token over the image tokens at decoder layer ``layer - 1`` of a full-token prefill."""
+        token over the image tokens at decoder layer ``layer - 1`` of a full-token prefill
+        (NaN-padded to the largest N for images of several sizes)."""
         embedding = self.model.get_input_embeddings()
         rows = []
         with torch.inference_mode():
@@ -374,36 +345,46 @@ class LlavaAdapter:
                 rows.append(embedding(torch.tensor(ids, device=self.device)).float().mean(0))
         attention = None
         if prompts is not None and tokens is not None:
-            recorder = _AttentionRecorder(layer)
-            self._last_logits(prompts, tokens, None, recorder, tokens.num_patches)
-            attention = recorder.row
+            groups = tokens.groups() if isinstance(tokens, RaggedTokens) else [(list(range(len(prompts))), tokens)]
+            attention = torch.full((len(prompts), tokens.num_patches), float("nan"), device=self.device)
+            for members, sub in groups:
+                recorder = _AttentionRecorder(layer)
+                self._last_logits(pick(prompts, members), sub, None, recorder, sub.num_patches)
+                attention[members, : sub.num_patches] = recorder.row.to(attention.device)
         return QueryContext(torch.stack(rows), attention)
 
     # ------------------------------------------------------------------ generation
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str], tokens: VisualTokens, keep: torch.Tensor | Selection | None = None,
-                 max_new_tokens: int = 64, in_llm: InLLMPruner | None = None, in_llm_k: int | None = None,
-                 output_scores: bool = False):
+    def generate(self, prompts: Sequence[str], tokens: VisualTokens | RaggedTokens,
+                 keep: torch.Tensor | Selection | None = None, max_new_tokens: int = 64,
+                 in_llm: InLLMPruner | None = None, in_llm_k: int | None = None, output_scores: bool = False):
         """Greedy continuation of each prompt; returns the decoded texts (and, with
         ``output_scores``, the (B, V) float32 logits of the first generated token).
 
         Without in-LLM pruning this is ``model.generate`` on the same ``inputs_embeds`` as
-        :meth:`score`.  With ``in_llm`` it follows FastV's in-place variant: no KV cache, every
-        step re-runs the sequence and re-prunes from the pruner's layer."""
+        :meth:`score` (for M-RoPE families, a KV-cached greedy loop that carries the 3-D
+        positions, :func:`greedy_decode`).  With ``in_llm`` it follows FastV's in-place variant:
+        no KV cache, every step re-runs the sequence and re-prunes from the pruner's layer."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if isinstance(tokens, RaggedTokens):
+            raise ValueError("generate() takes images of one size; use generate_pruned() for several sizes")
         if in_llm is not None:
             texts, first_logits, _ = self._generate_without_cache(prompts, tokens, keep, max_new_tokens, in_llm, in_llm_k)
             return (texts, first_logits) if output_scores else texts
         visual, _ = self._visual_sequence(tokens, keep)
-        embeds, mask, _, _ = self._inputs(prompts, visual)
-        out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                  do_sample=False, num_beams=1, output_logits=output_scores,
-                                  return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id)
-        texts = self.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
-        texts = [t.strip() for t in texts]
-        return (texts, out.logits[0].float()) if output_scores else texts
+        embeds, mask, positions, _ = self._inputs(prompts, visual)
+        if self.family.position_dims > 1:
+            sequences, first_logits = greedy_decode(self.model, embeds, mask, positions, max_new_tokens,
+                                                    self.tokenizer.eos_token_id)
+        else:
+            out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                      do_sample=False, num_beams=1, output_logits=output_scores,
+                                      return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id)
+            sequences, first_logits = out.sequences, out.logits[0].float() if output_scores else None
+        texts = [t.strip() for t in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
+        return (texts, first_logits) if output_scores else texts
 
     def _generate_without_cache(self, prompts, tokens, keep, max_new_tokens, in_llm, in_llm_k):
         """Greedy decoding that re-runs the whole sequence at every step (in-LLM pruning):
@@ -427,11 +408,11 @@ class LlavaAdapter:
         return texts, first_logits, first_kept
 
 
-def check_rows(prompts: Sequence[str], visual: torch.Tensor) -> None:
+def check_rows(prompts: Sequence[str], visual: Sequence) -> None:
     if not prompts:
         raise ValueError("the prompt batch is empty; pass at least one prompt")
-    if len(prompts) != visual.shape[0]:
-        raise ValueError(f"{len(prompts)} prompts but visual tokens for {visual.shape[0]} images; "
+    if len(prompts) != len(visual):
+        raise ValueError(f"{len(prompts)} prompts but visual tokens for {len(visual)} images; "
                          f"pass one image row per prompt")
 
 

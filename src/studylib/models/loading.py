@@ -1,7 +1,13 @@
-"""Loading LLaVA checkpoints: a local directory, a hub id, the shipped toy, or a tiny random model.
+"""Loading checkpoints of every family: a local directory, a hub id, the shipped toy, or a tiny
+random model (``tiny-random``, ``tiny-random-llava-next``, ``tiny-random-qwen2.5-vl``:
+:mod:`studylib.models.tiny`).
 
-Only the vision tower runs eager attention (the [CLS] attention row must be materialised);
-the language model keeps SDPA.
+The model class follows the checkpoint's ``model_type`` (``llava``, ``llava_next``,
+``qwen2_5_vl``).  In the LLaVA families only the CLIP tower runs eager attention (the [CLS]
+attention row must be materialised); everything else keeps SDPA.  Qwen2.5-VL runs SDPA
+throughout (its saliency is recomputed from one block's projections).  Where torchvision is
+missing, Qwen2.5-VL's processor is rebuilt without its video half
+(:class:`~studylib.models.tiny.ImageQwen2_5_VLProcessor`).
 """
 
 from __future__ import annotations
@@ -10,17 +16,23 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import (AutoProcessor, CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                          LlavaForConditionalGeneration, LlavaProcessor)
+from transformers import (AutoConfig, AutoProcessor, AutoTokenizer, LlavaForConditionalGeneration,
+                          LlavaNextForConditionalGeneration, Qwen2_5_VLForConditionalGeneration,
+                          Qwen2VLImageProcessorPil)
 
-from studylib.models.prompts import IMAGE_PLACEHOLDER
-from studylib.toy import model as toy
+from studylib.models.tiny import (ATTENTION, TINY_LLAVA_NEXT_NAME, TINY_QWEN_NAME, TINY_RANDOM_NAME,
+                                  TINY_RANDOM_NAMES, ImageQwen2_5_VLProcessor, tiny_random, tiny_random_llava,
+                                  tiny_random_processor)
 
-ATTENTION = {"vision_config": "eager", "text_config": "sdpa", "": "sdpa"}
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TOY_MODEL_DIR = REPO_ROOT / "data" / "toy-model"
 TOY_MODEL_NAME = "toy"
-TINY_RANDOM_NAME = "tiny-random"
+#: model_type -> (model class, attention implementation)
+MODEL_CLASSES = {
+    "llava": (LlavaForConditionalGeneration, ATTENTION),
+    "llava_next": (LlavaNextForConditionalGeneration, ATTENTION),
+    "qwen2_5_vl": (Qwen2_5_VLForConditionalGeneration, "sdpa"),
+}
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -51,24 +63,48 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> str:
     return name
 
 
+def model_class(config) -> tuple[type, object]:
+    """(model class, attention implementation) for a checkpoint's config."""
+    try:
+        return MODEL_CLASSES[config.model_type]
+    except KeyError:
+        raise ValueError(f"unsupported model_type {config.model_type!r}; supported: "
+                         f"{', '.join(MODEL_CLASSES)}") from None
+
+
+def load_processor(source: str, offline: bool):
+    """The checkpoint's processor; Qwen2.5-VL's without torchvision is rebuilt image-only."""
+    try:
+        return AutoProcessor.from_pretrained(source, local_files_only=offline)
+    except ImportError:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
+        image_processor = Qwen2VLImageProcessorPil.from_pretrained(source, local_files_only=offline)
+        return ImageQwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                        chat_template=tokenizer.chat_template)
+
+
 def load_model(name_or_path: str | os.PathLike = TOY_MODEL_NAME, device: str | torch.device = "cpu",
                dtype: torch.dtype | str = torch.float32):
     """Load ``(model, processor)`` in eval mode.
 
-    ``name_or_path``: ``"toy"``, ``"tiny-random"`` (random weights, LLaVA-1.5 geometry), a
-    local checkpoint directory, or a hub id such as ``llava-hf/llava-1.5-7b-hf``.  With no network, a hub id that is not in the local cache
-    fails with a message naming the directory to download it to.
+    ``name_or_path``: ``"toy"``, a tiny random model (``"tiny-random"`` with LLaVA-1.5's
+    geometry, ``"tiny-random-llava-next"``, ``"tiny-random-qwen2.5-vl"``), a local checkpoint
+    directory, or a hub id such as ``llava-hf/llava-1.5-7b-hf``,
+    ``llava-hf/llava-v1.6-vicuna-7b-hf`` or ``Qwen/Qwen2.5-VL-7B-Instruct``.  With no network, a
+    hub id that is not in the local cache fails with a message naming the directory to download
+    it to.
     """
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    if str(name_or_path) == TINY_RANDOM_NAME:
-        processor = tiny_random_processor()
-        return tiny_random_llava(processor.tokenizer).to(device, dtype), processor
+    if str(name_or_path) in TINY_RANDOM_NAMES:
+        model, processor = tiny_random(str(name_or_path))
+        return model.to(device, dtype), processor
     source = resolve_checkpoint(name_or_path)
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     try:
-        model = LlavaForConditionalGeneration.from_pretrained(
-            source, dtype=dtype, attn_implementation=ATTENTION, local_files_only=offline)
-        processor = AutoProcessor.from_pretrained(source, local_files_only=offline)
+        model_type, attention = model_class(AutoConfig.from_pretrained(source, local_files_only=offline))
+        model = model_type.from_pretrained(source, dtype=dtype, attn_implementation=attention,
+                                           local_files_only=offline)
+        processor = load_processor(source, offline)
     except OSError as error:
         target = Path("models") / source.split("/")[-1]
         raise ModelNotFoundError(
@@ -79,33 +115,6 @@ def load_model(name_or_path: str | os.PathLike = TOY_MODEL_NAME, device: str | t
     return model.to(device).eval(), processor
 
 
-def tiny_random_llava(tokenizer, seed: int = 0, image_size: int = 336, patch_size: int = 14,
-                      vision_layers: int = 3, text_layers: int = 3) -> LlavaForConditionalGeneration:
-    """A randomly initialised LLaVA with LLaVA-1.5's geometry (336 px, patch 14 -> 24x24 = 576
-    tokens) and CLIP-L / Llama-7B shape *ratios* at tiny width (head dim 16, MLP 4x / 2.7x),
-    so that the 7B code path runs in tests without weights."""
-    vision = CLIPVisionConfig(image_size=image_size, patch_size=patch_size, hidden_size=64,
-                              intermediate_size=256, num_hidden_layers=vision_layers,
-                              num_attention_heads=4, projection_dim=64)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=172,
-                       num_hidden_layers=text_layers, num_attention_heads=4, num_key_value_heads=4,
-                       max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
-                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                       tie_word_embeddings=False)
-    config = LlavaConfig(vision_config=vision, text_config=text,
-                         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),
-                         image_seq_length=(image_size // patch_size) ** 2, vision_feature_layer=-2,
-                         vision_feature_select_strategy="default", projector_hidden_act="gelu",
-                         tie_word_embeddings=False)
-    torch.manual_seed(seed)
-    return LlavaForConditionalGeneration._from_config(config, attn_implementation=ATTENTION).eval()
-
-
-def tiny_random_processor(image_size: int = 336, patch_size: int = 14):
-    """The toy's word-level tokenizer with a CLIP image processor at LLaVA-1.5's 336 px."""
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
-        image_mean=list(toy.CLIP_MEAN), image_std=list(toy.CLIP_STD))
-    return LlavaProcessor(image_processor=image_processor, tokenizer=toy.build_tokenizer(),
-                          patch_size=patch_size, vision_feature_select_strategy="default",
-                          num_additional_image_tokens=1)
+__all__ = ["ATTENTION", "MODEL_CLASSES", "ModelNotFoundError", "REPO_ROOT", "TINY_LLAVA_NEXT_NAME", "TINY_QWEN_NAME",
+           "TINY_RANDOM_NAME", "TINY_RANDOM_NAMES", "TOY_MODEL_DIR", "TOY_MODEL_NAME", "load_model", "load_processor",
+           "model_class", "resolve_checkpoint", "tiny_random_llava", "tiny_random_processor"]

@@ -8,9 +8,9 @@ a prefix depend on the prefix only, so a batch is scored in two forwards:
 1. the U unique prefixes, left-padded to width P, with ``use_cache=True``;
 2. the B suffixes (``after`` ids + optional extra ids), left-padded to width S, on top of
    that cache: row b attends ``[prefix mask of its group, its suffix mask]`` and its suffix
-   positions continue from its real prefix length, so every real token sees exactly the keys,
-   values and rotary positions of the single forward, and the last position is the row's
-   real last token (``logits_to_keep=1``).
+   positions are the single forward's (the row's position ids, 1-D or M-RoPE, split at the end
+   of the prefix), so every real token sees exactly the keys, values and rotary positions of
+   the single forward, and the last position is the row's real last token (``logits_to_keep=1``).
 
 This costs ``U*P + B*S`` token slots instead of ``B*(P+S)`` and is used whenever that is fewer.
 Two rows share a prefix when they have the same ``before`` ids, image key and kept indices
@@ -28,6 +28,8 @@ from collections.abc import Sequence
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from studylib.models.families.base import VisualRow, row_positions
+
 PromptRows = list[tuple[tuple[int, ...], tuple[int, ...]]]  # (before ids, after ids) per prompt
 
 
@@ -37,17 +39,28 @@ def real_positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(1) - 1).clamp(min=0)
 
 
-def sharing_pays(rows: PromptRows, group_of: Sequence[int], k: int) -> bool:
+def padded_positions(rows: Sequence[torch.Tensor], width: int) -> torch.Tensor:
+    """Left-pad per-row ``(P, L_i)`` position ids to ``width`` with zeros (pads are masked):
+    ``(B, width)`` for plain RoPE (``P = 1``), ``(P, B, width)`` for M-RoPE."""
+    dims = rows[0].shape[0]
+    out = torch.zeros((dims, len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[:, i, width - row.shape[1]:] = row
+    return out[0] if dims == 1 else out
+
+
+def sharing_pays(rows: PromptRows, group_of: Sequence[int], lengths: Sequence[int]) -> bool:
     """Whether ``U*P + B*S`` (unique padded prefixes + padded suffixes) is fewer token slots
-    than the single forward's ``B*(P+S)`` (with P, S, P+S the padded widths)."""
-    prefix = [len(before) + k for before, _ in rows]
+    than the single forward's ``B*(P+S)`` (with P, S, P+S the padded widths); ``lengths`` are
+    the rows' visual block lengths."""
+    prefix = [len(before) + k for (before, _), k in zip(rows, lengths)]
     suffix = [len(after) for _, after in rows]
     whole = max(p + s for p, s in zip(prefix, suffix))
     shared = (max(group_of) + 1) * max(prefix) + len(rows) * max(suffix)
     return shared < len(rows) * whole
 
 
-def prefix_groups(rows: PromptRows, image_keys: Sequence[str], visual: torch.Tensor,
+def prefix_groups(rows: PromptRows, image_keys: Sequence[str], visual: Sequence[VisualRow],
                   indices: torch.Tensor) -> list[int] | None:
     """Group of each row's prefix ``[before][visual]``, or ``None`` when sharing saves nothing.
 
@@ -65,13 +78,18 @@ def prefix_groups(rows: PromptRows, image_keys: Sequence[str], visual: torch.Ten
     for row, (before, _) in enumerate(rows):
         key = (before, image_keys[row], kept[row].tobytes())
         groups = candidates.setdefault(key, [])
-        group = next((g for g in groups if torch.equal(visual[row], visual[first_rows[g]])), None)
+        group = next((g for g in groups if same_block(visual[row], visual[first_rows[g]])), None)
         if group is None:
             group = len(first_rows)
             first_rows.append(row)
             groups.append(group)
         group_of.append(group)
-    return group_of if sharing_pays(rows, group_of, visual.shape[1]) else None
+    return group_of if sharing_pays(rows, group_of, [v.length for v in visual]) else None
+
+
+def same_block(a: VisualRow, b: VisualRow) -> bool:
+    """Bitwise-equal visual blocks (embeddings and positions)."""
+    return torch.equal(a.embeds, b.embeds) and torch.equal(a.offsets, b.offsets) and a.extent == b.extent
 
 
 class SharedPrefixLayer(DynamicLayer):
@@ -91,30 +109,36 @@ class SharedPrefixLayer(DynamicLayer):
         return keys, values
 
 
-def _prefix_cache(adapter, rows: PromptRows, visual: torch.Tensor, group_of: list[int]):
+def _prefix_cache(adapter, rows: PromptRows, visual: Sequence[VisualRow], group_of: list[int],
+                  positions: list[torch.Tensor]):
     """Prefill the unique prefixes once: (per-layer (keys, values) of the U groups, their
-    (U, P) padding mask, each group's real prefix length)."""
+    (U, P) padding mask)."""
     first_rows = [group_of.index(g) for g in range(max(group_of) + 1)]
-    k = visual.shape[1]
-    sequences = [list(rows[r][0]) + [adapter.image_token_id] * k for r in first_rows]
+    sequences = [list(rows[r][0]) + [adapter.image_token_id] * visual[r].length for r in first_rows]
     ids, mask = adapter.left_padded(sequences)
+    prefix_positions = [positions[r][:, : len(sequences[g])] for g, r in enumerate(first_rows)]
     cache = DynamicCache()
-    adapter.model(inputs_embeds=adapter.embed_ids(ids, visual[first_rows]), attention_mask=mask,
-                  position_ids=real_positions(mask), past_key_values=cache, use_cache=True, logits_to_keep=1)
+    adapter.model(inputs_embeds=adapter.embed_ids(ids, [visual[r] for r in first_rows]), attention_mask=mask,
+                  position_ids=padded_positions(prefix_positions, ids.shape[1]).to(adapter.device),
+                  past_key_values=cache, use_cache=True, logits_to_keep=1)
     states = [(layer.keys, layer.values) for layer in cache.layers]
-    return states, mask, mask.sum(1)
+    return states, mask
 
 
-def shared_prefix_logits(adapter, rows: PromptRows, visual: torch.Tensor, group_of: list[int]) -> torch.Tensor:
+def shared_prefix_logits(adapter, rows: PromptRows, visual: Sequence[VisualRow], group_of: list[int]) -> torch.Tensor:
     """Last-token logits of every row from one forward over the unique prefixes and one over
-    the left-padded suffixes on top of the gathered prefix cache (module docstring).
+    the left-padded suffixes on top of the gathered prefix cache (module docstring).  Every
+    row's position ids are those of its single-forward row (:func:`row_positions`), split at
+    the end of the prefix.
 
     ``adapter`` provides ``model``, ``image_token_id``, ``left_padded`` and ``embed_ids``
     (:class:`~studylib.models.adapter.LlavaAdapter`)."""
-    states, prefix_mask, prefix_lengths = _prefix_cache(adapter, rows, visual, group_of)
+    positions = [row_positions(len(before), v, len(after)) for (before, after), v in zip(rows, visual)]
+    states, prefix_mask = _prefix_cache(adapter, rows, visual, group_of, positions)
     group = torch.tensor(group_of, device=adapter.device)
     ids, suffix_mask = adapter.left_padded([list(after) for _, after in rows])
-    positions = prefix_lengths[group].unsqueeze(1) + real_positions(suffix_mask)
+    suffix_positions = [p[:, p.shape[1] - len(after):] for p, (_, after) in zip(positions, rows)]
+    positions = padded_positions(suffix_positions, ids.shape[1]).to(adapter.device)
     cache = Cache(layers=[SharedPrefixLayer(keys, values, group) for keys, values in states])
     mask = torch.cat([prefix_mask[group], suffix_mask], 1)
     out = adapter.model(inputs_embeds=adapter.embed_ids(ids), attention_mask=mask, position_ids=positions,
@@ -122,5 +146,5 @@ def shared_prefix_logits(adapter, rows: PromptRows, visual: torch.Tensor, group_
     return out.logits[:, -1].float()
 
 
-__all__ = ["PromptRows", "SharedPrefixLayer", "prefix_groups", "real_positions", "shared_prefix_logits",
-           "sharing_pays"]
+__all__ = ["PromptRows", "SharedPrefixLayer", "padded_positions", "prefix_groups", "real_positions", "same_block",
+           "shared_prefix_logits", "sharing_pays"]

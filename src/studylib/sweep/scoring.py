@@ -35,7 +35,7 @@ from studylib.metrics import attention_entropy, chair, chair_vocabulary, effecti
 from studylib.models import prompts
 from studylib.models.adapter import LlavaAdapter, ScoreResult
 from studylib.pruners import Pruner
-from studylib.tokens import QueryContext, VisualTokens
+from studylib.tokens import QueryContext, RaggedTokens, VisualTokens
 
 ENCODE_GROUP = 16
 SCORED_TASKS = ("yesno", "mc")
@@ -145,7 +145,7 @@ def _caption_row(q: Question, caption: str, dataset: Dataset, vocabulary) -> dic
 def _group_rows(adapter: LlavaAdapter, tokens: VisualTokens, group: list[Question], pruner: Pruner, k: int,
                 max_new_tokens: int, dataset: Dataset) -> list[dict]:
     """Rows of questions of one kind (scored or captions) whose images are ``tokens``."""
-    texts = [prompts.build_prompt(q) for q in group]
+    texts = [adapter.build_prompt(q) for q in group]
     query = query_for(adapter, pruner, group, texts, tokens)
     if group[0].task == CAPTION_TASK:
         captions, kept = adapter.generate_pruned(texts, tokens, pruner, k, max_new_tokens, query)
@@ -161,7 +161,9 @@ def _group_rows(adapter: LlavaAdapter, tokens: VisualTokens, group: list[Questio
 def score_batch(adapter: LlavaAdapter, encoder: Encoder, batch: list[Question], pruner: Pruner, k: int,
                 max_new_tokens: int, dataset: Dataset) -> pd.DataFrame:
     """Rows of one batch, in batch order (module docstring).  Adaptive-count pruners
-    (``exact_k=False``) keep a different number of tokens per image, so they run image by image."""
+    (``exact_k=False``) keep a different number of tokens per image, so they run image by image;
+    images of several sizes (LLaVA-NeXT, Qwen2.5-VL) run one size at a time, ``k`` clipped to
+    that size's N by the adapter (the rows keep the requested ``k``; ``n_kept`` is what was kept)."""
     by_qid: dict[str, dict] = {}
     for kinds in (SCORED_TASKS, (CAPTION_TASK,)):
         questions = [q for q in batch if q.task in kinds]
@@ -175,8 +177,10 @@ def score_batch(adapter: LlavaAdapter, encoder: Encoder, batch: list[Question], 
             groups = list(per_image.values())
         for group in groups:
             tokens = encoder.tokens([q.image_key for q in group])
-            by_qid.update((row["qid"], row) for row in _group_rows(adapter, tokens, group, pruner, k,
-                                                                   max_new_tokens, dataset))
+            shapes = tokens.groups() if isinstance(tokens, RaggedTokens) else [(range(len(group)), tokens)]
+            for members, sub in shapes:
+                rows = _group_rows(adapter, sub, [group[i] for i in members], pruner, k, max_new_tokens, dataset)
+                by_qid.update((row["qid"], row) for row in rows)
     frame = pd.DataFrame([by_qid[q.qid] for q in batch])
     columns = SCORED_COLUMNS if batch[0].task in SCORED_TASKS else CAPTION_COLUMNS
     extra = [c for c in frame.columns if c not in columns]
