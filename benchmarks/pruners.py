@@ -11,7 +11,7 @@ their own inputs (layer attention row; keys and normed hidden states of a 651-to
 
 One run prints three tables: **before** = the naive reference selection loops
 (``studylib.pruners._reference``: the official / published loops, swapped in with
-``run_naive``), **after** = the pruners as registered (fast kernels), and the ratio after / before.
+``naive_kernels``), **after** = the pruners as registered (fast kernels), and the ratio after / before.
 Pruners without a separate naive loop have one implementation; their cells are timed once,
 repeated in both tables and marked ``=`` in the ratio table.  Naive and fast calls of one cell
 are timed back to back (same machine load).  Then the shared costs that bound every pruner from
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from studylib.models.visual_tokens import QueryContext, VisualTokens  # noqa: E402
 from studylib.pruners import _reference, agile, cdpruner, divprune  # noqa: E402
 from studylib.pruners import erank, fastv_rule, get_pruner, list_pruners  # noqa: E402
-from studylib.pruners._reference import NAIVE_PRUNERS, run_naive  # noqa: E402
+from studylib.pruners._reference import NAIVE_PRUNERS, naive_kernels  # noqa: E402
 from studylib.pruners._similarity import cosine_matrix  # noqa: E402
 
 N, ROWS, D_V, D_L, D_H = 576, 24, 1024, 4096, 64
@@ -91,19 +91,17 @@ def prefill_ms(model: str, b: int, repeats: int) -> tuple[float, float, int]:
     return best_ms(encode, repeats) / len(keys), best_ms(score, repeats) / len(keys), adapter.num_patches
 
 
-def cell_fns(spec: str, k: int, b: int, data: dict, llm_inputs: dict):
-    """(fast, naive or None) callables of one table cell."""
+def cell_fn(spec: str, k: int, b: int, data: dict, llm_inputs: dict):
+    """(callable of one table cell, whether a naive reference exists for it)."""
     pruner = get_pruner(spec)
     if pruner.name == "fastv":
         att = llm_inputs[b][0]
-        return (lambda: fastv_rule(att, k)), None
+        return (lambda: fastv_rule(att, k)), False
     if pruner.name == "dart":
         _, keys, hidden = llm_inputs[b]
-        return (lambda: pruner.rule(keys, hidden, PROMPT_BEFORE, N, k)), None
+        return (lambda: pruner.rule(keys, hidden, PROMPT_BEFORE, N, k)), False
     tokens, query = data[b]
-    fast = lambda: pruner(tokens, k, query)  # noqa: E731
-    naive = (lambda: run_naive(pruner, tokens, k, query)) if pruner.name in NAIVE_PRUNERS else None
-    return fast, naive
+    return (lambda: pruner(tokens, k, query)), pruner.name in NAIVE_PRUNERS
 
 
 def print_table(title: str, specs: list[str], cols: list[tuple[int, int]], cells: dict, width: int) -> None:
@@ -177,12 +175,15 @@ def main() -> None:
     before, after, ratio = {}, {}, {}
     for spec in specs:
         for k, b in cols:
-            fast, naive = cell_fns(spec, k, b, data, llm_inputs)
-            t_after = best_ms(fast, args.repeats) / b
-            t_before = best_ms(naive, args.repeats) / b if naive else t_after
+            fn, has_naive = cell_fn(spec, k, b, data, llm_inputs)
+            t_after = best_ms(fn, args.repeats) / b
+            t_before = t_after
+            if has_naive:
+                with naive_kernels():  # the same call, the naive loops swapped in
+                    t_before = best_ms(fn, args.repeats) / b
             after[spec, (k, b)] = f"{t_after:12.1f}"
             before[spec, (k, b)] = f"{t_before:12.1f}"
-            ratio[spec, (k, b)] = f"{t_after / t_before:12.2f}" if naive else "=".rjust(12)
+            ratio[spec, (k, b)] = f"{t_after / t_before:12.2f}" if has_naive else "=".rjust(12)
         print(f"  timed {spec}", file=sys.stderr, flush=True)
     print_table("before: naive reference selection loops (studylib.pruners._reference)", specs, cols, before, width)
     print_table("after: fast kernels (the registered pruners)", specs, cols, after, width)
