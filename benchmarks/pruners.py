@@ -1,6 +1,6 @@
 """Benchmark: milliseconds per image of every pruner at LLaVA-1.5's shape, on CPU, before and after.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/pruners.py [--repeats 3] [--only scope,divprune] [--no-models]
+    PYTHONPATH=src .venv/bin/python benchmarks/pruners.py [--repeats 2] [--only scope,divprune] [--no-models]
 
 Synthetic ``VisualTokens``: N = 576 (24 × 24), D_v = 1024, D_l = 4096, D_h = 64, clustered random
 features (16 clusters), a projected copy, a softmax-like CLS attention (CLS column dropped, not
@@ -156,7 +156,7 @@ def print_kernel_table(data: dict, cols: list[tuple[int, int]], repeats: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--only", default="", help="comma-separated pruner specs (default: every pruner)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-models", action="store_true", help="skip the toy / tiny-random model timings")

@@ -6,9 +6,10 @@ with the same signature as the fast kernel it stands for:
 
 * :func:`max_min_order` for ``divprune.max_min_order`` (divprune, fps, agile_mix): first pick by
   ``kthvalue``, then the ``min`` over **all** selected rows recomputed at every step (O(t·N) per
-  step), the official DivPrune loop;
+  step): the official DivPrune loop, plus the explicit mask of picked tokens (divprune.py);
 * :func:`threshold_order` for ``agile.threshold_order`` (agile, agile_entropy, agile_count):
-  boolean alive / chosen masks, one threshold row per step, the fallback inside the loop;
+  boolean alive / chosen masks, one threshold row per step, the fallback inside the loop (the
+  implementation before issue 16);
 * :func:`dpp_greedy` for ``cdpruner.dpp_greedy`` (cdpruner): the official fast-greedy loop
   (``cis`` / ``di2s``) with the rank-exhaustion guard checked at every step.
 
