@@ -59,6 +59,40 @@ def check_tokens(tokens: object, name: str) -> VisualTokens:
     return tokens
 
 
+def column_second_smallest(d: torch.Tensor) -> torch.Tensor:
+    """``(B, N, N) -> (B, N)``: the 2nd-smallest entry of every column (over dim 1), ``N >= 2``.
+
+    The same values as ``torch.kthvalue(d, 2, dim=1).values`` (an order statistic does not depend
+    on how it is found), in a few vectorised passes instead of one selection per column::
+
+        lo_j = min_i d_ij ;   2nd_j = lo_j if lo_j occurs twice in column j, else min_{i: d_ij > lo_j} d_ij
+
+    ``kthvalue`` along a strided dimension costs milliseconds at N = 576; this costs ~0.2 ms.
+    Finite inputs (NaN handling is not reproduced).
+    """
+    lo = d.amin(dim=1, keepdim=True)
+    at_lo = d == lo
+    rest = d.masked_fill(at_lo, float("inf")).amin(dim=1)
+    return torch.where(at_lo.sum(dim=1) >= 2, lo.squeeze(1), rest)
+
+
+def flat_rows(mat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(B, N, M) -> ((B·N, M) view, row offsets)`` for greedy loops.
+
+    Row ``j[b]`` of every image is then one ``index_select`` of the view at ``flat_index(j, base)``
+    (an advanced-indexing gather ``mat[rows, j]`` costs twice as much per step).  The same flat
+    indices address entry ``j[b]`` of a contiguous ``(B, N)`` tensor's ``view(-1)``.  ``base`` is
+    ``None`` for a single image (the index is ``j`` itself).
+    """
+    b, n, m = mat.shape
+    base = torch.arange(b, device=mat.device) * n if b > 1 else None
+    return mat.reshape(b * n, m), base
+
+
+def flat_index(j: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
+    return j if base is None else j + base
+
+
 def stable_desc_order(score: torch.Tensor) -> torch.Tensor:
     """Indices sorting ``score`` descending along the last dim; ties keep the lower index first.
 

@@ -37,6 +37,16 @@ CLS column), ``H = −Σ p log p``.
    rectangular ``Selection`` cannot hold: a batch whose counts differ raises (run it per image with
    :func:`studylib.pruners.select_each`; :func:`adaptive_count` gives the counts).
 
+Computation.  ``erank`` uses the smaller Gram matrix, as seed 002 appendix A (Eq. 7): for
+``N ≤ D`` the ``N × N`` ``C = X Xᵀ`` (``D × D`` ``XᵀX`` otherwise; the non-zero eigenvalues are the
+same), ``σ = sqrt(eigvalsh(C))`` — one float64 GEMM and one symmetric eigenvalue problem per image,
+batched; at N = 576, D_v = 1024 it is the largest single cost of the erank-driven pruners.  The
+thresholding computes one cosine matrix per image and, for ``order = rank``, the whole suppression
+matrix ``kill_ji = (1 − S_ji < τ_j)`` in one vectorised pass (``τ_j`` depends on the token's own
+attention rank only); the greedy scan is then a masked ``argmin`` and one masked fill per pick for
+the whole batch (:func:`threshold_order`).  The naive loop it replaces (``_reference.py``) applies
+the same comparisons to the same values one row at a time, so the picks are identical.
+
 Unpublished choices (all exposed as parameters, all **[unverified]**):
 
 * ``erank_avg`` — "the average effective rank of the LLaVA training set", value not given.
@@ -66,7 +76,9 @@ from typing import Iterable
 import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
-from studylib.pruners._similarity import as_work, cosine_matrix, mask_to_indices, selection, stable_desc_order
+from studylib.pruners._similarity import (
+    as_work, cosine_matrix, flat_index, flat_rows, mask_to_indices, selection, stable_desc_order,
+)
 from studylib.pruners.divprune import divprune_order, space_features
 from studylib.pruners.fps import fps_order
 from studylib.pruners.registry import Param, register
@@ -129,27 +141,54 @@ def threshold_order(sim: torch.Tensor, attention: torch.Tensor, k: int, scale: t
     """Attention-ordered selection with adaptive cosine-distance threshold; ``(B, k)`` pick order.
 
     ``scale`` ``(B,)`` = complexity_input / complexity_avg; ``τ = min(order · scale · 0.01, τ_max)``.
+
+    Vectorised suppression: the pick ``j`` removes the candidates ``i`` with ``1 − S_ji < τ_j``.
+    With ``order = rank`` every token's ``τ`` is known in advance (its own rank), so the whole
+    suppression matrix ``kill_ji = (1 − S_ji < τ_j) ∨ (i = j)`` is one elementwise pass over the
+    similarity; with ``order = pick``, ``τ`` depends only on the pick count ``t`` and the row of the
+    pick is compared with ``τ_t``.  Each candidate carries its attention rank, or ``N`` once removed;
+    a step is ``j = argmin`` of those keys (the best-ranked remaining candidate) and one masked fill
+    with ``kill_j``.  These are the same comparisons, on the same values, as the naive loop
+    (``_reference.py``), so the picks are identical.  When no candidate remains (every key is
+    ``N``) the remaining slots take the unpicked tokens in attention order, as the naive loop's
+    fallback; that is applied after the loop (it does not change the earlier picks).
     """
     b, n = attention.shape
     dev = sim.device
-    rows = torch.arange(b, device=dev)
     by_attention = stable_desc_order(attention)
     rank_of = torch.empty_like(by_attention)
     rank_of.scatter_(1, by_attention, torch.arange(n, device=dev).expand(b, n).contiguous())
-    alive = torch.ones(b, n, dtype=torch.bool, device=dev)
-    chosen = torch.zeros(b, n, dtype=torch.bool, device=dev)
-    out = torch.empty(b, k, dtype=torch.long, device=dev)
     scale = scale.to(sim.dtype)
+    dist = 1.0 - sim
+    if order == "rank":
+        tau = ((rank_of + 1).to(sim.dtype) * scale.unsqueeze(1) * TAU_STEP).clamp(max=tau_max)  # τ of each token
+        kill = dist < tau.unsqueeze(2)
+        kill.diagonal(dim1=1, dim2=2).fill_(True)
+        rows, base = flat_rows(kill)
+    else:
+        steps = torch.arange(1, k + 1, device=dev).to(sim.dtype)
+        tau = (steps.unsqueeze(0) * scale.unsqueeze(1) * TAU_STEP).clamp(max=tau_max)  # (B, k): τ of pick t
+        rows, base = flat_rows(dist)
+    key = rank_of.clone()
+    picks, keys = [], []
     for t in range(k):
-        cand = torch.where(alive.any(dim=1, keepdim=True), alive, ~chosen)
-        j = torch.where(cand, rank_of, n).argmin(dim=1)
-        out[:, t] = j
-        position = (rank_of[rows, j] + 1).to(sim.dtype) if order == "rank" else torch.full_like(scale, t + 1)
-        tau = (position * scale * TAU_STEP).clamp(max=tau_max)
-        dist = 1.0 - sim[rows, j, :]
-        alive &= ~(dist < tau.unsqueeze(1))
-        alive[rows, j] = False
-        chosen[rows, j] = True
+        best, j = key.min(dim=1)
+        idx = flat_index(j, base)
+        if order == "rank":
+            key.masked_fill_(rows.index_select(0, idx), n)
+        else:
+            key.masked_fill_(rows.index_select(0, idx) < tau[:, t : t + 1], n)
+            key.view(-1).index_fill_(0, idx, n)
+        picks.append(j)
+        keys.append(best)
+    out = torch.stack(picks, dim=1)
+    ran_out = torch.stack(keys, dim=1) == n  # no candidate left at that step
+    for i in ran_out.any(dim=1).nonzero().flatten().tolist():
+        t0 = int(ran_out[i].nonzero()[0])
+        taken = torch.zeros(n, dtype=torch.bool, device=dev)
+        taken[out[i, :t0]] = True
+        rest = by_attention[i][~taken[by_attention[i]]]
+        out[i, t0:] = rest[: k - t0]
     return out
 
 

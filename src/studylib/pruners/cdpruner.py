@@ -12,6 +12,15 @@ Official: Theia-4869/CDPruner ``llava/model/llava_arch.py::encode_images`` (prun
 
 The first pick is the most relevant token (``L_ii = rel_i²``).
 
+Computation: ``d²_i`` is the Schur complement ``L_ii − L_iT L_T⁻¹ L_Ti = det L_{T∪i} / det L_T``
+(the argmax is the largest ``log det`` gain), kept up to date by an incremental Cholesky factor
+``C`` (row ``t`` = the new factor column extended to every token): O(t·N) per pick instead of a
+determinant.  The whole batch is updated in lockstep (one gathered kernel row, one batched
+``1 × t`` by ``t × N`` product and elementwise updates per pick; the rank-exhaustion check below
+runs once after the loop).  The kernel and the similarity are computed once per image.  Picks are
+identical to the official loop's (transcribed in ``_reference.py``): same operations, same
+order, same values.
+
 Documented deviations:
 
 * **Relevance source.**  The official relevance is CLIP's joint space: ``visual_projection(
@@ -37,7 +46,9 @@ from __future__ import annotations
 import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
-from studylib.pruners._similarity import cosine_matrix, l2_normalize, require_query, selection
+from studylib.pruners._similarity import (
+    cosine_matrix, flat_index, flat_rows, l2_normalize, require_query, selection, stable_desc_order,
+)
 from studylib.pruners.registry import Param, register
 
 
@@ -59,38 +70,45 @@ def dpp_greedy(kernel: torch.Tensor, k: int, fill_score: torch.Tensor) -> torch.
     """Fast greedy MAP on ``(B, N, N)`` kernels; returns ``(B, k)`` in pick order.
 
     Images whose kernel is exhausted (rank < k) continue by ``fill_score`` (descending).
+
+    Incremental Cholesky (Chen et al. 2018): row ``t`` of ``C`` is the new column of the Cholesky
+    factor of ``L_T`` extended to every candidate, so ``d²_i = L_ii − Σ_t c_ti²`` is the Schur
+    complement ``det L_{T∪i} / det L_T`` after ``O(t·N)`` work per step (one ``1 × t`` by
+    ``t × N`` product), never a determinant.  The whole batch moves in lockstep: one
+    ``index_select`` of the picks' kernel rows, one batched product, elementwise updates.  The
+    rank-exhaustion stop (module docstring) is checked once after the loop: an image's picks
+    before its first step with ``d²_j ≤ tol`` are final (images never interact), the rest are
+    replaced by the fill.  Same operations in the same order as the naive loop of
+    ``_reference.py`` (the official loop plus the exhaustion guard), hence the same picks.
     """
     b, n, _ = kernel.shape
     dtype = kernel.dtype
-    rows = torch.arange(b, device=kernel.device)
-    neg_inf = torch.tensor(float("-inf"), dtype=dtype, device=kernel.device)
     d2 = torch.diagonal(kernel, dim1=1, dim2=2).clone()
     tol = 10.0 * torch.finfo(dtype).eps * d2.amax(dim=1).clamp_min(torch.finfo(dtype).tiny)
     cis = torch.zeros(b, k, n, dtype=dtype, device=kernel.device)
-    chosen = torch.zeros(b, n, dtype=torch.bool, device=kernel.device)
-    done = torch.zeros(b, dtype=torch.bool, device=kernel.device)
-    order = torch.empty(b, k, dtype=torch.long, device=kernel.device)
+    rows, base = flat_rows(kernel)
+    picks, bests = [], []
     for t in range(k):
-        j = d2.argmax(dim=1)
-        best = d2[rows, j]
-        done |= ~(best > tol)  # also catches NaN
-        if bool(done.any()):
-            fill = torch.where(chosen, neg_inf, fill_score).argmax(dim=1)
-            j = torch.where(done, fill, j)
-        order[:, t] = j
-        chosen[rows, j] = True
-        if not bool(done.all()):
-            lj = kernel[rows, j, :]  # (B, N)
-            if t > 0:
-                cj = cis[rows, :t, j]  # (B, t)
-                lj = lj - torch.bmm(cj.unsqueeze(1), cis[:, :t, :]).squeeze(1)
-            denom = torch.sqrt(torch.where(done, torch.ones_like(best), best))
-            e = torch.where(done.unsqueeze(1), torch.zeros_like(lj), lj / denom.unsqueeze(1))
-            cis[:, t, :] = e
-            d2 = d2 - e * e
-        d2[rows, j] = neg_inf
-        d2 = torch.where(chosen, neg_inf, d2)
-    return order
+        best, j = d2.max(dim=1)
+        idx = flat_index(j, base)
+        lj = rows.index_select(0, idx)  # L[j, :]
+        if t > 0:
+            cj = cis[:, :t, :].gather(2, j.view(b, 1, 1).expand(b, t, 1)).view(b, 1, t)  # C[:t, j]
+            lj = lj - torch.bmm(cj, cis[:, :t, :]).squeeze(1)
+        torch.div(lj, torch.sqrt(best).unsqueeze(1), out=cis[:, t, :])
+        e = cis[:, t, :]
+        d2.sub_(e * e)
+        d2.view(-1).index_fill_(0, idx, float("-inf"))
+        picks.append(j)
+        bests.append(best)
+    out = torch.stack(picks, dim=1)
+    exhausted = ~(torch.stack(bests, dim=1) > tol.unsqueeze(1))  # also catches NaN
+    for i in exhausted.any(dim=1).nonzero().flatten().tolist():
+        t0 = int(exhausted[i].nonzero()[0])
+        score = fill_score[i].clone()
+        score[out[i, :t0]] = float("-inf")
+        out[i, t0:] = stable_desc_order(score)[: k - t0]
+    return out
 
 
 @register(

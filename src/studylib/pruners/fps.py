@@ -13,9 +13,12 @@ Unpublished choices (documented, exposed as parameters):
 * ``space`` — default ``llm`` (projected embeddings, the space of DivPrune, the method it is
   compared with); ``vision`` = pre-projector features.
 
-Distances are squared L2 via ``||x||² − 2 x·y + ||y||²`` (clamped at 0; same argmax as L2) from
-one Gram matrix (a single GEMM); each step gathers one row and updates a running minimum — no
-recomputation over the selected set.
+Distances are squared L2 via ``||x_j||² − 2 x_j·x_m + ||x_m||²`` (clamped at 0; same argmax as
+L2), all ``N × N`` of them from one Gram matrix (a single GEMM) and three elementwise passes.
+Fast algorithm (identical picks to the naive loop of ``_reference.py``, which recomputes
+``min_{s ∈ S}`` over every selected row at each step): DivPrune's greedy max–min
+(:func:`studylib.pruners.divprune.max_min_order`) on that matrix — a running minimum updated with
+one row per step, exact because ``min`` is exact; O(N) per step instead of O(|S|·N).
 Ties: first maximal index.
 """
 
@@ -25,47 +28,30 @@ import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import as_work, selection
-from studylib.pruners.divprune import SPACE, space_features
+from studylib.pruners.divprune import SPACE, max_min_order, most_isolated, space_features
 from studylib.pruners.registry import Param, register
+
+
+def sq_distance_matrix(x: torch.Tensor) -> torch.Tensor:
+    """``(B, N, D) -> (B, N, N)`` squared L2 distances ``((||x_m||² − 2 x_j·x_m) + ||x_j||²)⁺``."""
+    x = as_work(x)
+    gram = torch.bmm(x, x.transpose(1, 2))  # one GEMM
+    sq = (x * x).sum(dim=2)  # (B, N)
+    return ((sq.unsqueeze(1) - 2.0 * gram) + sq.unsqueeze(2)).clamp_min(0.0)
 
 
 def fps_order(x: torch.Tensor, k: int, first: torch.Tensor) -> torch.Tensor:
     """Farthest point sampling on ``x`` ``(B, N, D)`` from ``first`` ``(B,)``; greedy order."""
-    x = as_work(x)
-    b, n, _ = x.shape
-    rows = torch.arange(b, device=x.device)
-    gram = torch.bmm(x, x.transpose(1, 2))  # one GEMM; rows are gathered per step
-    sq = (x * x).sum(dim=2)  # (B, N)
-    neg_inf = torch.tensor(float("-inf"), dtype=x.dtype, device=x.device)
-    chosen = torch.zeros(b, n, dtype=torch.bool, device=x.device)
-    order = torch.empty(b, k, dtype=torch.long, device=x.device)
-
-    def dist_to(j: torch.Tensor) -> torch.Tensor:
-        return (sq - 2.0 * gram[rows, j, :] + sq[rows, j].unsqueeze(1)).clamp_min(0.0)
-
-    j = first
-    order[:, 0] = j
-    chosen[rows, j] = True
-    running = dist_to(j)
-    for t in range(1, k):
-        j = torch.where(chosen, neg_inf, running).argmax(dim=1)
-        order[:, t] = j
-        chosen[rows, j] = True
-        torch.minimum(running, dist_to(j), out=running)
-    return order
+    return max_min_order(sq_distance_matrix(x), k, first)
 
 
 def _first_pick(tokens: VisualTokens, x: torch.Tensor, start: str) -> torch.Tensor:
-    b, n = tokens.batch_size, tokens.num_patches
     if start == "first":
-        return torch.zeros(b, dtype=torch.long, device=x.device)
+        return torch.zeros(tokens.batch_size, dtype=torch.long, device=x.device)
     if start == "saliency":
         return torch.sort(tokens.cls_attention, dim=1, descending=True, stable=True).indices[:, 0]
-    if n < 2:
-        return torch.zeros(b, dtype=torch.long, device=x.device)
     xw = as_work(x)
-    d = torch.cdist(xw, xw)
-    return torch.kthvalue(d, 2, dim=1).values.argmax(dim=1)
+    return most_isolated(torch.cdist(xw, xw))
 
 
 @register(
