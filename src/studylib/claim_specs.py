@@ -35,10 +35,14 @@ Fields:
 * ``reported``: free text, or a citation ``{paper, table, metric, a, b, benchmark}`` of the
   rows of ``reported.csv`` (defaults: paper 000, the claim's own metric and configurations,
   mapped to the paper's budgets by the context's ``k_map``), printed as ``"<a> vs <b>"`` in
-  the paper's units; ``reported: parts`` joins the parts' reported texts.
+  the paper's units; ``reported: parts`` joins the parts' reported texts.  ``benchmark`` is a
+  template too (``POPE-{split}`` in a ``for_each`` over splits); a side that is a number (a
+  ``point`` claim against a constant, e.g. ``b: 0``) is not cited, only the other side is.
 
-A configuration missing from the rows makes the claim ``not applicable: needs ...``, never
-an error, so any grid renders.
+A configuration missing from the rows, or a point value the run did not compute (e.g.
+``ece_change[popular]`` on a run without that split), makes the claim ``not applicable:
+needs ...``, never an error, so any grid renders; a composite none of whose parts could be
+tested says what its parts need.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import math
 import re
 import string
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +133,22 @@ def _config(template: str, context: Mapping[str, Any]) -> str:
     return str(Config.parse(text))
 
 
+def _number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _point_name(key: Any, context: Mapping[str, Any]) -> Any:
+    """A point value's name filled from ``context``, its configuration canonicalised
+    (``t_star[scope(alpha=1)@32]`` -> ``t_star[scope(alpha=1,p=1)@32]``); numbers unchanged."""
+    name = _fill(key, context)
+    match = _KEYED.match(name) if isinstance(name, str) else None
+    return f"{match.group(1)}[{_config(match.group(2), context)}]" if match else name
+
+
 def _expand(part: dict, context: Mapping[str, Any]) -> list[tuple[dict, dict]]:
     """``(part, context)`` once per combination of its ``for_each`` values."""
     loops = part.get("for_each") or {}
@@ -199,19 +220,28 @@ class ClaimEvaluator:
         if reported == "parts":
             reported = "; ".join(dict.fromkeys(p.reported for p in parts if p.reported))
         combine = C.all_of if spec["test"] == "all_of" else C.any_of
-        return combine(parts, **fields, reported=_fill(reported, context), note=_fill(spec.get("note", ""), context))
+        claim = combine(parts, **fields, reported=_fill(reported, context), note=_fill(spec.get("note", ""), context))
+        needs = dict.fromkeys(need for p in parts if "needs " in p.verdict
+                              for need in p.verdict.split("needs ", 1)[1].split(", "))
+        if claim.verdict == C.NOT_TESTED and needs:  # no part tested: say what they need
+            claim = replace(claim, verdict=f"{C.NOT_TESTED}: needs {', '.join(needs)}")
+        return claim
 
     def _simple(self, spec: dict, context: dict, fields: dict, reported: str) -> C.Claim:
         test = spec["test"]
         note = _fill(spec.get("note", ""), context)
         if test == "point":
-            a, b = (self._value(spec[side], context) for side in ("a", "b"))
-            comparison = f"{_fill(spec['a'], context)} − {_fill(spec['b'], context)}"
+            names = [_point_name(spec[side], context) for side in ("a", "b")]
             threshold = float(_fill(spec.get("threshold", 0.0), context))
             symbol = "<" if spec["direction"] == "less" else ">"
+            comparison = f"{names[0]} − {names[1]} {symbol} {threshold:g}"
+            missing = [n for n in names if isinstance(n, str) and not _number_text(n) and n not in self.values]
+            if missing:  # e.g. a split this run does not have
+                return C.not_tested(fields["id"], fields["source"], fields["statement"], f"needs {', '.join(missing)}",
+                                    metric=spec.get("metric", ""), comparison=comparison, reported=reported)
+            a, b = (self._value(spec[side], context) for side in ("a", "b"))
             return C.point_claim(a, b, **fields, metric=spec.get("metric", ""), direction=spec["direction"],
-                                 comparison=f"{comparison} {symbol} {threshold:g}", threshold=threshold,
-                                 reported=reported, note=note)
+                                 comparison=comparison, threshold=threshold, reported=reported, note=note)
         rows = self.frames[spec.get("rows", "rows")]
         a, b = _config(spec["a"], context), _config(spec["b"], context)
         subset = {k: _fill(v, context) for k, v in (spec.get("subset") or {}).items()} or None
@@ -232,14 +262,11 @@ class ClaimEvaluator:
         (the configuration canonicalised, so ``t_star[scope(alpha=1)@32]`` finds its row)."""
         if _numeric(key):
             return float(key)
-        name = _fill(key, context)
+        name = _point_name(key, context)
         try:
             return float(name)
-        except ValueError:
+        except (TypeError, ValueError):
             pass
-        match = _KEYED.match(name)
-        if match:
-            name = f"{match.group(1)}[{_config(match.group(2), context)}]"
         value = self.values.get(name, math.nan)
         return math.nan if value is None else float(value)
 
@@ -251,11 +278,14 @@ class ClaimEvaluator:
         texts = []
         for side in ("a", "b"):
             text = _fill(cite.get(side, spec.get(side)), context)
+            if _numeric(text):  # a point claim against a number cites only its configuration's side
+                continue
             keyed = _KEYED.match(text)  # a point value "name[config]" cites the config's row
             config = Config.parse(_config(keyed.group(2) if keyed else text, context))
             paper_k = context.get("paper_n_tokens", 576) if config.method == "full" else k_map.get(config.k, config.k)
             texts.append(reported_value(cite.get("paper", "000"), cite["table"], config.pruner, paper_k,
-                                        cite.get("metric", spec.get("metric")), benchmark=cite.get("benchmark")))
+                                        cite.get("metric", spec.get("metric")),
+                                        benchmark=_fill(cite.get("benchmark"), context)))
         return " vs ".join(texts)
 
 

@@ -1,0 +1,87 @@
+"""Temperature scaling, cross-validated (seed 000 §4.7 and the T* column of Table 1).
+
+The same budget sweep as the U-curve (default SCOPE, the unpruned model once at K = N); for
+every configuration one scalar temperature T is fitted (NLL) on all folds of images but one and
+applied to the held-out fold, with identical folds for every configuration
+(:func:`studylib.analysis.temperature_summary`).  ECE, NLL and Brier before and after scaling
+beside the paper's numbers; the claims compare point estimates (no CI for scaled metrics here).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from studylib import analysis, plots
+from studylib.experiments.common import Setup, budget_map, check_choice, require
+from studylib.experiments.result import Result
+from studylib.pages import style_table
+from studylib.reported import beside_reported
+
+SIDE_METRICS = ["temperature", "ece_before", "ece_after"]
+SIDE_ALIASES = {"temperature": "temperature", "ece_before": "ece", "ece_after": "ece_after_ts"}
+DETAIL_COLUMNS = ["config", "n", "t_mean", "t_std", "t_at_bound", "accuracy", "ece_before", "ece_after",
+                  "nll_before", "nll_after", "brier_before", "brier_after"]
+STAGES = (("before scaling", "ece_before", "--"), ("after scaling (held-out)", "ece_after", ":"))
+
+
+def run(*, model, device, dtype, dataset, dataset_options, limit, pruner, budgets, reported_budgets, moderate_k,
+        n_folds, n_bootstrap, bootstrap_seed, batch_size, results_dir, profile="default") -> Result:
+    setup = Setup("temperature_scaling", model, device, dtype, results_dir, batch_size, limit, n_bootstrap,
+                  bootstrap_seed, profile)
+    setup.validate(dataset, dataset_options, ["full", pruner], budgets)
+    k_map = budget_map(budgets, reported_budgets)
+    check_choice("moderate_k", moderate_k, budgets)
+    require(isinstance(n_folds, int) and n_folds >= 2, f"n_folds = {n_folds!r} must be an integer >= 2")
+
+    rows = setup.sweep(dataset, dataset_options, ["full", pruner], budgets)
+    scaled = analysis.temperature_summary(rows, n_folds=n_folds, seed=bootstrap_seed)
+    scaled["temperature"] = scaled["t_mean"]
+    side = beside_reported(scaled, SIDE_METRICS, paper="000", table=["Table 1", "§4.7 text"], label=setup.label,
+                           k_map=k_map, aliases=SIDE_ALIASES)
+
+    full, moderate = setup.cfg("full"), setup.cfg(pruner, moderate_k)
+    t = scaled.set_index("config")
+    context = {"pruner": pruner, "moderate_k": moderate_k, "k_map": k_map, "configs": list(t.index),
+               "best_after": t["ece_after"].idxmin()}
+    result = Result("temperature_scaling", model, setup.label, rows={"rows": rows}, summary=scaled)
+    result.tables = {
+        "scaling": style_table(side, caption=f"Cross-validated temperature scaling ({n_folds} folds): "
+                                             f"{setup.label} vs. reported"),
+        "folds": style_table(scaled[DETAIL_COLUMNS], hide_index=True),
+    }
+    result.figures = {"scaling": _figure(scaled, setup.toy)}
+    result.claims = setup.claims(rows, context, point_values(t, moderate))
+    result.values = {
+        "full_temperature": t.loc[full, "t_mean"], "moderate_temperature": t.loc[moderate, "t_mean"],
+        "full_ece_after": t.loc[full, "ece_after"], "moderate_ece_after": t.loc[moderate, "ece_after"],
+    }
+    result.notes["run"] = (f"{rows['qid'].nunique()} questions about {rows['image'].nunique()} images x "
+                           f"{rows['config'].nunique()} configurations")
+    return result
+
+
+def point_values(t: pd.DataFrame, moderate: str) -> dict[str, float]:
+    """The claims' point estimates from the temperature summary (indexed by config):
+    ``ece_before[c]``, ``ece_after[c]``, ``t_star_dev[c]`` (= |T* − 1|) per configuration and
+    ``moderate_is_best`` (1 when ``moderate`` has the lowest ECE after scaling, else 0)."""
+    values = {"moderate_is_best": float(t["ece_after"].idxmin() == moderate)}
+    for config, row in t.iterrows():
+        values |= {f"ece_before[{config}]": row["ece_before"], f"ece_after[{config}]": row["ece_after"],
+                   f"t_star_dev[{config}]": abs(row["t_mean"] - 1)}
+    return values
+
+
+def _figure(scaled: pd.DataFrame, toy: bool) -> Figure:
+    long = pd.concat([scaled.assign(stage=stage, ece=scaled[column]) for stage, column, _ in STAGES])
+    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    plots.u_curve(long[long["method"] != "full"], y="ece", hue="stage", ci=False, ax=left, toy=toy,
+                  title="ECE before / after scaling")
+    for stage, _, style in STAGES:
+        left.axhline(long[(long["method"] == "full") & (long["stage"] == stage)]["ece"].iloc[0], color="0.3",
+                     linestyle=style, label=f"full, {stage}")
+    left.legend(fontsize="small")
+    plots.u_curve(scaled, y="t_mean", ci=False, ax=right, toy=toy, title="fitted temperature T*", ylabel="T*")
+    right.axhline(1.0, color="0.6", linewidth=0.8)
+    return fig
