@@ -53,7 +53,7 @@ def test_for_each_expands_and_missing_configurations_are_not_applicable(tmp_path
                             n_bootstrap=100)
     assert holds[0].verdict == "holds" and [p.id for p in holds[0].parts] == ["A.K16", "A.K32"]
     missing = evaluate_claims("x", {"rows": ROWS}, {**CONTEXT, "hi": 0.5}, directory=tmp_path, n_bootstrap=100)
-    assert missing[0].verdict == "not applicable"
+    assert missing[0].verdict == "not applicable: needs scope(alpha=0.5,p=1)@16, scope(alpha=0.5,p=1)@32"
     assert missing[0].parts[0].verdict == "not applicable: needs scope(alpha=0.5,p=1)@16"
 
 
