@@ -51,7 +51,11 @@ class Result:
         return show_claims(self.claims, expand=expand)
 
     def glue(self) -> None:
-        """Glue every headline value and every claim's verdict, estimate, reported and test."""
-        for key, value in self.values.items():
+        """Glue every headline value, the number of questions scored (``n_questions``, for the
+        intro's verdict table) and every claim's verdict, estimate, reported and test."""
+        values = dict(self.values)
+        if "n_questions" not in values and "rows" in self.rows:
+            values["n_questions"] = int(self.rows["rows"]["qid"].nunique())
+        for key, value in values.items():
             glue_value(f"{self.name}_{key}", value)
         glue_claims(self.claims, prefix=f"{self.name}_")
