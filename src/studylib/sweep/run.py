@@ -160,7 +160,7 @@ def plan_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config
     return SweepPlan(data, questions, configs, cells, n_tokens, has_captions, images)
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     print(f"[studylib.sweep] {message}", file=sys.stderr, flush=True)
 
 
@@ -212,7 +212,7 @@ class SliceRunner:
             for piece in slices:
                 result = self._run_slice(piece, block=False)
                 if result is None:
-                    _say(f"cell {self.plan.cells[piece.cell].key} ({self.plan.configs[piece.cell]}) is locked by "
+                    say(f"cell {self.plan.cells[piece.cell].key} ({self.plan.configs[piece.cell]}) is locked by "
                          f"another process; skipping it for now" + (", will wait for it" if wait else ""))
                     deferred.append(piece)
                 else:
@@ -280,8 +280,10 @@ def collect(plan: SweepPlan, dataset: str, display: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-def prepare(model, dataset: str, configs, *, dataset_options, results_dir, batch_size: int, limit, max_new_tokens: int,
-            progress: bool, model_name, device, dtype) -> tuple[SweepPlan, SliceRunner, str]:
+def prepare(model, dataset: str, configs, *, dataset_options: dict | None = None, results_dir: str | Path = "results",
+            batch_size: int = 64, limit: int | None = None, max_new_tokens: int = 64, progress: bool = True,
+            model_name: str | None = None, device: str | None = None,
+            dtype: str | torch.dtype | None = None) -> tuple[SweepPlan, SliceRunner, str]:
     """Plan a sweep and build its :class:`SliceRunner` (shared by :func:`run_sweep` and
     :mod:`studylib.sweep.shard`); returns (plan, runner, display name)."""
     batch_size = check_positive(batch_size, "batch_size")
@@ -325,4 +327,5 @@ def run_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config 
     return result
 
 
-__all__ = ["Slice", "SliceRunner", "SweepPlan", "collect", "key_fields", "plan_sweep", "prepare", "run_sweep", "whole_cells"]
+__all__ = ["Slice", "SliceRunner", "SweepPlan", "collect", "key_fields", "plan_sweep", "prepare", "run_sweep", "say",
+           "whole_cells"]
