@@ -19,7 +19,7 @@ from PIL import Image
 import studylib.sweep.digests as digests
 from studylib.models import prompts
 from studylib.models.adapter import LlavaAdapter
-from studylib.sweep import StoreIntegrityWarning, model_identity, plan_sweep, run_sweep
+from studylib.sweep import StoreIntegrityWarning, StudyParameterError, model_identity, plan_sweep, run_sweep
 from studylib.sweep.store import QUARANTINE
 from studylib.sweep.verify import main as verify_main
 from studylib.sweep.verify import verify
@@ -201,3 +201,14 @@ def test_verify_reports_and_prunes(adapter, tmp_path, capsys):
     assert verify_main([str(results)]) == 0
     assert sorted(p.name for p in results.iterdir() if p.name != QUARANTINE) == [f"{current}.json",
                                                                                  f"{current}.parquet"]
+
+
+def test_a_store_is_read_where_the_images_are_missing(adapter, tmp_path):
+    options = _pope_folder(tmp_path)
+    first = _run(adapter, tmp_path / "results", "pope", options, limit=None)
+    (tmp_path / "images" / "img1.png").unlink()  # rendering a copied store on a machine without the images
+    again = _run(adapter, tmp_path / "results", "pope", options, limit=None)
+    assert _status(again) == ["cached"]
+    pd.testing.assert_frame_equal(again, first, check_exact=True)
+    with pytest.raises(StudyParameterError, match="img1.png.*not found.*no stored cell matches"):
+        _run(adapter, tmp_path / "elsewhere", "pope", options, limit=None)

@@ -114,18 +114,11 @@ def test_slurm_array_then_merge_equals_one_process(reference, tmp_path):
 
 
 CONCURRENT = textwrap.dedent("""
-    import pickle, sys, time
-    from _sweep_helpers import small_adapter
+    import pickle, sys
+    from _sweep_helpers import slow_small_adapter
     from studylib.sweep import run_sweep
 
-    adapter = small_adapter()
-    score = adapter.score_pruned
-
-    def slow_score(*args, **kwargs):  # slow enough that the two processes overlap
-        time.sleep(0.1)
-        return score(*args, **kwargs)
-
-    adapter.score_pruned = slow_score
+    adapter = slow_small_adapter(0.1)  # slow enough that the two processes overlap
     rows = run_sweep(adapter, "toy-pope", {configs!r}, results_dir=sys.argv[1], dataset_options={{"n_images": 6}},
                      limit=2, batch_size=6, progress=False, model_name="small-random")
     pickle.dump(rows, open(sys.argv[2], "wb"))

@@ -8,7 +8,8 @@
     store.py     the resumable, checksummed parquet result store (one cell per config)
     verify.py    python -m studylib.sweep.verify <results>: ok / stale / damaged / orphaned
     scoring.py   the one scoring path and its row layout
-    run.py       plan_sweep / run_sweep
+    run.py       plan_sweep / run_sweep (slices of cells, locks, consolidation)
+    shard.py     one sweep over torchrun ranks or SLURM array tasks (scripts/sweep.py)
 """
 
 from studylib.sweep.grid import Config, StudyParameterError, config_grid, config_name

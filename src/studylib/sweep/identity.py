@@ -5,7 +5,8 @@
   every file in it but hidden and ``.md`` files, in full (:mod:`studylib.sweep.digests`
   caches it by path, size, mtime, ctime and inode), so the same weights elsewhere share cells
   and any changed byte gives new ones; a hub id -> the files of its snapshot in the local
-  Hugging Face cache (unresolved, i.e. ``{"hub_id": id}``, until it is downloaded); an adapter
+  Hugging Face cache (downloaded when missing and the hub is reachable; else unresolved,
+  ``{"hub_id": id}``, and only stored cells whose other inputs match are read); an adapter
   instance -> the identity of the directory it was loaded from when its in-memory weights
   equal what that directory loads to (the sha256 of the directory's state dict as loaded in the
   adapter's dtype is computed once and cached), else the sha256 of its in-memory state dict.
@@ -81,10 +82,15 @@ def _directory_identity(path: Path) -> dict:
 
 
 def _hub_identity(name: str) -> dict:
-    try:
-        return _directory_identity(Path(snapshot_download(name, local_files_only=True)))
-    except Exception:  # noqa: BLE001 - any failure means "not in the local cache"
-        return {"hub_id": name}
+    """The files of the hub snapshot, downloaded now unless ``HF_HUB_OFFLINE`` is set (loading
+    the model would download it anyway); ``{"hub_id": name}`` when it cannot be had."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    for local_only in (True, False)[: 1 if offline else 2]:
+        try:
+            return _directory_identity(Path(snapshot_download(name, local_files_only=local_only)))
+        except Exception:  # noqa: BLE001 - not cached / unreachable: huggingface_hub raises many types
+            continue
+    return {"hub_id": name}
 
 
 def _adapter_identity(adapter: LlavaAdapter) -> dict:

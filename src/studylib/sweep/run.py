@@ -45,7 +45,7 @@ from studylib.sweep.grid import Config, StudyParameterError, as_list, check_posi
 from studylib.sweep.identity import (canonical_options, display_name, image_digests, images_digest, model_identity,
                                      model_num_tokens, objects_digest, prompts_digest, questions_digest)
 from studylib.sweep.scoring import CAPTION_TASK, Encoder, batches, score_batch
-from studylib.sweep.store import STORE_VERSION, Cell
+from studylib.sweep.store import STORE_VERSION, Cell, find_stored
 from studylib.sweep.validate import load_checked_dataset, select_questions
 
 
@@ -109,6 +109,10 @@ def whole_cells(plan: SweepPlan, batch_size: int) -> list[Slice]:
     return [Slice(i, 0, plan.n_batches(batch_size), True) for i in range(len(plan.cells))]
 
 
+def say(message: str) -> None:
+    print(f"[studylib.sweep] {message}", file=sys.stderr, flush=True)
+
+
 def _checked_configs(configs) -> list[Config]:
     try:
         configs = list(dict.fromkeys(Config.parse(c) for c in as_list(configs, "configs")))
@@ -152,16 +156,26 @@ def plan_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config
         if config.method == "full" and config.k != n_tokens:
             raise StudyParameterError(f"config {config}: 'full' keeps all tokens; use k = N = {n_tokens}")
     has_captions = any(q.task == CAPTION_TASK for q in questions)
-    images = image_digests(data, list(dict.fromkeys(q.image_key for q in questions)))
-    base = key_fields(model_identity(model), _dtype_name(dtype), dataset, dict(dataset_options or {}), limit, data,
+    identity, unknown = model_identity(model), {}
+    if "hub_id" in identity:
+        unknown["model"] = f"{model} is not in the local Hugging Face cache (huggingface-cli download {model})"
+    try:
+        images = image_digests(data, list(dict.fromkeys(q.image_key for q in questions)))
+    except StudyParameterError as error:
+        images, unknown["images"] = {}, str(error)
+    base = key_fields(identity, _dtype_name(dtype), dataset, dict(dataset_options or {}), limit, data,
                       questions, max_new_tokens, images)
     root = Path(results_dir)
     cells = [Cell(root, {**base, "config": str(c)}) for c in configs]
+    if unknown:  # weights or images absent here: serve stored cells whose other inputs match
+        found = [find_stored(root, cell.fields, unknown, display_name(model)) for cell in cells]
+        if None in found:
+            raise StudyParameterError(
+                f"cannot key config {configs[found.index(None)]}: {'; '.join(unknown.values())}; no stored cell "
+                f"matches its other inputs, so it must be computed here: provide the weights and images first")
+        say(f"{' and '.join(unknown)} not available here: reading the stored cells whose other inputs match")
+        cells = found
     return SweepPlan(data, questions, configs, cells, n_tokens, has_captions, images)
-
-
-def say(message: str) -> None:
-    print(f"[studylib.sweep] {message}", file=sys.stderr, flush=True)
 
 
 class SliceRunner:

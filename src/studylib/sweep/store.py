@@ -277,6 +277,21 @@ class Cell:
             shutil.rmtree(self.parts_dir, ignore_errors=True)
 
 
+def find_stored(root: Path, fields: dict, unknown: Sequence[str], model_source: str) -> Cell | None:
+    """The finished cell in ``root`` whose recorded fields equal ``fields`` on every field but
+    ``unknown`` (inputs that cannot be hashed on this machine) and whose manifest names the
+    same model source; ``None`` unless exactly one matches."""
+    wanted = {k: canonical(v) for k, v in fields.items() if k not in unknown}
+    matches = []
+    for path in sorted(root.glob("*.json")):
+        manifest = load_manifest(path)
+        recorded = (manifest or {}).get("fields")
+        if (isinstance(recorded, dict) and manifest.get("model_source") == model_source
+                and {k: canonical(v) for k, v in recorded.items() if k not in unknown} == wanted):
+            matches.append(Cell(root, recorded))
+    return matches[0] if len(matches) == 1 and matches[0].complete else None
+
+
 def list_cells(results_dir: str | Path = "results") -> pd.DataFrame:
     """One row per finished cell in ``results_dir`` (from the manifests): key, model, dataset,
     options, limit, config, n_rows, wall_time_s, finished."""
@@ -286,7 +301,7 @@ def list_cells(results_dir: str | Path = "results") -> pd.DataFrame:
     return pd.DataFrame(records, columns=columns)
 
 
-__all__ = ["Cell", "DamagedFileError", "STORE_VERSION", "StoreIntegrityWarning", "list_cells", "load_manifest",
+__all__ = ["Cell", "DamagedFileError", "STORE_VERSION", "StoreIntegrityWarning", "find_stored", "list_cells", "load_manifest",
            "quarantine", "read_checked_parquet", "write_checked_parquet"]
 
 if __name__ == "__main__":  # python -m studylib.sweep.store verify <results_dir> [--prune]
