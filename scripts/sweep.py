@@ -102,6 +102,9 @@ def sweep_arguments(args) -> tuple[str, str, list, dict]:
                  "budgets": args.budgets, "seeds": args.seeds, "pruners": args.pruners}
     params.update({k: v for k, v in overrides.items() if v is not None})
     for name in ("dataset", "budgets"):
+        if params.get(name) is None and args.notebook:
+            raise StudyParameterError(f"notebook {args.notebook!r} has no single {name} (it runs several sweeps of its "
+                                      f"own); pass --dataset, --pruners and --budgets for each of them")
         if params.get(name) is None:
             raise StudyParameterError(f"no {name}: pass --notebook <experiment> or --{name}")
     model = params.get("model", "toy")
