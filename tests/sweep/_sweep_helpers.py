@@ -3,6 +3,8 @@ world's geometry (96 px, patch 8 -> 12 x 12 = 144 tokens), fast enough for CPU t
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from studylib.models.adapter import LlavaAdapter
@@ -18,6 +20,20 @@ def small_adapter(seed: int = 0) -> LlavaAdapter:
     model = tiny_random_llava(processor.tokenizer, seed=seed, image_size=IMAGE_SIZE, patch_size=PATCH,
                               vision_layers=2, text_layers=2)
     return LlavaAdapter(model, processor)
+
+
+def slow_small_adapter(delay: float) -> LlavaAdapter:
+    """:func:`small_adapter` whose scoring sleeps ``delay`` seconds per batch, so that a test
+    can kill a sweep mid-run or make two sweeps overlap."""
+    adapter = small_adapter()
+    score = adapter.score_pruned
+
+    def slow_score(*args, **kwargs):
+        time.sleep(delay)
+        return score(*args, **kwargs)
+
+    adapter.score_pruned = slow_score
+    return adapter
 
 
 class ForwardCounter:

@@ -22,18 +22,11 @@ HELPERS = Path(__file__).resolve().parent
 SRC = HELPERS.parents[1] / "src"
 
 SCRIPT = textwrap.dedent("""
-    import sys, time
-    from _sweep_helpers import small_adapter
+    import sys
+    from _sweep_helpers import slow_small_adapter
     from studylib.sweep import run_sweep
 
-    adapter = small_adapter()
-    score = adapter.score_pruned
-
-    def slow_score(*args, **kwargs):  # slow the sweep down so that the test can kill it mid-run
-        time.sleep(0.15)
-        return score(*args, **kwargs)
-
-    adapter.score_pruned = slow_score
+    adapter = slow_small_adapter(0.15)  # slow enough that the test can kill it mid-run
     run_sweep(adapter, "toy-pope", {configs!r}, results_dir=sys.argv[1], **{sweep!r})
     print("FINISHED")
 """)

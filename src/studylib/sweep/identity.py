@@ -1,13 +1,28 @@
-"""What a store cell is keyed by: the model's identity, the questions' digest, canonical JSON.
+"""What a store cell is keyed by: everything that can change a stored number.
 
-Model identity: a tiny random model (``"tiny-random"``, ``"tiny-random-llava-next"``,
-``"tiny-random-qwen2.5-vl"``) -> its name, so two families never share cells; a local checkpoint directory (``"toy"``
-resolves to ``data/toy-model``) -> the sha256 of every file in it but hidden and ``.md`` files
-(files over 256 MiB: size + sha256 of their first and last 8 MiB), so the same weights under
-another path share cells and retrained weights never reuse stale ones; a hub id -> the id; an
-adapter instance -> the identity of the directory it was loaded from, else the sha256 of its
-parameters.  ``questions_digest`` is a sha256 of the (qid, image, task, text, answer, choices,
-hint, split) of the questions of a cell, so edited data files give a new cell.
+* **model** (:func:`model_identity`): a tiny random model (``"tiny-random"``,
+  ``"tiny-random-llava-next"``, ``"tiny-random-qwen2.5-vl"``) -> its name (its code is in the
+  code digest), so two families never share cells; a checkpoint directory (``"toy"`` resolves
+  to ``data/toy-model``) -> the sha256 of every file in it but hidden and ``.md`` files, in full (:mod:`studylib.sweep.digests`
+  caches it by path, size, mtime, ctime and inode), so the same weights elsewhere share cells
+  and any changed byte gives new ones; a hub id -> the files of its snapshot in the local
+  Hugging Face cache (downloaded when missing and the hub is reachable; else unresolved,
+  ``{"hub_id": id}``, and only stored cells whose other inputs match are read); an adapter
+  instance -> the identity of the directory it was loaded from when its in-memory weights
+  equal what that directory loads to (the sha256 of the directory's state dict as loaded in the
+  adapter's dtype is computed once and cached), else the sha256 of its in-memory state dict.
+* **options** (:func:`canonical_options`): the loader's defaults filled in, so
+  ``{"split": "all", "n_images": 500}`` and ``{"n_images": 500}`` share a cell.
+* **questions**: (qid, image, task, text, answer, choices, hint, split) of every question.
+* **prompts**: the rendered prompt and the verbalizer words of every question, so a changed
+  template or answer instruction gives new cells even in memory.
+* **images** (:func:`images_digest`): the content of every image of the cell: the bytes of
+  the file of a folder-backed dataset (cached like weights), the encoded bytes of a parquet
+  dataset, else (generated images, e.g. the toy world rendered from seeds) the decoded pixels
+  (mode, size, RGB bytes) of what the loader returns.
+* **objects** (caption cells): ground-truth objects of the cell's images and the CHAIR
+  vocabulary name.
+* **code**: :func:`studylib.sweep.digests.code_digest` of the scoring code.
 
 N (:func:`model_num_tokens`, the largest budget a sweep accepts): LLaVA-1.5 -> the fixed
 ``(image_size / patch)^2``; LLaVA-NeXT -> the most patch tokens any image can get (base tile +
@@ -21,32 +36,27 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import os
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-import torch
+import transformers
+from huggingface_hub import snapshot_download
 from transformers import AutoConfig
 from transformers.image_processing_base import ImageProcessingMixin
 
-from studylib.data.records import Question
-
+import studylib.data as data_registry
+from studylib.data._files import BytesImages, FolderImages
+from studylib.data.records import Dataset, Question
+from studylib.models import prompts
 from studylib.models.adapter import LlavaAdapter
 from studylib.models.families import llava, llava_next, qwen2_5_vl
-from studylib.models.loading import TINY_RANDOM_NAMES, ModelNotFoundError, resolve_checkpoint, tiny_random_llava
+from studylib.models.loading import (TINY_RANDOM_NAMES, ModelNotFoundError, load_model, resolve_checkpoint,
+                                     tiny_random_llava)
 from studylib.models.tiny import TINY_LLAVA_NEXT_NAME, TINY_QWEN_NAME, tiny_num_tokens
+from studylib.sweep.digests import canonical, cached_value, file_digest, files_digests, state_digest
 from studylib.sweep.grid import StudyParameterError
-
-LARGE_FILE = 256 * 2**20
-EDGE_BYTES = 8 * 2**20
-
-
-def canonical(value: Any) -> str:
-    """Canonical JSON (sorted keys, no spaces): the text that store keys hash."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+from studylib.sweep.scoring import CAPTION_TASK
 
 
 def _tiny_random_tokens(name: str) -> int:
@@ -89,46 +99,41 @@ def model_num_tokens(model: str | os.PathLike | LlavaAdapter) -> int:
             f"(huggingface-cli download {name} --local-dir models/{name.split('/')[-1]})") from None
 
 
-@lru_cache(maxsize=256)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        if size <= LARGE_FILE:
-            for block in iter(lambda: handle.read(2**20), b""):
-                digest.update(block)
-        else:
-            digest.update(f"size={size};".encode())
-            digest.update(handle.read(EDGE_BYTES))
-            handle.seek(size - EDGE_BYTES)
-            digest.update(handle.read(EDGE_BYTES))
-    return digest.hexdigest()
-
-
 def _directory_identity(path: Path) -> dict:
-    files = {}
-    for child in sorted(path.iterdir()):
-        if child.is_file() and not child.name.startswith(".") and child.suffix != ".md":
-            stat = child.stat()
-            files[child.name] = _file_digest(str(child), stat.st_size, stat.st_mtime_ns)
-    return {"checkpoint_files": files}
+    files = [c for c in sorted(path.iterdir()) if c.is_file() and not c.name.startswith(".") and c.suffix != ".md"]
+    return {"checkpoint_files": dict(zip((f.name for f in files), files_digests(files)))}
 
 
-def _parameter_identity(module: torch.nn.Module) -> dict:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
-        digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return {"parameters_sha256": digest.hexdigest()}
+def _hub_identity(name: str) -> dict:
+    """The files of the hub snapshot, downloaded now unless ``HF_HUB_OFFLINE`` is set (loading
+    the model would download it anyway); ``{"hub_id": name}`` when it cannot be had."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    for local_only in (True, False)[: 1 if offline else 2]:
+        try:
+            return _directory_identity(Path(snapshot_download(name, local_files_only=local_only)))
+        except Exception:  # noqa: BLE001 - not cached / unreachable: huggingface_hub raises many types
+            continue
+    return {"hub_id": name}
+
+
+def _adapter_identity(adapter: LlavaAdapter) -> dict:
+    memory = state_digest(adapter.model)
+    source = getattr(adapter.model.config, "_name_or_path", "") or ""
+    if source and (Path(source) / "config.json").is_file():
+        files = _directory_identity(Path(source))
+        dtype = str(adapter.model.dtype).removeprefix("torch.")
+        name = f"loaded-state:{hashlib.sha256(canonical(files).encode()).hexdigest()}:{dtype}"
+        reference = cached_value(name, {"transformers": transformers.__version__},
+                                 lambda: state_digest(load_model(source, device="cpu", dtype=dtype)[0]))
+        if reference == memory:
+            return files
+    return {"parameters_sha256": memory}
 
 
 def model_identity(model: str | os.PathLike | LlavaAdapter) -> dict:
     """What the store keys a model by (module docstring)."""
     if isinstance(model, LlavaAdapter):
-        source = getattr(model.model.config, "_name_or_path", "") or ""
-        if source and (Path(source) / "config.json").is_file():
-            return _directory_identity(Path(source))
-        return _parameter_identity(model.model)
+        return _adapter_identity(model)
     name = str(model)
     if name in TINY_RANDOM_NAMES:
         return {"builtin": name}
@@ -138,7 +143,7 @@ def model_identity(model: str | os.PathLike | LlavaAdapter) -> dict:
         raise StudyParameterError(f"model: {error}") from None
     if Path(source).is_dir():
         return _directory_identity(Path(source))
-    return {"hub_id": source}
+    return _hub_identity(source)
 
 
 def display_name(model) -> str:
@@ -148,12 +153,64 @@ def display_name(model) -> str:
     return str(model)
 
 
-def questions_digest(questions: Sequence[Question]) -> str:
+def canonical_options(dataset: str, options: dict) -> dict:
+    """``options`` with the loader's defaults filled in (sorted by name); the options must bind."""
+    bound = inspect.signature(data_registry.dataset_loader(dataset)).bind(**options)
+    bound.apply_defaults()
+    return dict(sorted(bound.arguments.items()))
+
+
+def _sha(parts) -> str:
     digest = hashlib.sha256()
-    for q in questions:
-        digest.update(canonical([q.qid, q.image_key, q.task, q.text, q.answer, list(q.choices), q.hint,
-                                 q.split]).encode())
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\0")
     return digest.hexdigest()
 
 
-__all__ = ["canonical", "config_num_tokens", "display_name", "model_identity", "model_num_tokens", "questions_digest"]
+def questions_digest(questions: Sequence[Question]) -> str:
+    """sha256 of the (qid, image, task, text, answer, choices, hint, split) of ``questions``."""
+    return _sha(canonical([q.qid, q.image_key, q.task, q.text, q.answer, list(q.choices), q.hint, q.split])
+                for q in questions)
+
+
+def prompts_digest(questions: Sequence[Question]) -> str:
+    """sha256 of each question's rendered prompt and verbalizer (as the scoring path builds them)."""
+    return _sha(canonical([prompts.build_prompt(q), None if q.task == CAPTION_TASK else prompts.verbalizer(q)])
+                for q in questions)
+
+
+def _pixels(image) -> bytes:
+    return f"{image.mode}:{image.size};".encode() + image.tobytes()
+
+
+def image_digests(dataset: Dataset, keys: Sequence[str]) -> dict[str, str]:
+    """sha256 of the content of each image of ``keys`` (module docstring)."""
+    store = dataset.load_image
+    if isinstance(store, FolderImages):
+        paths = [store.root / key for key in keys]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise StudyParameterError(f"dataset {dataset.name!r}: image file(s) {missing[:3]} not found; restore them "
+                                      f"or fix the images path in dataset_options")
+        digests = files_digests(paths)
+    elif isinstance(store, BytesImages):
+        digests = [hashlib.sha256(store.images[key]).hexdigest() for key in keys]
+    else:
+        digests = [hashlib.sha256(_pixels(store(key))).hexdigest() for key in keys]
+    return dict(zip(keys, digests))
+
+
+def images_digest(digests: dict[str, str]) -> str:
+    """One sha256 of the per-image digests of :func:`image_digests` (in their order)."""
+    return _sha(f"{key}={digest}" for key, digest in digests.items())
+
+
+def objects_digest(dataset: Dataset, keys: Sequence[str]) -> str:
+    """sha256 of the ground-truth objects of ``keys`` and the CHAIR vocabulary (caption cells)."""
+    objects = {key: sorted(dataset.objects[key]) if key in dataset.objects else None for key in keys}
+    return _sha([dataset.chair_vocabulary, canonical(objects)])
+
+
+__all__ = ["canonical", "canonical_options", "config_num_tokens", "display_name", "file_digest", "image_digests",
+           "images_digest", "model_identity", "model_num_tokens", "objects_digest", "prompts_digest", "questions_digest"]

@@ -7,22 +7,30 @@
 
 One row per (question, config): the columns of :mod:`studylib.sweep.scoring` plus ``model,
 dataset, config, method`` (registry name) and ``seed`` (nullable Int64) in front.  Each config
-is one cell of the result store (:mod:`studylib.sweep.store`), keyed by
-``{"store": STORE_VERSION, "model": <identity>, "dtype": ..., "dataset": name, "options": options,
-"limit": limit, "questions": <digest>, "config": str(config)}`` (+ ``"max_new_tokens"`` when the
-dataset has caption questions; :mod:`studylib.sweep.identity`).  A finished cell is read, never
-recomputed, and the model is not even loaded when every cell is finished; an unfinished one
-resumes from its part files.  Batches are formed from the remaining questions in dataset
-order, so a resumed run scores exactly the batches an uninterrupted run would have.
-``batch_size`` and the device are not part of the key (they change no number beyond float
-rounding); the dtype is.
+is one cell of the result store (:mod:`studylib.sweep.store`), keyed by ``{"store":
+STORE_VERSION, "code": <digest of the scoring code>, "model": <identity>, "dtype": ...,
+"dataset": name, "options": <options with the loader's defaults>, "limit": limit (None when it
+keeps every image), "questions", "prompts", "images": <digests>, "config": str(config)}``
+(+ ``"max_new_tokens"`` and ``"objects"`` when the dataset has caption questions;
+:mod:`studylib.sweep.identity` says what each covers).  A finished cell is read (and verified),
+never recomputed, and the model is not even loaded when every cell is finished; an unfinished
+one resumes from its part files.  ``batch_size`` and the device are not part of the key (they
+change no number beyond float rounding); the dtype is.
+
+The work is a list of :class:`Slice` s: batches ``start..stop-1`` of one cell on the cell's
+batch grid (batch ``j`` = questions ``j*B .. j*B+B-1`` in dataset order, whatever is already
+stored).  One process takes every cell whole; :mod:`studylib.sweep.shard` gives each of
+several processes its own slices.  A whole cell is computed under its exclusive lock and
+consolidated at once; a cell another process is computing is skipped with a message and
+waited for at the end (:mod:`studylib.sweep.locks`).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -32,11 +40,16 @@ from tqdm.auto import tqdm
 from studylib.data.records import Dataset, Question
 from studylib.models.adapter import LlavaAdapter
 from studylib.pruners import PrunerConfigError
+from studylib.sweep.digests import code_digest
 from studylib.sweep.grid import Config, StudyParameterError, as_list, check_positive
-from studylib.sweep.identity import display_name, model_identity, model_num_tokens, questions_digest
+from studylib.sweep.identity import (canonical_options, display_name, image_digests, images_digest, model_identity,
+                                     model_num_tokens, objects_digest, prompts_digest, questions_digest)
 from studylib.sweep.scoring import CAPTION_TASK, Encoder, batches, score_batch
-from studylib.sweep.store import STORE_VERSION, Cell
+from studylib.sweep.store import STORE_VERSION, Cell, find_stored
 from studylib.sweep.validate import load_checked_dataset, select_questions
+
+
+CACHE_INPUTS = "_studylib_cache_inputs"
 
 
 def _resolve_device(device) -> str:
@@ -70,11 +83,59 @@ class SweepPlan:
     cells: list[Cell]
     n_tokens: int
     has_captions: bool
+    image_digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
         """True when every cell is finished (a run would only read)."""
         return all(cell.complete for cell in self.cells)
+
+    def n_batches(self, batch_size: int) -> int:
+        """Batches of one cell (every cell has the same questions)."""
+        return -(-len(self.questions) // batch_size)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Batches ``start..stop-1`` of cell number ``cell``; ``whole`` when that is all of them."""
+
+    cell: int
+    start: int
+    stop: int
+    whole: bool
+
+
+def whole_cells(plan: SweepPlan, batch_size: int) -> list[Slice]:
+    return [Slice(i, 0, plan.n_batches(batch_size), True) for i in range(len(plan.cells))]
+
+
+def say(message: str) -> None:
+    print(f"[studylib.sweep] {message}", file=sys.stderr, flush=True)
+
+
+def _checked_configs(configs) -> list[Config]:
+    try:
+        configs = list(dict.fromkeys(Config.parse(c) for c in as_list(configs, "configs")))
+    except PrunerConfigError as error:
+        raise StudyParameterError(f"configs: {error}") from None
+    if not configs:
+        raise StudyParameterError("configs is empty; build them with config_grid(pruners, budgets, ...)")
+    return configs
+
+
+def key_fields(identity: dict, dtype: str, dataset: str, options: dict, limit: int | None, data: Dataset,
+               questions: list[Question], max_new_tokens: int, images: dict[str, str]) -> dict:
+    """The fields every cell of a sweep shares (all but ``config``; module docstring);
+    ``images``: :func:`~studylib.sweep.identity.image_digests` of the questions' images."""
+    fields = {"store": STORE_VERSION, "code": code_digest(), "model": identity, "dtype": dtype, "dataset": dataset,
+              "options": canonical_options(dataset, options),
+              "limit": None if limit is None or limit >= len(data.image_keys()) else limit,
+              "questions": questions_digest(questions), "prompts": prompts_digest(questions),
+              "images": images_digest(images)}
+    if any(q.task == CAPTION_TASK for q in questions):
+        fields["max_new_tokens"] = max_new_tokens
+        fields["objects"] = objects_digest(data, images)
+    return fields
 
 
 def plan_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config | str], *,
@@ -83,15 +144,9 @@ def plan_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config
     """Validate a sweep and locate its store cells without loading the model or computing;
     ``plan_sweep(...).complete`` says whether :func:`run_sweep` would only read."""
     dtype = _resolve_dtype(model, dtype, _resolve_device(None))
-    options = dict(dataset_options or {})
     max_new_tokens = check_positive(max_new_tokens, "max_new_tokens")
-    try:
-        configs = list(dict.fromkeys(Config.parse(c) for c in as_list(configs, "configs")))
-    except PrunerConfigError as error:
-        raise StudyParameterError(f"configs: {error}") from None
-    if not configs:
-        raise StudyParameterError("configs is empty; build them with config_grid(pruners, budgets, ...)")
-    data = load_checked_dataset(dataset, options)
+    configs = _checked_configs(configs)
+    data = load_checked_dataset(dataset, dict(dataset_options or {}))
     questions = select_questions(data, limit)
     n_tokens = model_num_tokens(model)
     for config in configs:
@@ -101,13 +156,162 @@ def plan_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config
         if config.method == "full" and config.k != n_tokens:
             raise StudyParameterError(f"config {config}: 'full' keeps all tokens; use k = N = {n_tokens}")
     has_captions = any(q.task == CAPTION_TASK for q in questions)
-    base = {"store": STORE_VERSION, "model": model_identity(model), "dtype": _dtype_name(dtype), "dataset": dataset,
-            "options": options, "limit": limit, "questions": questions_digest(questions)}
-    if has_captions:
-        base["max_new_tokens"] = max_new_tokens
+    identity, unknown = model_identity(model), {}
+    if "hub_id" in identity:
+        unknown["model"] = f"{model} is not in the local Hugging Face cache (huggingface-cli download {model})"
+    try:
+        images = image_digests(data, list(dict.fromkeys(q.image_key for q in questions)))
+    except StudyParameterError as error:
+        images, unknown["images"] = {}, str(error)
+    base = key_fields(identity, _dtype_name(dtype), dataset, dict(dataset_options or {}), limit, data,
+                      questions, max_new_tokens, images)
     root = Path(results_dir)
     cells = [Cell(root, {**base, "config": str(c)}) for c in configs]
-    return SweepPlan(data, questions, configs, cells, n_tokens, has_captions)
+    if unknown:  # weights or images absent here: serve stored cells whose other inputs match
+        found = [find_stored(root, cell.fields, unknown, display_name(model)) for cell in cells]
+        if None in found:
+            raise StudyParameterError(
+                f"cannot key config {configs[found.index(None)]}: {'; '.join(unknown.values())}; no stored cell "
+                f"matches its other inputs, so it must be computed here: provide the weights and images first")
+        say(f"{' and '.join(unknown)} not available here: reading the stored cells whose other inputs match")
+        cells = found
+    return SweepPlan(data, questions, configs, cells, n_tokens, has_captions, images)
+
+
+class SliceRunner:
+    """Computes :class:`Slice` s of a plan into the store: takes the locks, reads what is
+    stored, scores the missing batches (loading the model the first time one is needed) and
+    consolidates whole cells.  :meth:`run` returns each cell's status."""
+
+    def __init__(self, plan: SweepPlan, model, *, batch_size: int, max_new_tokens: int, device: str,
+                 dtype: torch.dtype, progress: bool, info: dict):
+        self.plan, self.model = plan, model
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.device, self.dtype, self.info = device, dtype, info
+        self.order = [q.qid for q in plan.questions]
+        self._adapter = model if isinstance(model, LlavaAdapter) else None
+        self._encoder: Encoder | None = None
+        self._bar = tqdm(total=0, desc=plan.dataset.name, unit="q", disable=not progress)
+
+    def cell_info(self, index: int) -> dict:
+        return {**self.info, "config": str(self.plan.configs[index])}
+
+    def encoder(self) -> tuple[LlavaAdapter, Encoder]:
+        if self._adapter is None:
+            self._adapter = LlavaAdapter.load(self.model, device=self.device, dtype=self.dtype)
+        if self._encoder is None:
+            self._check_adapter_cache()
+            images = list(dict.fromkeys(q.image_key for q in self.plan.questions))
+            self._encoder = Encoder(self._adapter, self.plan.dataset, images)
+        return self._adapter, self._encoder
+
+    def _check_adapter_cache(self) -> None:
+        """An adapter passed in keeps encoded images by key across sweeps: clear that cache when
+        its weights or the content behind a key changed since it was filled (recorded in the
+        adapter's ``_studylib_cache_inputs``)."""
+        weights = self.plan.cells[0].fields["model"]
+        seen = getattr(self._adapter, CACHE_INPUTS, None)
+        if seen is None or seen["model"] != weights or any(seen["images"].get(k, d) != d
+                                                           for k, d in self.plan.image_digests.items()):
+            self._adapter.clear_cache()
+            seen = {"model": weights, "images": {}}
+        seen["images"].update(self.plan.image_digests)
+        setattr(self._adapter, CACHE_INPUTS, seen)
+
+    def run(self, slices: list[Slice], wait: bool = True) -> dict[int, str]:
+        """Compute ``slices``; busy ones are retried at the end, blocking when ``wait``."""
+        status: dict[int, str] = {}
+        try:
+            deferred = []
+            for piece in slices:
+                result = self._run_slice(piece, block=False)
+                if result is None:
+                    say(f"cell {self.plan.cells[piece.cell].key} ({self.plan.configs[piece.cell]}) is locked by "
+                         f"another process; skipping it for now" + (", will wait for it" if wait else ""))
+                    deferred.append(piece)
+                else:
+                    status[piece.cell] = result
+            for piece in deferred:
+                status[piece.cell] = self._run_slice(piece, block=True) if wait else "skipped"
+        finally:
+            self._bar.close()
+        return status
+
+    def _run_slice(self, piece: Slice, block: bool) -> str | None:
+        cell = self.plan.cells[piece.cell]
+        if not cell.lock.acquire(shared=not piece.whole, block=block):
+            return None
+        lock = None if piece.whole else cell.slice_lock(piece.start, piece.stop, self.batch_size)
+        try:
+            if lock is not None and not lock.acquire(block=block):
+                return None
+            if piece.whole and cell.load() is not None:
+                cell.repair(self.cell_info(piece.cell))
+                return "cached"
+            if not piece.whole and cell.complete:
+                return "cached"
+            stored, _ = cell.read_parts(clean=piece.whole)
+            done = set() if stored is None else set(stored["qid"])
+            self._compute(piece, done)
+            if piece.whole:
+                cell.finalize(self.order, self.cell_info(piece.cell))
+            return "resumed" if done else "computed"
+        finally:
+            if lock is not None:
+                lock.release()
+            cell.lock.release(unlink=piece.whole and cell.complete)
+
+    def _compute(self, piece: Slice, done: set[str]) -> None:
+        cell, config = self.plan.cells[piece.cell], self.plan.configs[piece.cell]
+        grid = list(batches(self.plan.questions, self.batch_size))
+        todo = [(j, [q for q in grid[j] if q.qid not in done]) for j in range(piece.start, piece.stop)]
+        todo = [(j, batch) for j, batch in todo if batch]
+        if not todo:
+            return
+        adapter, encoder = self.encoder()
+        pruner = config.build()
+        self._bar.total += sum(len(batch) for _, batch in todo)
+        self._bar.set_description(f"{self.plan.dataset.name} {config}")
+        for j, batch in todo:
+            start = time.perf_counter()
+            rows = score_batch(adapter, encoder, batch, pruner, config.k, self.max_new_tokens, self.plan.dataset)
+            cell.write_part(rows, time.perf_counter() - start, batch=j)
+            self._bar.update(len(batch))
+
+
+def collect(plan: SweepPlan, dataset: str, display: str) -> pd.DataFrame:
+    """The rows of every (finished) cell of ``plan``, verified, with the columns ``model,
+    dataset, config, method, seed`` in front."""
+    frames = []
+    for config, cell in zip(plan.configs, plan.cells):
+        frame = cell.read()
+        frame.insert(0, "model", display)
+        frame.insert(1, "dataset", dataset)
+        frame.insert(2, "config", str(config))
+        frame.insert(3, "method", config.method)
+        frame.insert(4, "seed", pd.array([config.seed] * len(frame), dtype="Int64"))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def prepare(model, dataset: str, configs, *, dataset_options: dict | None = None, results_dir: str | Path = "results",
+            batch_size: int = 64, limit: int | None = None, max_new_tokens: int = 64, progress: bool = True,
+            model_name: str | None = None, device: str | None = None,
+            dtype: str | torch.dtype | None = None) -> tuple[SweepPlan, SliceRunner, str]:
+    """Plan a sweep and build its :class:`SliceRunner` (shared by :func:`run_sweep` and
+    :mod:`studylib.sweep.shard`); returns (plan, runner, display name)."""
+    batch_size = check_positive(batch_size, "batch_size")
+    device = _resolve_device(device)
+    dtype = _resolve_dtype(model, dtype, device)
+    plan = plan_sweep(model, dataset, configs, dataset_options=dataset_options, results_dir=results_dir,
+                      limit=limit, max_new_tokens=max_new_tokens, dtype=dtype)
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    display = model_name or display_name(model)
+    info = {"model": display, "model_source": display_name(model), "in_memory": isinstance(model, LlavaAdapter),
+            "dataset": dataset, "options": dict(dataset_options or {}), "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "dtype": _dtype_name(dtype)}
+    runner = SliceRunner(plan, model, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device,
+                         dtype=dtype, progress=progress, info=info)
+    return plan, runner, display
 
 
 def run_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config | str], *,
@@ -126,61 +330,16 @@ def run_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config 
     result's ``attrs["cells"]`` lists each config's store key and whether it was
     ``"cached"``, ``"computed"`` or ``"resumed"``.
     """
-    batch_size = check_positive(batch_size, "batch_size")
-    device = _resolve_device(device)
-    dtype = _resolve_dtype(model, dtype, device)
-    plan = plan_sweep(model, dataset, configs, dataset_options=dataset_options, results_dir=results_dir,
-                      limit=limit, max_new_tokens=max_new_tokens, dtype=dtype)
-    options = dict(dataset_options or {})
-    Path(results_dir).mkdir(parents=True, exist_ok=True)
-    display = model_name or display_name(model)
-    questions = plan.questions
-    order = [q.qid for q in questions]
-
-    todo, status = [], {}
-    for config, cell in zip(plan.configs, plan.cells):
-        info = {"model": display, "dataset": dataset, "options": options, "limit": limit, "config": str(config),
-                "batch_size": batch_size}
-        if cell.complete:
-            cell.repair(info)
-            status[str(config)] = "cached"
-            continue
-        stored, _ = cell.read_parts()
-        done = set() if stored is None else set(stored["qid"])
-        remaining = [q for q in questions if q.qid not in done]
-        status[str(config)] = "resumed" if done else "computed"
-        todo.append((config, cell, info, remaining))
-
-    if todo:
-        adapter = model if isinstance(model, LlavaAdapter) else LlavaAdapter.load(model, device=device, dtype=dtype)
-        encoder = Encoder(adapter, plan.dataset, list(dict.fromkeys(q.image_key for q in questions)))
-        bar = tqdm(total=sum(len(r) for *_, r in todo), desc=dataset, unit="q", disable=not progress)
-        try:
-            for config, cell, info, remaining in todo:
-                pruner = config.build()
-                bar.set_description(f"{dataset} {config}")
-                for batch in batches(remaining, batch_size):
-                    start = time.perf_counter()
-                    rows = score_batch(adapter, encoder, batch, pruner, config.k, max_new_tokens, plan.dataset)
-                    cell.write_part(rows, time.perf_counter() - start)
-                    bar.update(len(batch))
-                cell.finalize(order, info)
-        finally:
-            bar.close()
-
-    frames = []
-    for config, cell in zip(plan.configs, plan.cells):
-        frame = cell.read()
-        frame.insert(0, "model", display)
-        frame.insert(1, "dataset", dataset)
-        frame.insert(2, "config", str(config))
-        frame.insert(3, "method", config.method)
-        frame.insert(4, "seed", pd.array([config.seed] * len(frame), dtype="Int64"))
-        frames.append(frame)
-    result = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    result.attrs["cells"] = [{"config": str(c), "key": cell.key, "status": status[str(c)]}
-                             for c, cell in zip(plan.configs, plan.cells)]
+    plan, runner, display = prepare(model, dataset, configs, dataset_options=dataset_options,
+                                    results_dir=results_dir, batch_size=batch_size, limit=limit,
+                                    max_new_tokens=max_new_tokens, progress=progress, model_name=model_name,
+                                    device=device, dtype=dtype)
+    status = runner.run(whole_cells(plan, runner.batch_size))
+    result = collect(plan, dataset, display)
+    result.attrs["cells"] = [{"config": str(c), "key": cell.key, "status": status[i]}
+                             for i, (c, cell) in enumerate(zip(plan.configs, plan.cells))]
     return result
 
 
-__all__ = ["SweepPlan", "plan_sweep", "run_sweep"]
+__all__ = ["Slice", "SliceRunner", "SweepPlan", "collect", "key_fields", "plan_sweep", "prepare", "run_sweep", "say",
+           "whole_cells"]

@@ -1,21 +1,34 @@
-"""The result store: one **cell** per (model identity, dataset + options + limit, config).
+"""The result store: one **cell** per (model, data, prompts, code, config); damage is never served.
 
 In ``results_dir``::
 
     <key>.parquet     all rows of the finished cell (written once, atomically)
-    <key>.json        manifest: the keyed fields, row count, wall time, library versions
-    <key>.parts/      while computing: part-000000.parquet, part-000001.parquet, ...
+    <key>.json        manifest: the keyed fields, row count, checksums, wall time, library versions
+    <key>.parts/      while computing: part-<batch>.parquet, one per batch of questions
+    <key>.lock        the cell's writer lock (:mod:`studylib.sweep.locks`); removed on consolidation
+    quarantine/       damaged files moved aside (never read again; delete them at will)
 
-``key`` = first 24 hex digits of the sha256 of the canonical JSON (sorted keys, no spaces) of
-the cell's fields (:func:`studylib.sweep.plan_sweep` lists them: store version, model identity,
-dtype, dataset, options, limit, questions digest, config, and ``max_new_tokens`` for captions).
+``key`` = first 24 hex digits of the sha256 of the canonical JSON of the cell's fields
+(:func:`studylib.sweep.plan_sweep` lists them; :mod:`studylib.sweep.identity` says what each
+covers).  :data:`STORE_VERSION` is the version of this file layout only: the code that
+computes the numbers is in the key as a digest of its source.
 
-Resumption: rows are computed batch by batch and each batch is written as one part file
-(temporary file + ``os.replace``, so a part is either complete or absent).  A rerun reads the
-parts, skips their question ids and goes on from there, so a run killed at any moment loses
-at most the batch in flight and never duplicates a row.  When every question is done the
-parts are consolidated into ``<key>.parquet`` (atomic), the manifest is written, and the
-parts are removed.  A finished cell is read, never recomputed.
+**Checksums.**  Every parquet the store writes (parts and finished cells) carries, in its
+key-value metadata ``studylib``, its row count and :func:`~studylib.sweep.digests.table_checksum`
+of its content; the manifest also records the sha256 of the finished file's bytes.  Reading
+verifies all of them: a read error, a wrong row count or checksum, or file bytes that differ
+from the manifest (a flipped byte anywhere, even one the parquet reader would not notice) makes
+the store move the file into ``quarantine/``, warn with the file named
+(:class:`StoreIntegrityWarning`), and recompute what it held: a damaged part loses only its
+questions, a damaged cell is computed again.
+
+**Resumption.**  The questions of a cell are cut into batches of ``batch_size`` in dataset
+order (batch ``j`` = questions ``j*B .. j*B+B-1``); each batch is written as the part
+``part-<j>.parquet`` (temporary file + ``os.replace``: complete or absent).  A rerun reads the
+parts, skips their question ids and computes the missing ones batch by batch on the same grid,
+so a run killed at any moment loses at most the batches in flight and never duplicates a row.
+When every question is done the parts are consolidated into ``<key>.parquet`` (atomic, rows in
+dataset order, duplicates dropped), the manifest is written and the parts are removed.
 """
 
 from __future__ import annotations
@@ -24,8 +37,10 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import shutil
 import uuid
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,10 +53,21 @@ import torch
 import transformers
 
 import studylib
-from studylib.sweep.identity import canonical
+from studylib.sweep.digests import canonical, sha256_stream, table_checksum
+from studylib.sweep.locks import FileLock
 from studylib.sweep.scoring import LIST_COLUMNS
 
-STORE_VERSION = 1
+STORE_VERSION = 2
+QUARANTINE = "quarantine"
+META = b"studylib"
+
+
+class StoreIntegrityWarning(UserWarning):
+    """A stored file was unreadable or did not match its checksum; it was quarantined."""
+
+
+class DamagedFileError(ValueError):
+    """A stored parquet cannot be read or does not match its recorded checksum."""
 
 
 def _versions() -> dict:
@@ -63,69 +89,161 @@ def _atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
-def _write_parquet(path: Path, frame: pd.DataFrame, metadata: dict | None = None) -> None:
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return sha256_stream(handle)
+
+
+def write_checked_parquet(path: Path, frame: pd.DataFrame, metadata: dict | None = None) -> dict:
+    """Write ``frame`` atomically with its row count and content checksum in the metadata;
+    returns that metadata."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                               b"studylib": json.dumps(metadata).encode()})
+    meta = {**(metadata or {}), "n_rows": table.num_rows, "checksum": table_checksum(table)}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META: json.dumps(meta).encode()})
     _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    return meta
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
-    frame = pq.read_table(path).to_pandas()
+def read_checked_parquet(path: Path, file_sha: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """(rows, metadata) of a parquet written by :func:`write_checked_parquet`, verified;
+    :class:`DamagedFileError` names what is wrong."""
+    if file_sha is not None and file_sha256(path) != file_sha:
+        raise DamagedFileError(f"{path}: its bytes differ from the sha256 recorded in the manifest")
+    try:
+        table = pq.read_table(path)
+        meta = json.loads((table.schema.metadata or {}).get(META, b"null"))
+        if not isinstance(meta, dict) or "checksum" not in meta or "n_rows" not in meta:
+            raise DamagedFileError(f"{path}: no row count and checksum in its metadata")
+        if table.num_rows != meta["n_rows"]:
+            raise DamagedFileError(f"{path}: {table.num_rows} rows, its metadata says {meta['n_rows']}")
+        if table_checksum(table) != meta["checksum"]:
+            raise DamagedFileError(f"{path}: content does not match its checksum")
+        frame = table.to_pandas()
+    except DamagedFileError:
+        raise
+    except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a damaged file
+        raise DamagedFileError(f"{path}: unreadable ({type(error).__name__}: {str(error)[:200]})") from None
     for column in LIST_COLUMNS:
         if column in frame:
             frame[column] = [None if v is None else v.tolist() for v in frame[column]]
-    return frame
+    return frame, meta
+
+
+def quarantine(path: Path, root: Path, reason: str) -> Path | None:
+    """Move ``path`` into ``root/quarantine/`` (unique name) and warn; ``None`` if it is gone."""
+    target_dir = root / QUARANTINE
+    target_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    relative = path.relative_to(root).as_posix().replace("/", "__")
+    target = target_dir / f"{relative}.{stamp}-{uuid.uuid4().hex[:6]}"
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    warnings.warn(f"result store: {reason}; moved {path} to {target} and recomputing what it held",
+                  StoreIntegrityWarning, stacklevel=3)
+    return target
+
+
+def load_manifest(path: Path) -> dict | None:
+    """A manifest's content; ``None`` when it is absent or not a JSON object."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 class Cell:
     """The files of one store cell (module docstring)."""
 
     def __init__(self, root: Path, fields: dict):
-        self.root = root
+        self.root = Path(root)
         self.fields = fields
         self.key = hashlib.sha256(canonical(fields).encode()).hexdigest()[:24]
-        self.parquet = root / f"{self.key}.parquet"
-        self.manifest = root / f"{self.key}.json"
-        self.parts_dir = root / f"{self.key}.parts"
+        self.parquet = self.root / f"{self.key}.parquet"
+        self.manifest = self.root / f"{self.key}.json"
+        self.parts_dir = self.root / f"{self.key}.parts"
+        self.lock = FileLock(self.root / f"{self.key}.lock")
 
     @property
     def complete(self) -> bool:
         return self.parquet.is_file()
 
+    def slice_lock(self, start: int, stop: int, batch_size: int) -> FileLock:
+        """The lock of batches ``start..stop-1`` (batch size ``batch_size``) of a sharded run."""
+        return FileLock(self.root / f"{self.key}.slice-{start}-{stop}-b{batch_size}.lock")
+
+    def read_manifest(self) -> dict | None:
+        """The manifest, ``None`` when absent; an unreadable one is quarantined (then ``None``)."""
+        manifest = load_manifest(self.manifest)
+        if manifest is None and self.manifest.exists():
+            quarantine(self.manifest, self.root, f"manifest {self.manifest.name} is not valid JSON")
+        return manifest
+
+    def load(self) -> pd.DataFrame | None:
+        """The finished cell's rows, verified; ``None`` when absent or damaged (then quarantined)."""
+        if not self.complete:
+            return None
+        manifest = self.read_manifest() or {}
+        try:
+            frame, _ = read_checked_parquet(self.parquet, manifest.get("file_sha256"))
+            return frame
+        except DamagedFileError as error:
+            quarantine(self.parquet, self.root, f"finished cell {self.key} is damaged ({error})")
+            if self.manifest.exists():
+                quarantine(self.manifest, self.root, f"manifest of the damaged cell {self.key}")
+            return None
+
     def read(self) -> pd.DataFrame:
-        return _read_parquet(self.parquet)
+        """The finished cell's rows; :class:`DamagedFileError` when absent or damaged."""
+        frame = self.load()
+        if frame is None:
+            raise DamagedFileError(f"store cell {self.key} has no valid finished file in {self.root}")
+        return frame
 
-    def _parts(self) -> list[Path]:
-        for stale in self.root.glob(f".{self.key}.*.tmp"):  # a consolidation killed mid-write
-            stale.unlink(missing_ok=True)
-        if not self.parts_dir.is_dir():
-            return []
-        for stale in self.parts_dir.glob(".*.tmp"):  # a killed write; never visible as a part
-            stale.unlink(missing_ok=True)
-        return sorted(self.parts_dir.glob("part-*.parquet"))
+    def _parts(self, clean: bool = False) -> list[Path]:
+        """The part files; ``clean`` (only under the exclusive lock: no other writer is alive)
+        also removes temporary files that killed writes left behind."""
+        if clean:
+            for stale in [*self.root.glob(f".{self.key}.*.tmp"), *self.parts_dir.glob(".*.tmp")]:
+                stale.unlink(missing_ok=True)
+        return sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
 
-    def read_parts(self) -> tuple[pd.DataFrame | None, float]:
-        """Rows already stored by earlier (killed) runs and the compute time they took."""
+    def read_parts(self, clean: bool = False) -> tuple[pd.DataFrame | None, float]:
+        """Rows already stored by earlier (killed) runs or other shards, verified part by part
+        (a damaged part is quarantined and its questions count as not done), and the compute
+        time they took.  ``clean``: see :meth:`_parts`."""
         frames, seconds = [], 0.0
-        for part in self._parts():
-            frames.append(_read_parquet(part))
-            meta = pq.read_schema(part).metadata or {}
-            seconds += json.loads(meta.get(b"studylib", b"{}")).get("seconds", 0.0)
+        for part in self._parts(clean):
+            try:
+                frame, meta = read_checked_parquet(part)
+            except DamagedFileError as error:
+                quarantine(part, self.root, f"part of cell {self.key} is damaged ({error})")
+                continue
+            frames.append(frame)
+            seconds += float(meta.get("seconds", 0.0))
         if not frames:
             return None, 0.0
         return pd.concat(frames, ignore_index=True), seconds
 
-    def write_part(self, rows: pd.DataFrame, seconds: float) -> None:
+    def write_part(self, rows: pd.DataFrame, seconds: float, batch: int | None = None) -> Path:
+        """Store one batch's rows as ``part-<batch>.parquet`` (next free number by default);
+        never replaces an existing part (a clash gets a unique suffix)."""
         self.parts_dir.mkdir(parents=True, exist_ok=True)
-        parts = self._parts()
-        number = int(parts[-1].stem.split("-")[1]) + 1 if parts else 0
-        _write_parquet(self.parts_dir / f"part-{number:06d}.parquet", rows, {"seconds": seconds})
+        if batch is None:
+            parts = self._parts()
+            batch = int(parts[-1].stem.split("-")[1]) + 1 if parts else 0
+        path = self.parts_dir / f"part-{batch:06d}.parquet"
+        if path.exists():
+            path = self.parts_dir / f"part-{batch:06d}-{uuid.uuid4().hex[:8]}.parquet"
+        write_checked_parquet(path, rows, {"seconds": seconds, "batch": batch})
+        return path
 
     def finalize(self, order: Sequence[str], info: dict) -> pd.DataFrame:
-        """Consolidate the parts into ``<key>.parquet`` (rows in ``order``) and write the manifest."""
-        rows, seconds = self.read_parts()
+        """Consolidate the parts into ``<key>.parquet`` (rows in ``order``), write the manifest,
+        remove the parts and slice locks.  The caller holds the cell lock exclusively."""
+        rows, seconds = self.read_parts(clean=True)
         if rows is None:
             raise RuntimeError(f"store cell {self.key}: no rows to consolidate")
         rows = rows.drop_duplicates("qid", keep="first")
@@ -134,39 +252,61 @@ class Cell:
             raise RuntimeError(f"store cell {self.key}: stored question ids do not match the dataset's "
                                f"({len(rows)} stored, {len(position)} expected)")
         rows = rows.iloc[np.argsort([position[q] for q in rows["qid"]], kind="stable")].reset_index(drop=True)
-        _write_parquet(self.parquet, rows)
-        self.write_manifest(len(rows), seconds, info)
+        meta = write_checked_parquet(self.parquet, rows)
+        self.write_manifest(len(rows), seconds, info, meta["checksum"])
         shutil.rmtree(self.parts_dir, ignore_errors=True)
-        return self.read()
+        for lock in self.root.glob(f"{self.key}.slice-*.lock"):
+            lock.unlink(missing_ok=True)
+        return rows
 
-    def write_manifest(self, n_rows: int, seconds: float | None, info: dict) -> None:
-        manifest = {"key": self.key, "fields": self.fields, **info, "n_rows": n_rows,
+    def write_manifest(self, n_rows: int, seconds: float | None, info: dict, checksum: str) -> None:
+        manifest = {"key": self.key, "fields": self.fields, **info, "n_rows": n_rows, "checksum": checksum,
+                    "file_sha256": file_sha256(self.parquet),
                     "wall_time_s": None if seconds is None else round(seconds, 3),
                     "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "versions": _versions()}
         _atomic_write(self.manifest, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str)))
 
     def repair(self, info: dict) -> None:
-        """A run killed between consolidation and cleanup: finish the bookkeeping."""
+        """A run killed between consolidation and cleanup: finish the bookkeeping (the finished
+        file has been verified by :meth:`load`)."""
         if not self.manifest.is_file():
-            self.write_manifest(pq.read_metadata(self.parquet).num_rows, None, info)
+            meta = json.loads(pq.read_schema(self.parquet).metadata[META])
+            self.write_manifest(meta["n_rows"], None, info, meta["checksum"])
         if self.parts_dir.exists():
             shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+
+def find_stored(root: Path, fields: dict, unknown: Sequence[str], model_source: str) -> Cell | None:
+    """The finished cell in ``root`` whose recorded fields equal ``fields`` on every field but
+    ``unknown`` (inputs that cannot be hashed on this machine) and whose manifest names the
+    same model source; ``None`` unless exactly one matches."""
+    wanted = {k: canonical(v) for k, v in fields.items() if k not in unknown}
+    matches = []
+    for path in sorted(root.glob("*.json")):
+        manifest = load_manifest(path)
+        recorded = (manifest or {}).get("fields")
+        if (isinstance(recorded, dict) and manifest.get("model_source") == model_source
+                and {k: canonical(v) for k, v in recorded.items() if k not in unknown} == wanted):
+            matches.append(Cell(root, recorded))
+    return matches[0] if len(matches) == 1 and matches[0].complete else None
 
 
 def list_cells(results_dir: str | Path = "results") -> pd.DataFrame:
     """One row per finished cell in ``results_dir`` (from the manifests): key, model, dataset,
     options, limit, config, n_rows, wall_time_s, finished."""
-    records = []
-    for path in sorted(Path(results_dir).glob("*.json")):
-        manifest = json.loads(path.read_text())
-        records.append({"key": manifest.get("key"), "model": manifest.get("model"),
-                        "dataset": manifest.get("dataset"), "options": manifest.get("options"),
-                        "limit": manifest.get("limit"), "config": manifest.get("config"),
-                        "n_rows": manifest.get("n_rows"), "wall_time_s": manifest.get("wall_time_s"),
-                        "finished": manifest.get("finished")})
-    return pd.DataFrame(records, columns=["key", "model", "dataset", "options", "limit", "config", "n_rows",
-                                          "wall_time_s", "finished"])
+    columns = ["key", "model", "dataset", "options", "limit", "config", "n_rows", "wall_time_s", "finished"]
+    manifests = [load_manifest(path) for path in sorted(Path(results_dir).glob("*.json"))]
+    records = [{column: manifest.get(column) for column in columns} for manifest in manifests if manifest]
+    return pd.DataFrame(records, columns=columns)
 
 
-__all__ = ["Cell", "STORE_VERSION", "list_cells"]
+__all__ = ["Cell", "DamagedFileError", "STORE_VERSION", "StoreIntegrityWarning", "find_stored", "list_cells", "load_manifest",
+           "quarantine", "read_checked_parquet", "write_checked_parquet"]
+
+if __name__ == "__main__":  # python -m studylib.sweep.store verify <results_dir> [--prune]
+    from studylib.sweep.verify import main
+
+    if sys.argv[1:2] != ["verify"]:
+        sys.exit("usage: python -m studylib.sweep.store verify <results_dir> [--prune]")
+    sys.exit(main(sys.argv[2:]))

@@ -10,21 +10,37 @@ from __future__ import annotations
 import inspect
 import json
 from functools import lru_cache
+from pathlib import Path
 
 import studylib.data as data_registry
 from studylib.data.records import Dataset, Question
 from studylib.models.adapter import LlavaAdapter
 from studylib.pruners import PrunerConfigError, parse_spec
 from studylib.sweep.grid import StudyParameterError, as_list, check_budget, check_positive, config_grid
-from studylib.sweep.identity import canonical, model_num_tokens
+from studylib.sweep.identity import canonical, canonical_options, model_num_tokens
 from studylib.sweep.scoring import CAPTION_TASK, SCORED_TASKS
 
 _UNKNOWN_N = 10**9  # budget bound when the model is unknown (its own error is reported instead)
 
 
 @lru_cache(maxsize=2)
-def _load(name: str, options_json: str) -> Dataset:
+def _load(name: str, options_json: str, stamps: str) -> Dataset:
     return data_registry.load_dataset(name, **json.loads(options_json))
+
+
+def _source_stamps(options: dict) -> str:
+    """(path, size, mtime) of the data files an option points at (the file itself, or the
+    ``.json``/``.jsonl``/``.parquet`` files up to two levels under a folder): the in-memory
+    copy of a dataset is reloaded when one of them changes."""
+    stamps = []
+    for value in options.values():
+        if not isinstance(value, (str, Path)) or not str(value) or not Path(value).expanduser().exists():
+            continue
+        path = Path(value).expanduser()
+        files = [path] if path.is_file() else [f for pattern in ("*.json*", "*/*.json*", "*.parquet", "*/*.parquet")
+                                                 for f in sorted(path.glob(pattern))]
+        stamps += [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    return json.dumps(stamps)
 
 
 def load_checked_dataset(name: str, options: dict) -> Dataset:
@@ -43,7 +59,7 @@ def load_checked_dataset(name: str, options: dict) -> Dataset:
         accepted = ", ".join(p for p in inspect.signature(loader).parameters)
         raise StudyParameterError(f"dataset_options for {name!r}: {error}; accepted options: {accepted}") from None
     try:
-        return _load(name, canonical(options))
+        return _load(name, canonical(canonical_options(name, options)), _source_stamps(options))
     except FileNotFoundError as error:
         raise StudyParameterError(f"dataset_options for {name!r}: data not found: {error}") from None
     except (ValueError, KeyError) as error:
