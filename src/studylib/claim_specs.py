@@ -34,7 +34,8 @@ Fields:
   the paper's units; ``reported: parts`` joins the parts' reported texts.
 
 A configuration missing from the rows makes the claim ``not applicable: needs ...``, never
-an error, so any grid renders.
+an error, so any grid renders; a composite none of whose parts could run says what its parts
+need (``not applicable: needs a, b``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import math
 import re
 import string
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +144,13 @@ def _expand(part: dict, context: Mapping[str, Any]) -> list[tuple[dict, dict]]:
     return out
 
 
+def _untested_composite(parts: Sequence[C.Claim]) -> str:
+    """``not applicable: needs <what the parts need>`` for a composite none of whose parts ran."""
+    needs = [p.verdict.partition(": needs ")[2] for p in parts]
+    needs = dict.fromkeys(n for each in needs for n in each.split(", ") if n)
+    return f"{C.NOT_TESTED}: needs {', '.join(needs)}" if needs else C.NOT_TESTED
+
+
 def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -189,7 +198,8 @@ class ClaimEvaluator:
         if reported == "parts":
             reported = "; ".join(dict.fromkeys(p.reported for p in parts if p.reported))
         combine = C.all_of if spec["test"] == "all_of" else C.any_of
-        return combine(parts, **fields, reported=_fill(reported, context), note=spec.get("note", ""))
+        claim = combine(parts, **fields, reported=_fill(reported, context), note=spec.get("note", ""))
+        return claim if claim.tested else replace(claim, verdict=_untested_composite(parts))
 
     def _simple(self, spec: dict, context: dict, fields: dict, reported: str) -> C.Claim:
         test = spec["test"]
