@@ -188,3 +188,18 @@ def test_only_one_notebook_in_a_fresh_copy_builds_the_whole_book(tmp_path):
     placeholder = nbformat.read(str(copy / "book" / "experiments" / "baselines.ipynb"), as_version=4)
     assert "not run in this build" in placeholder.cells[0].source.lower()
     assert (copy / "book" / "_build" / "html" / "experiments" / "baselines.html").is_file()
+
+
+@pytest.mark.parametrize("model, n_tokens", [("tiny-random-llava-next", 320), ("tiny-random-qwen2.5-vl", 256)])
+def test_a_notebook_runs_on_each_model_family(model, n_tokens, kernel, tmp_path):
+    """The u_curve notebook on a tiny random LLaVA-NeXT / Qwen2.5-VL (tiny limit): same notebook, same library."""
+    import papermill
+
+    params = {"model": model, "device": "cpu", "dtype": "float32", "dataset": "toy-pope",
+              "dataset_options": {"n_images": 4}, "limit": 2, "budgets": [n_tokens, 32, 8], "reported_budgets": None,
+              "moderate_k": 32, "aggressive_k": 8, "n_bootstrap": 10, "results_dir": str(tmp_path / "results")}
+    papermill.execute_notebook(str(REPO / "notebooks" / "u_curve.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters=params, kernel_name=kernel, progress_bar=False, cwd=str(REPO))
+    values = build.read_glued(tmp_path / "out.ipynb")
+    assert values["u_curve_n_questions"] > 0 and 0.0 <= values["u_curve_full_ece"] <= 1.0
+    assert {"u_curve_C1_verdict", "u_curve_C7_verdict"} <= set(values)

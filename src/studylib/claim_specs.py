@@ -170,6 +170,13 @@ def _expand(part: dict, context: Mapping[str, Any]) -> list[tuple[dict, dict]]:
     return out
 
 
+def _untested_composite(parts: Sequence[C.Claim]) -> str:
+    """``not applicable: needs <what the parts need>`` for a composite none of whose parts ran."""
+    needs = [p.verdict.partition(": needs ")[2] for p in parts]
+    needs = dict.fromkeys(n for each in needs for n in each.split(", ") if n)
+    return f"{C.NOT_TESTED}: needs {', '.join(needs)}" if needs else C.NOT_TESTED
+
+
 def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -221,11 +228,7 @@ class ClaimEvaluator:
             reported = "; ".join(dict.fromkeys(p.reported for p in parts if p.reported))
         combine = C.all_of if spec["test"] == "all_of" else C.any_of
         claim = combine(parts, **fields, reported=_fill(reported, context), note=_fill(spec.get("note", ""), context))
-        needs = dict.fromkeys(need for p in parts if "needs " in p.verdict
-                              for need in p.verdict.split("needs ", 1)[1].split(", "))
-        if claim.verdict == C.NOT_TESTED and needs:  # no part tested: say what they need
-            claim = replace(claim, verdict=f"{C.NOT_TESTED}: needs {', '.join(needs)}")
-        return claim
+        return claim if claim.tested else replace(claim, verdict=_untested_composite(parts))
 
     def _simple(self, spec: dict, context: dict, fields: dict, reported: str) -> C.Claim:
         test = spec["test"]

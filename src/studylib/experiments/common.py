@@ -7,6 +7,7 @@ profile), runs its sweeps through it and evaluates its declared claims with it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -43,6 +44,13 @@ def budget_map(budgets: Iterable[int], reported_budgets: Iterable[int] | None) -
             f"reported_budgets has {len(reported_budgets)} entries for {len(budgets)} budgets; give the paper's "
             f"budget for each of budgets={budgets} (same order), or null to use the same values")
     return {int(k): int(r) for k, r in zip(budgets, reported_budgets)}
+
+
+def metric_at(summary: pd.DataFrame, config: str, metric: str) -> float:
+    """``metric`` of ``config`` in a per-configuration summary; NaN when the grid lacks it (so a
+    headline value of a changed grid is glued as NaN instead of failing)."""
+    hit = summary.loc[summary["config"] == config, metric]
+    return hit.iloc[0] if len(hit) else math.nan
 
 
 @dataclass
@@ -106,4 +114,4 @@ class Setup:
         return evaluate_claims(self.name, frames, {"n_tokens": self.n_tokens, **context}, values, **self.stats)
 
 
-__all__ = ["Setup", "budget_map", "check_choice", "require"]
+__all__ = ["Setup", "budget_map", "check_choice", "metric_at", "require"]
