@@ -197,7 +197,7 @@ def test_a_notebook_runs_on_each_model_family(model, n_tokens, kernel, tmp_path)
 
     params = {"model": model, "device": "cpu", "dtype": "float32", "dataset": "toy-pope",
               "dataset_options": {"n_images": 4}, "limit": 2, "budgets": [n_tokens, 32, 8], "reported_budgets": None,
-              "moderate_k": 32, "aggressive_k": 8, "n_bootstrap": 10, "results_dir": str(tmp_path / "results")}
+              "moderate_k": 32, "aggressive_k": 8, "n_bootstrap": 10, "n_folds": 2, "results_dir": str(tmp_path / "results")}
     papermill.execute_notebook(str(REPO / "notebooks" / "u_curve.ipynb"), str(tmp_path / "out.ipynb"),
                                parameters=params, kernel_name=kernel, progress_bar=False, cwd=str(REPO))
     values = build.read_glued(tmp_path / "out.ipynb")
