@@ -36,7 +36,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from studylib import book  # noqa: E402
+from studylib import build  # noqa: E402
 from studylib.sweep import config_grid, model_num_tokens  # noqa: E402
 from studylib.sweep.grid import StudyParameterError, as_list  # noqa: E402
 from studylib.sweep.run import prepare, say  # noqa: E402
@@ -49,8 +49,7 @@ def notebook_sweep(profile: str, notebook: str) -> dict:
     if not source.is_file():
         names = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb"))
         raise StudyParameterError(f"--notebook {notebook!r}: no notebooks/{notebook}.ipynb; choose one of {names}")
-    declared = book.declared_parameters(source)
-    return {**declared, **book.notebook_parameters(book.load_profile(profile), notebook, declared)}
+    return build.experiment_parameters(profile, notebook)
 
 
 def sweep_pruners(params: dict) -> tuple[list[str], bool]:
@@ -149,7 +148,7 @@ def main(argv=None) -> int:
         _, _, _, status = run_shard(model, dataset, configs, rank=0, world=1, **options)
         say(f"{len(status)} cells complete in {options['results_dir']}")
         return 0
-    except (StudyParameterError, book.ProfileError, ValueError) as error:
+    except (StudyParameterError, build.ProfileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

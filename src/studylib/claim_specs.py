@@ -14,15 +14,17 @@ A file lists claims; each is a mapping::
 
 Fields:
 
-* ``statement``, ``a``, ``b``, ``subset`` values, ``note`` and ``id`` are templates filled from the
-  experiment's context (its parameters plus what it derives, e.g. ``n_tokens``) with
-  :meth:`str.format`; a claim that names a value the context lacks is *not applicable*.
+* ``statement``, ``a``, ``b``, ``metric``, ``column``, ``subset`` values, ``note`` and ``id`` are
+  templates filled from the experiment's context (its parameters plus what it derives, e.g.
+  ``n_tokens``) with :meth:`str.format`; a claim that names a value the context lacks is *not applicable*.
 * ``test``: ``delta`` — paired image bootstrap of ``metric(a) − metric(b)``
   (:func:`studylib.claims.delta_claim`); ``equivalence`` — the CI of that difference inside
   ``±margin``; ``mean_delta`` — per-image mean of a row ``column`` (e.g. ``erank_kept``);
   ``point`` — ``a`` and ``b`` name values the experiment computed without a CI (or are
   numbers), judged as point estimates; ``all_of`` / ``any_of`` — composites of ``parts``.
 * ``rows``: which of the experiment's row frames the test reads (default ``rows``).
+* ``subset``: ``{column: value}`` restricts the rows a ``delta``, ``equivalence`` or
+  ``mean_delta`` test reads (e.g. ``{benchmark: POPE}``).
 * ``for_each`` (in a part): ``{variable: context list or literal list}`` expands the part once
   per value (several variables: their product, in order); ``exclude`` lists variable values to
   skip, e.g. ``[{p: 1}]``.  A list of mappings binds each mapping's keys as variables too, so
@@ -35,9 +37,11 @@ Fields:
 * ``reported``: free text, or a citation ``{paper, table, metric, a, b, benchmark}`` of the
   rows of ``reported.csv`` (defaults: paper 000, the claim's own metric and configurations,
   mapped to the paper's budgets by the context's ``k_map``), printed as ``"<a> vs <b>"`` in
-  the paper's units; ``reported: parts`` joins the parts' reported texts.  ``benchmark`` is a
-  template too (``POPE-{split}`` in a ``for_each`` over splits); a side that is a number (a
-  ``point`` claim against a constant, e.g. ``b: 0``) is not cited, only the other side is.
+  the paper's units; ``reported: parts`` joins the parts' reported texts.  The citation's
+  fields are templates too; ``benchmark`` may list several (cited one after the other as
+  ``"<benchmark>: <a> vs <b>"``); ``k`` gives the paper's budget of both sides instead
+  (``null``: the table states no budget); a side that is a number (a ``point`` claim against a
+  constant, e.g. ``b: 0``) is not cited, only the other side is.
 
 A configuration missing from the rows, or a point value the run did not compute (e.g.
 ``ece_change[popular]`` on a run without that split), makes the claim ``not applicable:
@@ -249,14 +253,18 @@ class ClaimEvaluator:
         a, b = _config(spec["a"], context), _config(spec["b"], context)
         subset = {k: _fill(v, context) for k, v in (spec.get("subset") or {}).items()} or None
         threshold = float(_fill(spec.get("threshold", 0.0), context))
+        metric = _fill(spec.get("metric", ""), context)
         if test == "delta":
-            return C.delta_claim(rows, **fields, a=a, b=b, metric=spec["metric"], direction=spec["direction"],
+            return C.delta_claim(rows, **fields, a=a, b=b, metric=metric, direction=spec["direction"],
                                  threshold=threshold, subset=subset, reported=reported, note=note, **self.common)
         if test == "equivalence":
-            return C.equivalence_claim(rows, **fields, a=a, b=b, metric=spec["metric"],
+            return C.equivalence_claim(rows, **fields, a=a, b=b, metric=metric,
                                        margin=float(_fill(spec["margin"], context)), subset=subset,
                                        reported=reported, note=note, **self.common)
-        return C.mean_delta_claim(rows, **fields, a=a, b=b, column=spec["column"], direction=spec["direction"],
+        for column, value in (subset or {}).items():
+            rows = rows[rows[column] == value]
+        return C.mean_delta_claim(rows, **fields, a=a, b=b, column=_fill(spec["column"], context),
+                                  direction=spec["direction"],
                                   threshold=threshold, per=spec.get("per", "image"), reported=reported, note=note,
                                   **self.common)
 
@@ -277,6 +285,13 @@ class ClaimEvaluator:
         cite = spec.get("reported", "")
         if not isinstance(cite, dict):
             return _fill(cite, context)
+        benchmarks = cite.get("benchmark")
+        if isinstance(benchmarks, list):
+            return ", ".join(f"{_fill(b, context)}: {self._cited(spec, cite, context, b)}" for b in benchmarks)
+        return self._cited(spec, cite, context, benchmarks)
+
+    def _cited(self, spec: dict, cite: dict, context: dict, benchmark: str | None) -> str:
+        """``"<a> vs <b>"``: the reported values of both sides of ``spec`` on one benchmark."""
         k_map = context.get("k_map", {})
         texts = []
         for side in ("a", "b"):
@@ -286,9 +301,11 @@ class ClaimEvaluator:
             keyed = _KEYED.match(text)  # a point value "name[config]" cites the config's row
             config = Config.parse(_config(keyed.group(2) if keyed else text, context))
             paper_k = context.get("paper_n_tokens", 576) if config.method == "full" else k_map.get(config.k, config.k)
-            texts.append(reported_value(cite.get("paper", "000"), cite["table"], config.pruner, paper_k,
-                                        cite.get("metric", spec.get("metric")),
-                                        benchmark=_fill(cite.get("benchmark"), context)))
+            if "k" in cite:
+                paper_k = None if cite["k"] is None else int(_fill(cite["k"], context))
+            texts.append(reported_value(_fill(cite.get("paper", "000"), context), _fill(cite["table"], context),
+                                        config.pruner, paper_k, _fill(cite.get("metric", spec.get("metric")), context),
+                                        benchmark=_fill(benchmark, context)))
         return " vs ".join(texts)
 
 
