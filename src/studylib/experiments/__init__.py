@@ -13,5 +13,5 @@ from studylib.experiments.result import Result
 ORDER = ("u_curve", "alpha_sweep", "baselines", "scienceqa", "per_split", "temperature_scaling", "gap_power",
          "erank_hallucination", "gallery", "explore")
 
-from studylib.experiments import (alpha_sweep, baselines, erank_hallucination, explore, gallery, gap_power, per_split,
-                                  scienceqa, temperature_scaling, u_curve)
+__all__ = ["ORDER", "Result", "alpha_sweep", "baselines", "erank_hallucination", "explore", "gallery", "gap_power",
+           "per_split", "scienceqa", "temperature_scaling", "u_curve"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from IPython.display import display
 from matplotlib.figure import Figure
 
 from studylib.claims import Claim
@@ -45,6 +46,14 @@ class Result:
             return self.figures[name]
         except KeyError:
             raise KeyError(f"{self.name} has no figure {name!r}; figures: {sorted(self.figures)}") from None
+
+    def show(self, *names: str) -> None:
+        """Display, in one cell, the table and then the figure of each name (either may be absent)."""
+        missing = [n for n in names if n not in self.tables and n not in self.figures]
+        if missing:
+            raise KeyError(f"{self.name} has no table or figure {missing}; tables: {sorted(self.tables)}, "
+                           f"figures: {sorted(self.figures)}")
+        display(*[item for n in names for item in (self.tables.get(n), self.figures.get(n)) if item is not None])
 
     def claims_table(self, expand: bool = True):
         """The page's claims table: claim, test, estimate [95 % CI], reported, verdict."""
