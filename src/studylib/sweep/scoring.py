@@ -52,14 +52,23 @@ LIST_COLUMNS = ("choices", "probs", "logits", "kept", "mentioned", "hallucinated
 def kept_token_diagnostics(tokens: VisualTokens, kept: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Per image: effective rank of the kept tokens' pre-projector features (raw matrix,
     Roy & Vetterli) and the normalised entropy of the [CLS] attention renormalised over the
-    kept tokens (0 = all mass on one token, 1 = uniform)."""
+    kept tokens (0 = all mass on one token, 1 = uniform).
+
+    Rows of one image with the same kept tokens (the questions about an image under a pruner
+    that ignores the question) are computed once: the SVD dominates a toy batch's cost."""
     kept = kept.to(tokens.features.device)
-    index = kept.unsqueeze(-1).expand(-1, -1, tokens.features.shape[-1])
-    features = tokens.features.gather(1, index).double().cpu().numpy()
-    attention = tokens.cls_attention.gather(1, kept).double().cpu().numpy()
+    keys = [(tokens.image_keys[i] if tokens.image_keys else i, kept[i].cpu().numpy().tobytes()) for i in range(len(kept))]
+    first: dict = {}
+    slot = np.array([first.setdefault(key, len(first)) for key in keys])
+    rows = torch.tensor([keys.index(key) for key in first], device=kept.device)
+    unique = kept[rows]
+    index = unique.unsqueeze(-1).expand(-1, -1, tokens.features.shape[-1])
+    features = tokens.features[rows].gather(1, index).double().cpu().numpy()
+    attention = tokens.cls_attention[rows].gather(1, unique).double().cpu().numpy()
     erank = np.atleast_1d(effective_rank(features))
-    entropy = np.atleast_1d(attention_entropy(attention, normalize=True)) if kept.shape[1] > 1 else np.zeros(len(kept))
-    return erank, entropy
+    entropy = (np.atleast_1d(attention_entropy(attention, normalize=True)) if kept.shape[1] > 1
+               else np.zeros(len(unique)))
+    return erank[slot], entropy[slot]
 
 
 class Encoder:
