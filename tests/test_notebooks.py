@@ -48,11 +48,28 @@ def test_parameters_cell_then_validation(path):
     assert title.startswith("# "), "the first markdown cell is the page title"
 
 
+MAX_CODE_LINES = 40
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_are_thin(path):
+    """Prose, tables and figures: at most 40 code lines (comments not counted), no functions, every
+    code cell hidden (``hide-input``) or removed (``remove-cell``/``remove-output``) but the parameters."""
+    code = [c for c in _cells(path) if c.cell_type == "code"]
+    lines = [line for c in code for line in c.source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert len(lines) <= MAX_CODE_LINES, f"{len(lines)} code lines; logic belongs in studylib.experiments.{path.stem}"
+    assert not any(line.lstrip().startswith(("def ", "class ", "import ")) for line in lines), "no logic in notebooks"
+    for cell in code:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        assert tags & {"parameters", "hide-input", "remove-cell", "remove-output"}, (
+            f"code cell neither hidden nor removed: {cell.source[:60]!r}")
+
+
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem in WITH_CLAIMS], ids=lambda p: p.stem)
 def test_claims_section_and_glue(path):
     sources = "\n".join(c.source for c in _cells(path))
-    assert "## Claims" in sources
-    assert "claims.glue_claims(" in sources and "pages.glue_value(" in sources
+    assert "## Claims" in sources and "pages.claims_section(result" in sources and "result.glue()" in sources
+    assert (REPO / "data" / "claims" / f"{path.stem}.yaml").is_file(), "claims are declared in data/claims/"
     for name in ("n_bootstrap", "results_dir", "limit"):
         assert name in build.declared_parameters(path), name
 
@@ -177,7 +194,7 @@ def test_only_one_notebook_in_a_fresh_copy_builds_the_whole_book(tmp_path):
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, copy / name)
     command = [sys.executable, "scripts/build_book.py", "--profile", "toy", "--only", "u_curve,alpha_sweep", "--quiet",
-               "--results", str(tmp_path / "results"), "--set", "limit=3", "--set", "n_bootstrap=20",
+               "--results", str(tmp_path / "results"), "--set", "limit=6", "--set", "n_bootstrap=20",
                "--set", "alpha_sweep.alphas=[0.25, 2.0]"]
     done = subprocess.run(command, cwd=copy, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
