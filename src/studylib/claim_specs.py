@@ -246,7 +246,7 @@ class ClaimEvaluator:
             if missing:  # e.g. a split this run does not have
                 return C.not_tested(fields["id"], fields["source"], fields["statement"], f"needs {', '.join(missing)}",
                                     metric=spec.get("metric", ""), comparison=comparison, reported=reported)
-            a, b = (self._value(spec[side], context) for side in ("a", "b"))
+            a, b = (self._value(name) for name in names)
             return C.point_claim(a, b, **fields, metric=spec.get("metric", ""), direction=spec["direction"],
                                  comparison=comparison, threshold=threshold, reported=reported, note=note)
         rows = self.frames[spec.get("rows", "rows")]
@@ -268,12 +268,9 @@ class ClaimEvaluator:
                                   threshold=threshold, per=spec.get("per", "image"), reported=reported, note=note,
                                   **self.common)
 
-    def _value(self, key: Any, context: dict) -> float:
-        """A point value: a number, or ``name[config]`` / ``name`` looked up in the run's values
-        (the configuration canonicalised, so ``t_star[scope(alpha=1)@32]`` finds its row)."""
-        if _numeric(key):
-            return float(key)
-        name = _point_name(key, context)
+    def _value(self, name: Any) -> float:
+        """A point value: a number (or its text), else the run's value of ``name`` (a
+        :func:`_point_name`, configuration already canonicalised)."""
         try:
             return float(name)
         except (TypeError, ValueError):

@@ -52,14 +52,13 @@ def load_checked_dataset(name: str, options: dict) -> Dataset:
         raise StudyParameterError(f"dataset_options must be a dict of loader options, got {options!r}")
     if name not in data_registry.list_datasets():
         raise StudyParameterError(f"dataset: unknown dataset {name!r}; choose one of {data_registry.list_datasets()}")
-    loader = data_registry.dataset_loader(name)
     try:
-        inspect.signature(loader).bind(**options)
+        filled = canonical_options(name, options)
     except TypeError as error:
-        accepted = ", ".join(p for p in inspect.signature(loader).parameters)
+        accepted = ", ".join(inspect.signature(data_registry.dataset_loader(name)).parameters)
         raise StudyParameterError(f"dataset_options for {name!r}: {error}; accepted options: {accepted}") from None
     try:
-        return _load(name, canonical(canonical_options(name, options)), _source_stamps(options))
+        return _load(name, canonical(filled), _source_stamps(options))
     except FileNotFoundError as error:
         raise StudyParameterError(f"dataset_options for {name!r}: data not found: {error}") from None
     except (ValueError, KeyError) as error:
