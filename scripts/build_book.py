@@ -174,10 +174,8 @@ def plan(args, parser) -> tuple[dict, list[str], dict[str, dict]]:
         params_by = {}
         for name, declared in declared_by.items():
             chosen = {**{k: v for k, v in common.items() if k in declared}, **overrides.get(name, {})}
-            params = build.notebook_parameters(profile, name, declared, chosen)
-            if "profile" in declared:
-                params["profile"] = profile["name"]
-            if args.results and "results_dir" in declared:
+            params = {**build.notebook_parameters(profile, name, declared, chosen), "profile": profile["name"]}
+            if args.results:
                 params["results_dir"] = args.results
             params_by[name] = params
     except build.ProfileError as error:

@@ -72,6 +72,21 @@ def test_declared_parameters_reads_specs_with_equals_signs():
     assert declared["limit"] is None
 
 
+def test_run_settings_come_from_the_profile_or_the_defaults():
+    declared = build.declared_parameters(REPO / "notebooks" / "u_curve.ipynb")
+    assert {k: declared[k] for k in common.RUN_SETTINGS} == common.RUN_SETTINGS, "not in the parameters cell"
+    toy = build.experiment_parameters("toy", "u_curve", batch_size=8)
+    assert (toy["batch_size"], toy["n_bootstrap"], toy["results_dir"], toy["profile"]) == (8, 200, "results/toy", "toy")
+    setup = common.Setup.create("u_curve", {"model": "toy", "device": "cpu", "limit": 5, "n_bootstrap": 10})
+    assert (setup.batch_size, setup.n_bootstrap, setup.results_dir, setup.limit) == (32, 10, "results/toy", 5)
+    assert (setup.dtype, setup.bootstrap_seed) == ("bfloat16", 0)
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['n_boostrap'\].*run settings"):
+        common.Setup.create("u_curve", {"model": "toy", "n_boostrap": 10})
+    namespace = {"model": "toy", "batch_size": 4, "unrelated": 1}
+    assert common.parameters_for(lambda *, model, limit=None, **settings: None, namespace) == \
+        {"model": "toy", "batch_size": 4}
+
+
 def test_budget_map_and_choices():
     assert common.budget_map([144, 32], [576, 128]) == {144: 576, 32: 128}
     assert common.budget_map([64], None) == {64: 64}

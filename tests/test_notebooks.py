@@ -18,6 +18,7 @@ import pytest
 
 from studylib import build, pages
 from studylib.claims import VERDICTS, verdict_base
+from studylib.experiments import RUN_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -40,10 +41,12 @@ def test_parameters_cell_then_validation(path):
     assert cells[index].cell_type == "code"
     assert any(c.cell_type == "markdown" and "Parameters" in c.source for c in cells[:index]), "a 'Parameters' section"
     following = next(c for c in cells[index + 1:] if c.cell_type == "code")
-    assert f"experiments.{path.stem}.run(" in following.source, "the first code cell after the parameters runs it"
+    assert f'experiments.run("{path.stem}", globals())' in following.source, "the first code cell after it runs it"
     declared = build.declared_parameters(path)
-    for name in ("model", "device", "dtype", "profile"):
+    for name in ("model", "device", "dtype", *RUN_SETTINGS):
         assert name in declared, f"parameter {name!r}"
+    in_cell = {name for name in RUN_SETTINGS if f"\n{name} =" in "\n" + cells[index].source}
+    assert not in_cell, f"run settings {sorted(in_cell)} belong to the profiles, not the parameters cell"
     title = next(c for c in cells if c.cell_type == "markdown").source
     assert title.startswith("# "), "the first markdown cell is the page title"
 
@@ -68,10 +71,8 @@ def test_notebooks_are_thin(path):
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem in WITH_CLAIMS], ids=lambda p: p.stem)
 def test_claims_section_and_glue(path):
     sources = "\n".join(c.source for c in _cells(path))
-    assert "## Claims" in sources and "pages.claims_section(result" in sources and "result.glue()" in sources
+    assert "## Claims" in sources and "pages.claims_section(result" in sources
     assert (REPO / "data" / "claims" / f"{path.stem}.yaml").is_file(), "claims are declared in data/claims/"
-    for name in ("n_bootstrap", "results_dir", "limit"):
-        assert name in build.declared_parameters(path), name
 
 
 BAD_PARAMETERS = {
@@ -101,7 +102,7 @@ def test_bad_parameters_stop_in_the_first_cell(case, kernel, tmp_path):
         papermill.execute_notebook(str(REPO / "notebooks" / "u_curve.ipynb"), str(tmp_path / "out.ipynb"),
                                    parameters=params, kernel_name=kernel, progress_bar=False, cwd=str(REPO))
     error = caught.value
-    assert "experiments.u_curve.run(" in error.source, f"failed in another cell:\n{error.source}"
+    assert 'experiments.run("u_curve"' in error.source, f"failed in another cell:\n{error.source}"
     assert error.ename == "StudyParameterError"
     assert needle in error.evalue
     assert not (tmp_path / "results").exists(), "nothing may run before validation"

@@ -23,7 +23,6 @@ choice with 4): probabilities are zero-padded, which changes neither Brier nor N
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 

@@ -30,6 +30,7 @@ import yaml
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from studylib.claim_specs import CLAIMS_DIR, load_specs
+from studylib.experiments.common import RUN_SETTINGS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILES_DIR = REPO_ROOT / "profiles"
@@ -139,14 +140,15 @@ def read_glued(path: str | Path) -> dict[str, Any]:
 
 
 def declared_parameters(notebook: str | Path) -> dict[str, Any]:
-    """Names and default values of the notebook's ``parameters`` cell, read with :mod:`ast`
-    (papermill's own inspection skips lines with more than one ``=``, such as
+    """Names and default values of the parameters a notebook takes: the run settings every experiment
+    accepts (:data:`studylib.experiments.RUN_SETTINGS`), then its ``parameters`` cell, read with
+    :mod:`ast` (papermill's own inspection skips lines with more than one ``=``, such as
     ``pruner = "scope(alpha=1)"``).  Values that are not literals come back as source text."""
     nb = nbformat.read(str(notebook), as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise ProfileError(f"{notebook}: expected exactly one cell tagged 'parameters', found {len(cells)}")
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = dict(RUN_SETTINGS)
     for node in ast.parse(cells[0].source).body:
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -234,10 +236,7 @@ def experiment_parameters(profile: str, notebook: str, **overrides: Any) -> dict
     ``studylib.experiments.<notebook>.run`` for use outside the book."""
     loaded = load_profile(profile)
     declared = declared_parameters(NOTEBOOKS_DIR / f"{notebook}.ipynb")
-    params = {**declared, **notebook_parameters(loaded, notebook, declared, overrides)}
-    if "profile" in declared:
-        params["profile"] = loaded["name"]
-    return params
+    return {**declared, **notebook_parameters(loaded, notebook, declared, overrides), "profile": loaded["name"]}
 
 
 # ----------------------------------------------------------------------------- pages the build writes

@@ -6,8 +6,7 @@ of an experiment lives in its module, the page shows its :class:`~studylib.exper
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import pandas as pd
 from IPython.display import Markdown, display
@@ -91,12 +90,6 @@ def glue_claims(claims: Iterable[Claim], prefix: str = "") -> None:
         glue_value(f"{prefix}{claim.id}_test", claim.comparison)
 
 
-def parameters_for(run: Callable[..., Any], namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The arguments of ``run`` taken from a notebook's namespace (its ``parameters`` cell)."""
-    names = [p for p in inspect.signature(run).parameters if p in namespace]
-    return {name: namespace[name] for name in names}
-
-
 def show_claims(claims: Iterable[Claim], expand: bool = True):
     """The claims table of a page (verdict in bold)."""
     return style_claims(claims_table(claims, expand=expand))
@@ -117,5 +110,5 @@ def claims_section(result, expand: bool = True) -> None:
     display(Markdown(CLAIMS_LEGEND), result.claims_table(expand=expand))
 
 
-__all__ = ["CLAIMS_LEGEND", "TOY_MODELS", "claims_section", "glue_claims", "glue_value", "is_toy", "model_label", "parameters_for", "run_banner",
+__all__ = ["CLAIMS_LEGEND", "TOY_MODELS", "claims_section", "glue_claims", "glue_value", "is_toy", "model_label", "run_banner",
            "run_label", "show_claims", "style_table"]

@@ -22,10 +22,9 @@ REFERENCE_COLUMNS = ["config", "n", "accuracy", "ece", "ece_low", "ece_high"]
 PURE, HYBRID = "scope(alpha=0)", "scope(alpha=1)"
 
 
-def run(*, model, device, dtype, dataset, dataset_options, limit, alphas, budgets, reported_budgets, moderate_k,
-        accuracy_margin, n_bootstrap, bootstrap_seed, batch_size, results_dir, profile="default") -> Result:
-    setup = Setup("alpha_sweep", model, device, dtype, results_dir, batch_size, limit, n_bootstrap, bootstrap_seed,
-                  profile)
+def run(*, dataset, dataset_options, alphas, budgets, reported_budgets, moderate_k, accuracy_margin,
+        **settings) -> Result:
+    setup = Setup.create("alpha_sweep", settings)
     require(isinstance(alphas, (list, tuple)) and len(alphas) > 0,
             f"alphas = {alphas!r}: give a non-empty list of SCOPE saliency exponents, e.g. [0, 0.5, 1]")
     pruners = [f"scope(alpha={a})" for a in alphas]
@@ -41,7 +40,7 @@ def run(*, model, device, dtype, dataset, dataset_options, limit, alphas, budget
 
     context = {"budgets": list(budgets), "moderate_k": moderate_k, "k_map": k_map,
                "accuracy_margin": accuracy_margin, "accuracy_margin_pp": accuracy_margin * 100}
-    result = Result("alpha_sweep", model, setup.label, rows={"rows": rows}, summary=summary)
+    result = setup.result(rows={"rows": rows}, summary=summary)
     result.tables = {
         "table2": style_table(side, caption=f"SCOPE alpha sweep on {dataset}: {setup.label} vs. reported "
                                             "(seed 000 Table 2)"),

@@ -29,10 +29,9 @@ CI_COLUMNS = ["config", "n", "accuracy", "accuracy_low", "accuracy_high", "ece",
 PURE, HYBRID, SALIENCY, FASTV, RANDOM = "scope(alpha=0)", "scope(alpha=1)", "saliency", "fastv", "random"
 
 
-def run(*, model, device, dtype, dataset, dataset_options, limit, pruners, seeds, budgets, reported_budgets,
-        moderate_k, severe_drop, n_bootstrap, bootstrap_seed, batch_size, results_dir, profile="default") -> Result:
-    setup = Setup("baselines", model, device, dtype, results_dir, batch_size, limit, n_bootstrap, bootstrap_seed,
-                  profile)
+def run(*, dataset, dataset_options, pruners, seeds, budgets, reported_budgets, moderate_k, severe_drop,
+        **settings) -> Result:
+    setup = Setup.create("baselines", settings)
     setup.validate(dataset, dataset_options, ["full", *pruners], budgets, seeds)
     k_map = budget_map(budgets, reported_budgets)
     check_choice("moderate_k", moderate_k, budgets)
@@ -43,7 +42,7 @@ def run(*, model, device, dtype, dataset, dataset_options, limit, pruners, seeds
     first_k = budgets[0]
     label = setup.label
 
-    result = Result("baselines", model, label, rows={"rows": rows}, summary=summary)
+    result = setup.result(rows={"rows": rows}, summary=summary)
     result.tables = {
         "table3": style_table(_table3(summary, label, k_map),
                               caption=f"Baselines on {dataset}: {label} vs. reported (seed 000 Table 3)"),

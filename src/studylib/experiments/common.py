@@ -7,16 +7,43 @@ profile), runs its sweeps through it and evaluates its declared claims with it.
 
 from __future__ import annotations
 
+import inspect
 import math
+from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
+import torch
 
 from studylib.claim_specs import evaluate_claims
 from studylib.claims import Claim
+from studylib.experiments.result import Result
+from studylib.models.adapter import LlavaAdapter
 from studylib.pages import is_toy, run_label
 from studylib.sweep import Config, StudyParameterError, config_grid, model_num_tokens, run_sweep, validate_parameters
+
+
+#: run settings every experiment accepts besides its own parameters, with their defaults
+#: (``results_dir`` None: ``results/<last part of the model name>``)
+RUN_SETTINGS: dict[str, Any] = {
+    "model": "llava-hf/llava-1.5-7b-hf",  # the papers' model; "toy" is the CPU toy model
+    "device": "cuda",
+    "dtype": "bfloat16",
+    "limit": None,  # keep the questions of the first `limit` images only (CI); None keeps all
+    "batch_size": 32,  # questions per forward pass
+    "results_dir": None,  # result store: finished configurations are read, not recomputed
+    "n_bootstrap": 1000,  # bootstrap resamples for every CI (the papers: 1,000)
+    "bootstrap_seed": 0,
+    "profile": "default",  # name of the parameter profile (set by scripts/build_book.py)
+}
+
+
+def parameters_for(run: Callable[..., Any], namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments of an experiment's ``run`` found in ``namespace`` (a notebook's globals after
+    its ``parameters`` cell and papermill's injected cell): its named parameters and any run settings."""
+    names = [p.name for p in inspect.signature(run).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    return {name: namespace[name] for name in [*names, *RUN_SETTINGS] if name in namespace}
 
 
 def require(condition: bool, message: str) -> None:
@@ -72,6 +99,27 @@ class Setup:
     def __post_init__(self) -> None:
         self.n_tokens = model_num_tokens(self.model)
 
+    @classmethod
+    def create(cls, name: str, settings: Mapping[str, Any] | None = None) -> "Setup":
+        """The setup of experiment ``name``: ``settings`` are run settings (:data:`RUN_SETTINGS`),
+        the defaults filling what is not given; an unknown name is an error naming the valid ones."""
+        settings = dict(settings or {})
+        unknown = sorted(set(settings) - set(RUN_SETTINGS))
+        require(not unknown, f"{name}: unknown parameter(s) {unknown}; besides its own parameters an experiment "
+                             f"takes the run settings {sorted(RUN_SETTINGS)}")
+        values = {**RUN_SETTINGS, **settings}
+        if values["results_dir"] is None:
+            values["results_dir"] = f"results/{Path(str(values['model']).rstrip('/')).name}"
+        return cls(name, **values)
+
+    def result(self, **parts: Any) -> Result:
+        """An empty :class:`Result` of this experiment and model (``parts``: its fields)."""
+        return Result(self.name, self.model, self.label, **parts)
+
+    def load_adapter(self) -> LlavaAdapter:
+        """The model, loaded on the run's device in its dtype."""
+        return LlavaAdapter.load(self.model, device=self.device, dtype=getattr(torch, self.dtype))
+
     @property
     def toy(self) -> bool:
         return is_toy(self.model)
@@ -114,4 +162,4 @@ class Setup:
         return evaluate_claims(self.name, frames, {"n_tokens": self.n_tokens, **context}, values, **self.stats)
 
 
-__all__ = ["Setup", "budget_map", "check_choice", "metric_at", "require"]
+__all__ = ["RUN_SETTINGS", "Setup", "budget_map", "check_choice", "metric_at", "parameters_for", "require"]

@@ -51,12 +51,10 @@ COUNT_SPECS = ("agile_count", "agile")
 ADAPTIVE_TABLES = ["Table 5", "Table 6", "Table 7", "Table 11", "Table 13"]
 
 
-def run(*, model, device, dtype, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset,
-        caption_options, limit, caption_limit, max_new_tokens, k_main, budgets, reported_budgets, count_reference_k,
-        erank_pruners, chair_pruners, mix_ratios, taus, erank_avg, entropy_avg, accuracy_margin, n_bootstrap,
-        bootstrap_seed, batch_size, results_dir, profile="default") -> Result:
-    setup = Setup("erank_hallucination", model, device, dtype, results_dir, batch_size, limit, n_bootstrap,
-                  bootstrap_seed, profile)
+def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset, caption_options, caption_limit,
+        max_new_tokens, k_main, budgets, reported_budgets, count_reference_k, erank_pruners, chair_pruners, mix_ratios,
+        taus, erank_avg, entropy_avg, accuracy_margin, **settings) -> Result:
+    setup = Setup.create("erank_hallucination", settings)
     setup.validate(pope_dataset, pope_options, ["full", *erank_pruners, *chair_pruners], [k_main, *budgets])
     setup.validate(sqa_dataset, sqa_options, ["full", "agile"], [k_main, *budgets, count_reference_k])
     setup.validate(caption_dataset, caption_options, ["full", *chair_pruners], [k_main, *budgets], limit=caption_limit)
@@ -95,7 +93,7 @@ def run(*, model, device, dtype, pope_dataset, pope_options, sqa_dataset, sqa_op
     adaptive["mean kept tokens"] = adaptive["config"].map(adaptive_rows.groupby("config")["n_kept"].mean())
     as_reported = {adapt(spec): str(parse_spec(spec)) for spec in [*chair_pruners, *ADAPTIVE.values(), *COUNT_SPECS]}
 
-    result = Result("erank_hallucination", model, setup.label, rows=rows, summary=adaptive)
+    result = setup.result(rows=rows, summary=adaptive)
     result.tables = {
         "erank": erank_styled(erank_table, k_main, k_map, pope_dataset, setup.label),
         "chair": chair_styled(chair, chair_rows["config"].unique(), as_reported, k_map, caption_dataset, setup.label),

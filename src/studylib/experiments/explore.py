@@ -8,7 +8,6 @@ probabilities with those tokens, and the erank and attention entropy of the kept
 from __future__ import annotations
 
 import ipywidgets as widgets
-import torch
 from IPython.display import display
 from matplotlib.figure import Figure
 
@@ -71,10 +70,9 @@ class Explorer:
         return widgets.VBox([widgets.HBox(boxes[:2]), widgets.HBox(boxes[2:]), output])
 
 
-def run(*, model, device, dtype, dataset, dataset_options, n_images, pruner, k, pruner_choices,
-        profile="default") -> Explorer:
-    setup = Setup("explore", model, device, dtype, "", 1, n_images, 1, 0, profile)
+def run(*, dataset, dataset_options, n_images, pruner, k, pruner_choices, **settings) -> Explorer:
+    setup = Setup.create("explore", {**settings, "limit": n_images})
     setup.validate(dataset, dataset_options, [pruner, *pruner_choices], [k])
-    adapter = LlavaAdapter.load(model, device=device, dtype=getattr(torch, dtype))
+    adapter = setup.load_adapter()
     data = load_checked_dataset(dataset, dict(dataset_options or {}))
     return Explorer(setup, adapter, data, n_images, pruner, k, pruner_choices)

@@ -7,23 +7,20 @@ shown under every vision-stage pruner at one budget (in-LLM pruners select insid
 
 from __future__ import annotations
 
-import torch
 
 from studylib import plots
 from studylib.experiments.common import Setup, require
 from studylib.experiments.result import Result
-from studylib.models.adapter import LlavaAdapter
 from studylib.pruners import erank, parse_spec
 from studylib.sweep.validate import load_checked_dataset
 
 
-def run(*, model, device, dtype, dataset, dataset_options, candidates, n_per_group, pruners, k,
-        profile="default") -> Result:
-    setup = Setup("gallery", model, device, dtype, "", 1, None, 1, 0, profile)
+def run(*, dataset, dataset_options, candidates, n_per_group, pruners, k, **settings) -> Result:
+    setup = Setup.create("gallery", settings)
     setup.validate(dataset, dataset_options, pruners, [k], limit=None)
     require(isinstance(candidates, int) and candidates >= 2 * n_per_group,
             f"candidates = {candidates!r} must be an integer >= 2 * n_per_group = {2 * n_per_group}")
-    adapter = LlavaAdapter.load(model, device=device, dtype=getattr(torch, dtype))
+    adapter = setup.load_adapter()
     data = load_checked_dataset(dataset, dict(dataset_options or {}))
     keys = data.image_keys()[:candidates]
     images = {key: data.load_image(key) for key in keys}

@@ -25,9 +25,8 @@ from studylib.reported import reported, to_paper_units
 PAPER_BENCHMARKS = {"pope": "POPE", "scienceqa": "SQA", "sqa": "SQA", "mme": "MME"}
 
 
-def run(*, model, device, dtype, tasks, limit, gap_powers, alpha, budgets, reported_budgets, claim_budgets,
-        accuracy_margin, n_bootstrap, bootstrap_seed, batch_size, results_dir, profile="default") -> Result:
-    setup = Setup("gap_power", model, device, dtype, results_dir, batch_size, limit, n_bootstrap, bootstrap_seed, profile)
+def run(*, tasks, gap_powers, alpha, budgets, reported_budgets, claim_budgets, accuracy_margin, **settings) -> Result:
+    setup = Setup.create("gap_power", settings)
     pruners = [f"scope(alpha={alpha},p={p})" for p in gap_powers]
     _validate(setup, tasks, pruners, budgets, claim_budgets)
     k_map = budget_map(budgets, reported_budgets)
@@ -42,7 +41,7 @@ def run(*, model, device, dtype, tasks, limit, gap_powers, alpha, budgets, repor
                "g1_comparisons": len(tasks) * len(budgets) * len(alternatives),
                "g1_expected_false": 0.025 * len(tasks) * len(budgets) * len(alternatives)}
 
-    result = Result("gap_power", model, setup.label, rows={"rows": rows}, summary=summary)
+    result = setup.result(rows={"rows": rows}, summary=summary)
     result.claims = setup.claims(rows, context)
     by_id = {claim.id: claim for claim in result.claims}
     result.tables = {

@@ -20,10 +20,8 @@ from studylib.reported import reported
 REPORTED_MODERATE = "scope(alpha=1,p=1)"  # the pruner of the paper's §4.6 numbers (K = 128)
 
 
-def run(*, model, device, dtype, dataset, dataset_options, limit, pruner, budgets, reported_budgets, moderate_k,
-        n_bootstrap, bootstrap_seed, batch_size, results_dir, profile="default") -> Result:
-    setup = Setup("per_split", model, device, dtype, results_dir, batch_size, limit, n_bootstrap, bootstrap_seed,
-                  profile)
+def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate_k, **settings) -> Result:
+    setup = Setup.create("per_split", settings)
     setup.validate(dataset, dataset_options, ["full", pruner], budgets)
     k_map = budget_map(budgets, reported_budgets)
     check_choice("moderate_k", moderate_k, budgets)
@@ -38,7 +36,7 @@ def run(*, model, device, dtype, dataset, dataset_options, limit, pruner, budget
 
     context = {"pruner": pruner, "moderate_k": moderate_k, "k_map": k_map, "splits": splits}
     values = {f"ece_change[{split}]": delta.estimate for split, delta in changes.items()}
-    result = Result("per_split", model, setup.label, rows={"rows": rows}, summary=by_split)
+    result = setup.result(rows={"rows": rows}, summary=by_split)
     result.tables = {"splits": style_table(table, hide_index=True, caption=f"Per-split ECE on {dataset} "
                                                                            f"({setup.label}) vs. reported "
                                                                            "(seed 000 §4.6)")}

@@ -35,6 +35,11 @@ class Result:
     summary: pd.DataFrame | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
+    def _repr_markdown_(self) -> str:
+        """What ran (the notes: questions, images, configurations, reference values), shown under
+        a notebook's run cell."""
+        return "\n\n".join(f"**{name}:** {text}".replace("\n", "  \n") for name, text in self.notes.items())
+
     def table(self, name: str):
         try:
             return self.tables[name]

@@ -22,10 +22,8 @@ TABLE4_METRICS = ["accuracy", "ece", "mean_confidence", "overconfidence"]
 FIGURE_METRICS = ["ece", "accuracy", "overconfidence"]
 
 
-def run(*, model, device, dtype, dataset, dataset_options, limit, pruner, budgets, reported_budgets,
-        accuracy_margin, n_bootstrap, bootstrap_seed, batch_size, results_dir, profile="default") -> Result:
-    setup = Setup("scienceqa", model, device, dtype, results_dir, batch_size, limit, n_bootstrap, bootstrap_seed,
-                  profile)
+def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, accuracy_margin, **settings) -> Result:
+    setup = Setup.create("scienceqa", settings)
     setup.validate(dataset, dataset_options, ["full", pruner], budgets)
     k_map = budget_map(budgets, reported_budgets)
     pruned = sorted((k for k in budgets if k < setup.n_tokens), reverse=True)
@@ -42,7 +40,7 @@ def run(*, model, device, dtype, dataset, dataset_options, limit, pruner, budget
     by_config = summary.set_index("config")
     values = {f"overconfidence[{c}]": by_config.loc[c, "overconfidence"] for c in chain}
 
-    result = Result("scienceqa", model, setup.label, rows={"rows": rows}, summary=summary)
+    result = setup.result(rows={"rows": rows}, summary=summary)
     result.tables = {"table4": style_table(side, caption=f"{pruner} on {dataset}: {setup.label} vs. reported "
                                                          "(seed 000 Table 4)")}
     result.figures = {"budgets": _figure(summary, setup.toy)}

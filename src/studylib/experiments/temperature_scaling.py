@@ -25,17 +25,15 @@ DETAIL_COLUMNS = ["config", "n", "t_mean", "t_std", "t_at_bound", "accuracy", "e
 STAGES = (("before scaling", "ece_before", "--"), ("after scaling (held-out)", "ece_after", ":"))
 
 
-def run(*, model, device, dtype, dataset, dataset_options, limit, pruner, budgets, reported_budgets, moderate_k,
-        n_folds, n_bootstrap, bootstrap_seed, batch_size, results_dir, profile="default") -> Result:
-    setup = Setup("temperature_scaling", model, device, dtype, results_dir, batch_size, limit, n_bootstrap,
-                  bootstrap_seed, profile)
+def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate_k, n_folds, **settings) -> Result:
+    setup = Setup.create("temperature_scaling", settings)
     setup.validate(dataset, dataset_options, ["full", pruner], budgets)
     k_map = budget_map(budgets, reported_budgets)
     check_choice("moderate_k", moderate_k, budgets)
     require(isinstance(n_folds, int) and n_folds >= 2, f"n_folds = {n_folds!r} must be an integer >= 2")
 
     rows = setup.sweep(dataset, dataset_options, ["full", pruner], budgets)
-    scaled = analysis.temperature_summary(rows, n_folds=n_folds, seed=bootstrap_seed)
+    scaled = analysis.temperature_summary(rows, n_folds=n_folds, seed=setup.bootstrap_seed)
     scaled["temperature"] = scaled["t_mean"]
     side = beside_reported(scaled, SIDE_METRICS, paper="000", table=["Table 1", "§4.7 text"], label=setup.label,
                            k_map=k_map, aliases=SIDE_ALIASES)
@@ -44,7 +42,7 @@ def run(*, model, device, dtype, dataset, dataset_options, limit, pruner, budget
     t = scaled.set_index("config")
     context = {"pruner": pruner, "moderate_k": moderate_k, "k_map": k_map, "configs": list(t.index),
                "best_after": t["ece_after"].idxmin()}
-    result = Result("temperature_scaling", model, setup.label, rows={"rows": rows}, summary=scaled)
+    result = setup.result(rows={"rows": rows}, summary=scaled)
     result.tables = {
         "scaling": style_table(side, caption=f"Cross-validated temperature scaling ({n_folds} folds): "
                                              f"{setup.label} vs. reported"),

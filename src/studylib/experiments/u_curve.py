@@ -20,10 +20,9 @@ CI_COLUMNS = ["config", "n", "accuracy", "accuracy_low", "accuracy_high", "ece",
               "brier_low", "brier_high", "nll", "aurc", "aurc_low", "aurc_high", "mean_confidence"]
 
 
-def run(*, model, device, dtype, dataset, dataset_options, limit, pruner, budgets, reported_budgets, moderate_k,
-        aggressive_k, accuracy_margin, n_bootstrap, n_folds, bootstrap_seed, batch_size, results_dir,
-        profile="default") -> Result:
-    setup = Setup("u_curve", model, device, dtype, results_dir, batch_size, limit, n_bootstrap, bootstrap_seed, profile)
+def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate_k, aggressive_k, accuracy_margin,
+        n_folds, **settings) -> Result:
+    setup = Setup.create("u_curve", settings)
     setup.validate(dataset, dataset_options, ["full", pruner], budgets)
     k_map = budget_map(budgets, reported_budgets)
     check_choice("moderate_k", moderate_k, budgets)
@@ -31,7 +30,7 @@ def run(*, model, device, dtype, dataset, dataset_options, limit, pruner, budget
 
     rows = setup.sweep(dataset, dataset_options, ["full", pruner], budgets)
     summary = analysis.calibration_summary(rows, **setup.stats)
-    temperature = analysis.temperature_summary(rows, n_folds=n_folds, seed=bootstrap_seed)
+    temperature = analysis.temperature_summary(rows, n_folds=n_folds, seed=setup.bootstrap_seed)
     table = summary.merge(temperature[["config", "t_mean"]], on="config").rename(columns={"t_mean": "temperature"})
     side = beside_reported(table, TABLE1_METRICS, paper="000", table="Table 1", label=setup.label, k_map=k_map)
 
@@ -41,7 +40,7 @@ def run(*, model, device, dtype, dataset, dataset_options, limit, pruner, budget
     context = {"pruner": pruner, "moderate_k": moderate_k, "aggressive_k": aggressive_k, "k_map": k_map,
                "accuracy_margin": accuracy_margin, "accuracy_margin_pp": accuracy_margin * 100}
     by_config = summary.set_index("config")
-    result = Result("u_curve", model, setup.label, rows={"rows": rows}, summary=summary)
+    result = setup.result(rows={"rows": rows}, summary=summary)
     result.tables = {
         "table1": style_table(side, caption=f"Default SCOPE on {dataset}: {setup.label} vs. reported "
                                             "(LLaVA-1.5-7B, seed 000 Table 1)"),

@@ -68,14 +68,19 @@ def _require_unit_interval(array: np.ndarray, name: str) -> None:
         )
 
 
-def as_float_vector(values, name: str) -> np.ndarray:
-    """1-D, non-empty, finite ``float64`` array."""
+def _as_finite_array(values, name: str, ndim: int, shape: str) -> np.ndarray:
+    """Non-empty, finite ``float64`` array with ``ndim`` dimensions (``shape`` names them)."""
     array = _as_array(values, name)
     _require_nonempty(array, name)
-    _require_ndim(array, name, 1, "of shape (N,)")
+    _require_ndim(array, name, ndim, shape)
     array = _as_numeric(array, name)
     _require_finite(array, name)
     return array
+
+
+def as_float_vector(values, name: str) -> np.ndarray:
+    """1-D, non-empty, finite ``float64`` array."""
+    return _as_finite_array(values, name, 1, "of shape (N,)")
 
 
 def as_confidences(values, name: str = "confidence") -> np.ndarray:
@@ -87,13 +92,9 @@ def as_confidences(values, name: str = "confidence") -> np.ndarray:
 
 def _as_class_matrix(values, name: str) -> np.ndarray:
     """(N, C) finite numeric array with N >= 1 and C >= 2 (the shared checks of probs and logits)."""
-    array = _as_array(values, name)
-    _require_nonempty(array, name)
-    _require_ndim(array, name, 2, "of shape (N, C)")
+    array = _as_finite_array(values, name, 2, "of shape (N, C)")
     if array.shape[1] < 2:
         raise MetricInputError(f"{name}: needs at least 2 classes (columns), got shape {array.shape}.")
-    array = _as_numeric(array, name)
-    _require_finite(array, name)
     return array
 
 

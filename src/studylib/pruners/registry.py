@@ -273,6 +273,11 @@ def list_pruners(stage: str | None = None) -> list[str]:
     return sorted(n for n, i in _REGISTRY.items() if stage is None or i.stage == stage)
 
 
+def _read_only(holder: str, field: str, doc: str) -> property:
+    """A property returning ``getattr(self.<holder>, field)``."""
+    return property(lambda self: getattr(getattr(self, holder), field), doc=doc)
+
+
 class Pruner:
     """A registered method with validated parameters; ``str(pruner)`` is its canonical spec."""
 
@@ -284,13 +289,11 @@ class Pruner:
         self._spec = self._format_spec()
 
     # -- description -------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self._info.name
-
-    @property
-    def stage(self) -> str:
-        return self._info.stage
+    name = _read_only("_info", "name", "The registered name.")
+    stage = _read_only("_info", "stage", '``"vision"`` or ``"llm"``.')
+    merges = _read_only("_info", "merges", "True when the selection carries merged tokens (``Selection.merged``).")
+    exact_k = _read_only("_info", "exact_k",
+                         "True when the LLM sees exactly ``k`` visual tokens (False only for adaptive counts).")
 
     @property
     def params(self) -> Mapping[str, Any]:
@@ -304,16 +307,6 @@ class Pruner:
     @property
     def spec(self) -> str:
         return self._spec
-
-    @property
-    def merges(self) -> bool:
-        """True when the selection carries merged tokens (``Selection.merged``)."""
-        return self._info.merges
-
-    @property
-    def exact_k(self) -> bool:
-        """True when the LLM sees exactly ``k`` visual tokens (False only for adaptive counts)."""
-        return self._info.exact_k
 
     @property
     def query_signals(self) -> tuple[str, ...]:
