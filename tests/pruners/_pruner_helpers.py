@@ -75,6 +75,6 @@ VARIANT_SPECS = [
     "idselect(imp=unified)", "idselect(imp=relevance,update=max)", "idselect(gamma=0)",
     "agile(order=pick)", "agile(tau_max=2)", "agile_entropy(space=llm)",
     "agile_mix(div=fps)", "agile_mix(div=vispruner)", "agile_mix(slope=-2)",
-    "cdpruner(negate=false)",
+    "cdpruner(negate=false)", "scope_adaptive(signal=entropy,inverse=true)",
 ]
 VISION_SPECS = [str(get_pruner(n)) for n in list_pruners("vision")] + VARIANT_SPECS

@@ -15,7 +15,7 @@ from studylib.pruners import (
 
 EXPECTED = {
     "full", "random", "saliency", "scope", "divprune", "fps", "visionzip", "vispruner", "cdpruner",
-    "idselect", "agile", "agile_entropy", "agile_mix", "agile_count", "fastv", "dart",
+    "idselect", "agile", "agile_entropy", "agile_mix", "agile_count", "scope_adaptive", "fastv", "dart",
 }
 
 

@@ -11,7 +11,8 @@ A vision-stage pruner is called as ``pruner(tokens, k, query=None) -> Selection`
 indices ``(B, K)`` in raster order; merging pruners also fill ``Selection.merged``).  LLM-stage
 pruners (``fastv``, ``dart``) expose their pure rule as ``pruner.rule`` and their decoder layer
 as ``pruner.layer``; the model adapter applies them in its decoder-layer hook.
-``describe_pruners()`` prints every pruner with its parameters and defaults.  One module per
+``describe_pruners()`` prints every pruner with its parameters and defaults, ``pruner_table()`` gives the same
+as a table with each method's family and source.  One module per
 method; each module docstring gives the formula, the official defaults and the deviations.
 """
 
@@ -24,14 +25,17 @@ from studylib.pruners.registry import (
     Param,
     Pruner,
     PrunerConfigError,
+    FAMILIES,
     PrunerInfo,
     describe_pruners,
     get_pruner,
     list_pruners,
     parse_spec,
     pruner_info,
+    pruner_table,
     register,
     select_each,
+    unregister,
 )
 
 # importing the method modules registers them
@@ -47,12 +51,14 @@ from studylib.pruners import (  # noqa: E402,F401  (registration side effects)
     cdpruner,
     idselect,
     agile,
+    scope_adaptive,
     fastv,
     dart,
 )
 from studylib.pruners.agile import adaptive_count, attention_entropy, erank, reference_entropy, reference_erank
 from studylib.pruners.dart import dart_rule
 from studylib.pruners.fastv import fastv_rule
+from studylib.pruners.scope_adaptive import image_alpha
 
 
 class PrunerFn(Protocol):
@@ -62,6 +68,7 @@ class PrunerFn(Protocol):
 
 
 __all__ = [
+    "FAMILIES",
     "Param",
     "Pruner",
     "PrunerConfigError",
@@ -74,11 +81,14 @@ __all__ = [
     "erank",
     "fastv_rule",
     "get_pruner",
+    "image_alpha",
     "list_pruners",
     "parse_spec",
     "pruner_info",
+    "pruner_table",
     "reference_entropy",
     "reference_erank",
     "register",
     "select_each",
+    "unregister",
 ]

@@ -92,6 +92,8 @@ ENTROPY_AVG_PLACEHOLDER = 4.80
 TAU_MAX_DEFAULT = 0.25
 #: the constant of seed 002 Eq. 6
 TAU_STEP = 0.01
+#: where the AgilePruner entries come from (no public code)
+AGILE_SOURCE = "seed 002 (no public code; pruners.md §9)"
 
 
 # --- complexity measures -------------------------------------------------------------------------
@@ -207,7 +209,8 @@ SLOPE = Param("slope", float, 1.0, "slope of the linear erank map (unpublished; 
 
 
 @register("agile", ERANK_AVG, TAU_MAX, ORDER, SPACE,
-          summary="AgilePruner: attention order + erank-adaptive cosine-distance threshold")
+          summary="AgilePruner: attention order + erank-adaptive cosine-distance threshold",
+          family="adaptive", source=AGILE_SOURCE)
 def agile(tokens: VisualTokens, k: int, query: QueryContext | None = None, *,
           erank_avg: float, tau_max: float, order: str, space: str) -> Selection:
     """AgilePruner adaptive thresholding with erank complexity; raster order."""
@@ -221,6 +224,7 @@ def agile(tokens: VisualTokens, k: int, query: QueryContext | None = None, *,
           "= MME mean, compute with reference_entropy)", low=0.0, low_open=True, key=True),
     TAU_MAX, ORDER, SPACE,
     summary="AgilePruner thresholding with attention entropy instead of erank (seed 002 Table 11)",
+    family="adaptive", source=AGILE_SOURCE,
 )
 def agile_entropy(tokens: VisualTokens, k: int, query: QueryContext | None = None, *,
                   entropy_avg: float, tau_max: float, order: str, space: str) -> Selection:
@@ -243,6 +247,7 @@ def important_ratio(e: torch.Tensor, erank_avg: float, ratio: float, slope: floa
           choices=("divprune", "fps", "vispruner")),
     SPACE,
     summary="AgilePruner erank-adaptive mix of attention and diversity pruning (seed 002 Tables 5-6)",
+    family="adaptive", source=AGILE_SOURCE,
 )
 def agile_mix(tokens: VisualTokens, k: int, query: QueryContext | None = None, *,
               erank_avg: float, ratio: float, slope: float, div: str, space: str) -> Selection:
@@ -295,6 +300,7 @@ def adaptive_count(tokens: VisualTokens, k: int, *, erank_avg: float = ERANK_AVG
     SLOPE, TAU_MAX, ORDER, SPACE,
     summary="AgilePruner adaptive token count (±20% by erank, seed 002 Table 13) + thresholding",
     exact_k=False,
+    family="adaptive", source=AGILE_SOURCE,
 )
 def agile_count(tokens: VisualTokens, k: int, query: QueryContext | None = None, *,
                 erank_avg: float, max_change: float, slope: float, tau_max: float, order: str, space: str) -> Selection:

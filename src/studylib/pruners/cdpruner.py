@@ -116,6 +116,7 @@ def dpp_greedy(kernel: torch.Tensor, k: int, fill_score: torch.Tensor) -> torch.
     Param("negate", bool, True, "relevance = −cos (official sign) or +cos"),
     summary="CDPruner: conditional DPP (relevance-weighted cosine kernel), fast greedy MAP",
     needs_query=("text_embedding",),
+    family="diversity", source="Theia-4869/CDPruner (pruners.md §7)",
 )
 def cdpruner(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, negate: bool) -> Selection:
     """Conditional DPP on projected tokens with question relevance; raster order."""

@@ -45,6 +45,7 @@ from studylib.pruners.registry import Param, register
     Param("pivot_text", int, 4, "text pivots after the image span", alias="pt", low=0),
     stage="llm",
     summary="DART: keep the tokens least similar to key-norm pivots (in-LLM, exactly K)",
+    family="in-LLM", source="ZichenWen1/DART (pruners.md §10)",
 )
 def dart_rule(
     keys: torch.Tensor,

@@ -82,7 +82,8 @@ def divprune_order(x: torch.Tensor, k: int) -> torch.Tensor:
     return max_min_order(1.0 - cosine_matrix(x), k)
 
 
-@register("divprune", SPACE, summary="DivPrune: max-min diversity on 1 - cosine of projected tokens")
+@register("divprune", SPACE, summary="DivPrune: max-min diversity on 1 - cosine of projected tokens",
+          family="diversity", source="vbdi/divprune (pruners.md §3)")
 def divprune(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, space: str) -> Selection:
     """DivPrune max–min diversity, most-isolated first pick, raster-order output."""
     order = divprune_order(space_features(tokens, space), k)

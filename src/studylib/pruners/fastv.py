@@ -29,6 +29,7 @@ from studylib.pruners.registry import Param, register
     Param("layer", int, 2, "decoder layer before which tokens are pruned (attention of layer-1)", low=1, key=True),
     stage="llm",
     summary="FastV: top-K image tokens by the last prompt token's attention at layer K-1 (in-LLM)",
+    family="in-LLM", source="pkunlp-icler/FastV (pruners.md §5)",
 )
 def fastv_rule(attention: torch.Tensor, k: int) -> torch.Tensor:
     """Top-``k`` image tokens by attention; ``attention`` ``(B, N)`` or ``(B, H, N)`` (head-averaged).

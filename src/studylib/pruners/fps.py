@@ -60,6 +60,7 @@ def _first_pick(tokens: VisualTokens, x: torch.Tensor, start: str) -> torch.Tens
     Param("start", str, "first", "initial point: token 0, most isolated, or highest CLS attention",
           choices=("first", "isolated", "saliency")),
     summary="farthest point sampling, L2 (seed 002 appendix C)",
+    family="diversity", source="seed 002 appendix C (FPSPruner)",
 )
 def fps(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, space: str, start: str) -> Selection:
     """Farthest point sampling (L2), raster-order output."""

@@ -13,7 +13,8 @@ from studylib.pruners._similarity import selection
 from studylib.pruners.registry import register
 
 
-@register("full", summary="no pruning (all N tokens)", aliases=("none",))
+@register("full", summary="no pruning (all N tokens)", aliases=("none",),
+          family="unpruned", source="reference (seed 000 Table 1, K = 576)")
 def full(tokens: VisualTokens, k: int, query: QueryContext | None = None) -> Selection:
     """No pruning: keep every token (``k`` must equal ``N``)."""
     n = tokens.num_patches

@@ -100,6 +100,7 @@ def suppression_order(score: torch.Tensor, sim: torch.Tensor, k: int, gamma: flo
     Param("space", str, "vision", "similarity space: vision = pre-projector, llm = projected", choices=("vision", "llm")),
     summary="ID-Selection: importance + iterative exponential similarity suppression (γ=20)",
     needs_query=lambda params: () if params["importance"] == "saliency" else ("text_attention",),
+    family="hybrid", source="seed 003 (no public code; pruners.md §8)",
 )
 def idselect(
     tokens: VisualTokens, k: int, query: QueryContext | None = None, *,

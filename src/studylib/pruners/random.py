@@ -30,6 +30,7 @@ def image_seed(seed: int, key: str) -> int:
     "random",
     Param("seed", int, 0, "seed of the per-image generator", low=0, key=True),
     summary="uniform random subset, seeded per image key",
+    family="random", source="seed 000 Table 3 (random pruning, 3 seeds)",
 )
 def random_pruner(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, seed: int) -> Selection:
     """Uniform random ``K`` of ``N`` per image, generator seeded from ``(seed, image key)``."""

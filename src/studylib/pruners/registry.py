@@ -182,6 +182,8 @@ class PrunerInfo:
     merges: bool = False
     exact_k: bool = True
     needs_query: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = ()
+    family: str = "other"
+    source: str = ""
     _lookup: dict[str, Param] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -202,11 +204,27 @@ class PrunerInfo:
 
     def describe(self) -> str:
         params = ", ".join(p.describe() for p in self.params) or "no parameters"
-        return f"{self.name} [{self.stage}] — {self.summary} ({params})"
+        return f"{self.name} [{self.stage}, {self.family}] — {self.summary} ({params})"
 
 
 _REGISTRY: dict[str, PrunerInfo] = {}
 _ALIASES: dict[str, str] = {}
+
+#: the pruner families, each pruner's ``family`` (declared once, in its ``register`` call), in the
+#: order tables and figures use; the classes of seed 000 §2 (coverage-based: SCOPE; saliency-based;
+#: diversity-based: DivPrune, CDPruner; adaptive: AgilePruner), plus the methods that mix saliency and
+#: diversity, the in-LLM methods and the two references.  A pruner registered without a family is "other".
+FAMILIES: dict[str, str] = {
+    "unpruned": "the reference: all N tokens",
+    "random": "uniform random subset",
+    "saliency": "rank tokens by [CLS] attention (saliency) alone",
+    "coverage": "greedy coverage of the token set (facility location), optionally weighted by saliency",
+    "diversity": "spread the kept tokens out (max-min distance, DPP)",
+    "hybrid": "a fixed share of high-saliency tokens plus diverse ones",
+    "adaptive": "an image-complexity statistic (erank, attention entropy) sets the rule per image",
+    "in-LLM": "select inside the language model from decoder-layer signals",
+    "other": "not classified",
+}
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -220,6 +238,8 @@ def register(
     merges: bool = False,
     exact_k: bool = True,
     needs_query: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = (),
+    family: str = "other",
+    source: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` under ``name`` with typed parameters.
 
@@ -227,10 +247,13 @@ def register(
     (``k`` already validated).  ``needs_query`` names the :class:`QueryContext` fields the method
     reads (``"text_embedding"``, ``"text_attention"``), or is a function of the parameters that
     returns them (ID-Selection needs the question only for its relevance cues).  LLM-stage functions are the pure selection rules; every parameter
-    except ``layer`` is bound to them as a keyword argument.
+    except ``layer`` is bound to them as a keyword argument.  ``family`` is one of :data:`FAMILIES`
+    (what the method's selection relies on); ``source`` names the official code or the paper.
     """
     if stage not in ("vision", "llm"):
         raise ValueError(f"stage must be 'vision' or 'llm', got {stage!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose one of {list(FAMILIES)}")
     if not NAME_RE.match(name):
         raise ValueError(f"invalid pruner name {name!r}")
 
@@ -241,6 +264,7 @@ def register(
         _REGISTRY[name] = PrunerInfo(
             name=name, fn=fn, params=tuple(params), stage=stage, summary=text,
             aliases=tuple(aliases), merges=merges, exact_k=exact_k, needs_query=needs_query,
+            family=family, source=source,
         )
         for alias in aliases:
             _ALIASES[alias] = name
@@ -292,6 +316,7 @@ class Pruner:
     name = _read_only("_info", "name", "The registered name.")
     stage = _read_only("_info", "stage", '``"vision"`` or ``"llm"``.')
     merges = _read_only("_info", "merges", "True when the selection carries merged tokens (``Selection.merged``).")
+    family = _read_only("_info", "family", "The method's family (one of ``FAMILIES``).")
     exact_k = _read_only("_info", "exact_k",
                          "True when the LLM sees exactly ``k`` visual tokens (False only for adaptive counts).")
 
@@ -427,6 +452,26 @@ def parse_spec(spec: str) -> Pruner:
 def describe_pruners(stage: str | None = None) -> str:
     """Human-readable table of every registered pruner with its parameters and defaults."""
     return "\n".join(_REGISTRY[n].describe() for n in list_pruners(stage))
+
+
+def unregister(name: str) -> None:
+    """Remove a registered pruner and its aliases (for tests that register a throwaway pruner)."""
+    info = _info(name)
+    del _REGISTRY[info.name]
+    for alias in info.aliases:
+        _ALIASES.pop(alias, None)
+
+
+def pruner_table(stage: str | None = None):
+    """Every registered pruner as a table (pandas DataFrame, sorted by family then name): name, family,
+    stage, what it does, its parameters with defaults and ranges, and its source (official code or paper)."""
+    import pandas as pd
+
+    order = {family: i for i, family in enumerate(FAMILIES)}
+    infos = sorted((_REGISTRY[n] for n in list_pruners(stage)), key=lambda i: (order[i.family], i.name))
+    return pd.DataFrame([{"name": i.name, "family": i.family, "stage": i.stage, "method": i.summary,
+                          "parameters": "; ".join(p.describe() for p in i.params) or "none", "source": i.source}
+                         for i in infos], columns=["name", "family", "stage", "method", "parameters", "source"])
 
 
 def select_each(pruner: Pruner, tokens: VisualTokens, k: int, query: QueryContext | None = None) -> list[Selection]:

@@ -16,7 +16,8 @@ from studylib.pruners._similarity import as_work, selection, top_k_raster
 from studylib.pruners.registry import register
 
 
-@register("saliency", summary="FasterVLM: top-K by [CLS] attention", aliases=("fastervlm",))
+@register("saliency", summary="FasterVLM: top-K by [CLS] attention", aliases=("fastervlm",),
+          family="saliency", source="Theia-4869/FasterVLM (pruners.md §11); seed 000 'saliency-only'")
 def saliency(tokens: VisualTokens, k: int, query: QueryContext | None = None) -> Selection:
     """Top-``K`` by CLS attention (FasterVLM), raster order."""
     return selection(top_k_raster(as_work(tokens.cls_attention), k))

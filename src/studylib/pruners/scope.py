@@ -44,18 +44,25 @@ def facility_location_order(
     k: int,
     saliency: torch.Tensor | None = None,
     *,
-    alpha: float = 1.0,
+    alpha: float | torch.Tensor = 1.0,
     gap_power: float = 1.0,
     combine: str = "mul",
 ) -> torch.Tensor:
     """Greedy SCOPE selection on a ``(B, N, N)`` similarity; returns ``(B, k)`` in greedy order.
 
-    ``saliency`` ``(B, N)`` (``None`` = pure coverage, i.e. ``alpha = 0``).
+    ``saliency`` ``(B, N)`` (``None`` = pure coverage, i.e. ``alpha = 0``).  ``alpha`` is one
+    exponent, or one per image ``(B,)`` (``scope_adaptive``); a tensor whose entries are all equal
+    is used as that one number, so the weights are bit-identical to the scalar call.
     """
     b, n, _ = sim.shape
     # st[b, j, i] = S[b, i, j]: the gain of column j is then a reduction over the last dim
     st = sim.transpose(1, 2).contiguous()
-    if saliency is None or alpha == 0.0:
+    if isinstance(alpha, torch.Tensor) and bool((alpha == alpha.reshape(-1)[0]).all()):
+        alpha = float(alpha.reshape(-1)[0])
+    if isinstance(alpha, torch.Tensor):
+        weight = torch.ones(b, n, dtype=sim.dtype, device=sim.device) if saliency is None else (
+            saliency.to(sim.dtype).pow(alpha.to(device=sim.device, dtype=sim.dtype).unsqueeze(1)))
+    elif saliency is None or alpha == 0.0:
         weight = torch.ones(b, n, dtype=sim.dtype, device=sim.device)
     else:
         weight = saliency.to(sim.dtype).pow(alpha)
@@ -82,6 +89,13 @@ def facility_location_order(
     return order
 
 
+def scope_inputs(tokens: VisualTokens, heads: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """SCOPE's similarity ``S`` ``(B, N, N)`` (cosine of the pre-projector features) and saliency
+    ``(B, N)`` (CLS attention, head mean × ``heads`` = the official head-sum scale)."""
+    sim = cosine_matrix(tokens.features)
+    return sim, as_work(tokens.cls_attention).to(sim.dtype) * heads
+
+
 @register(
     "scope",
     Param("alpha", float, 1.0, "saliency exponent (0 = pure coverage)", low=0.0, key=True),
@@ -89,13 +103,13 @@ def facility_location_order(
     Param("combine", str, "mul", "gain · a^alpha (mul, official) or gain + a^alpha (add)", choices=("mul", "add")),
     Param("heads", int, 16, "attention heads: head-mean → head-sum scale (matters for add only)", low=1),
     summary="SCOPE: greedy facility-location coverage × saliency^alpha",
+    family="coverage", source="kinredon/SCOPE (pruners.md §2); seed 000",
 )
 def scope(
     tokens: VisualTokens, k: int, query: QueryContext | None = None, *,
     alpha: float, gap_power: float, combine: str, heads: int,
 ) -> Selection:
     """SCOPE greedy coverage × saliency^alpha with gap power p, raster-order output."""
-    sim = cosine_matrix(tokens.features)
-    saliency = as_work(tokens.cls_attention).to(sim.dtype) * heads
+    sim, saliency = scope_inputs(tokens, heads)
     order = facility_location_order(sim, k, saliency, alpha=alpha, gap_power=gap_power, combine=combine)
     return selection(order.sort(dim=1).values)

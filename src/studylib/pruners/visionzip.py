@@ -72,6 +72,7 @@ def contextual_tokens(hidden: torch.Tensor, keys: torch.Tensor, c: int) -> torch
           alias="cr", low=0.0, high=1.0, high_open=True),
     summary="VisionZip: CLS + dominant by CLS attention + merged contextual tokens",
     merges=True,
+    family="saliency", source="dvlab-research/VisionZip (pruners.md §4)",
 )
 def visionzip(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, contextual_ratio: float) -> Selection:
     """VisionZip dominant (CLS counted) + contextual merges; returns ``merged`` ``(B, K, D_v)``."""

@@ -71,6 +71,7 @@ def vispruner_select(sim: torch.Tensor, attention: torch.Tensor, k: int, importa
     "vispruner",
     Param("important_ratio", float, 0.5, "fraction of K chosen by CLS attention", alias="r", low=0.0, high=1.0, key=True),
     summary="VisPruner: important (CLS attention) + diverse (duplicate removal, <=8 per round)",
+    family="hybrid", source="Theia-4869/VisPruner (pruners.md §6)",
 )
 def vispruner(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, important_ratio: float) -> Selection:
     """VisPruner important + diverse tokens, raster order."""
