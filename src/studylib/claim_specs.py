@@ -33,6 +33,8 @@ Fields:
   (a mapping without a key the part names makes that part *not applicable*); ``exclude``
   may name those keys, e.g. ``[{benchmark: MME}]``.
 * ``ref`` (a part): reuse a claim declared earlier in the file, e.g. ``parts: [{ref: C1}]``.
+* ``correction`` (a composite): ``holm`` (default) corrects the conclusion that rests on one part
+  for the family size (:func:`studylib.claims.holm`); ``null`` judges every part on its own.
 * ``intro``: a short line that puts the claim in the book's verdict table.
 * ``reported``: free text, or a citation ``{paper, table, metric, a, b, benchmark}`` of the
   rows of ``reported.csv`` (defaults: paper 000, the claim's own metric and configurations,
@@ -71,7 +73,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CLAIMS_DIR = REPO_ROOT / "data" / "claims"
 TESTS = ("delta", "equivalence", "mean_delta", "point", "all_of", "any_of")
 FIELDS = {"id", "source", "statement", "test", "metric", "column", "a", "b", "direction", "threshold", "margin",
-          "subset", "per", "rows", "reported", "note", "parts", "for_each", "exclude", "intro", "ref"}
+          "subset", "per", "rows", "reported", "note", "parts", "for_each", "exclude", "intro", "ref", "correction"}
 
 
 _KEYED = re.compile(r"^(\w+)\[(.+@\d+|full)\]$")
@@ -117,6 +119,8 @@ def _check(spec: Any, path: Path) -> None:
     if spec["test"] in ("all_of", "any_of"):
         if not isinstance(spec.get("parts"), list) or not spec["parts"]:
             raise ClaimSpecError(f"{where}: a composite needs a non-empty list of 'parts'")
+        if spec.get("correction", "holm") not in ("holm", None):
+            raise ClaimSpecError(f"{where}: correction must be 'holm' or null, got {spec['correction']!r}")
         for part in spec["parts"]:
             _check({"source": spec.get("source", ""), **part}, path)
     elif spec.get("direction") not in ("less", "greater", None) or (
@@ -231,7 +235,8 @@ class ClaimEvaluator:
         if reported == "parts":
             reported = "; ".join(dict.fromkeys(p.reported for p in parts if p.reported))
         combine = C.all_of if spec["test"] == "all_of" else C.any_of
-        claim = combine(parts, **fields, reported=_fill(reported, context), note=_fill(spec.get("note", ""), context))
+        claim = combine(parts, **fields, reported=_fill(reported, context), note=_fill(spec.get("note", ""), context),
+                        correction=spec.get("correction", "holm"))
         return claim if claim.tested else replace(claim, verdict=_untested_composite(parts))
 
     def _simple(self, spec: dict, context: dict, fields: dict, reported: str) -> C.Claim:

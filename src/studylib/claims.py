@@ -18,6 +18,15 @@ metric between two configurations, with its bootstrap CI), the paper's own numbe
 * :func:`all_of` / :func:`any_of` — a claim that needs every / some part to hold (e.g. "at
   every budget"); a composite with a point-estimate part says ``(point estimate)`` too.
 
+**Families.** A composite is a family of one-sided tests, and a conclusion that rests on *one*
+part of it ("does not hold at some budget" of an ``all_of``, "holds for some p" of an ``any_of``)
+is corrected for the family size m by Holm's step-down procedure on the parts' one-sided
+bootstrap p-values (:func:`holm`): sorted ascending, p_(j) is rejected while p_(j) < 0.025 / (m − j + 1)
+(0.025: the one-sided level of a two-sided 95 % CI).  A conclusion that needs *every* part (an
+``all_of`` that holds, an ``any_of`` that does not hold) is an intersection–union test: each part
+at the uncorrected level already controls the error, so those parts keep their CI verdicts.  The
+p-value of a part is the normal tail of its bootstrap distribution (:func:`tail_p_values`).
+
 A claim whose configurations are not in the run (the grid was changed) gets the verdict
 ``not applicable: needs ...`` instead of failing: the notebook still renders.  Experiments
 declare their claims in ``data/claims/<experiment>.yaml`` (:mod:`studylib.claim_specs`).
@@ -67,6 +76,8 @@ class Claim:
     reported: str = ""
     note: str = ""
     parts: tuple["Claim", ...] = field(default=(), repr=False)
+    p_holds: float = field(default=math.nan, repr=False)  # one-sided p against the claim (small: it holds)
+    p_fails: float = field(default=math.nan, repr=False)  # one-sided p for the claim (small: it does not hold)
 
     def __post_init__(self) -> None:
         if verdict_base(self.verdict) not in VERDICTS:
@@ -188,14 +199,38 @@ def not_tested(id: str, source: str, statement: str, reason: str, *, metric: str
     return Claim(id, source, statement, metric, comparison, verdict=f"{NOT_TESTED}: {reason}", reported=reported)
 
 
+ONE_SIDED_LEVEL = 0.025  # each side of a two-sided 95 % CI
+
+
+def tail_p_values(estimate: float, distribution: Any, direction: str, threshold: float = 0.0) -> tuple[float, float]:
+    """One-sided p-values of "estimate ``direction`` threshold", ``(p_holds, p_fails)``, from the
+    normal tail of the bootstrap: z = (estimate − threshold) / SE, SE the standard deviation of the
+    resampled ``distribution``; for ``less`` p_holds = Φ(z) and p_fails = Φ(−z) (``greater``: swapped).
+    The percentile tail cannot resolve the p < 0.025 / m that a family of m parts needs with
+    B = 1,000 resamples, the normal tail can.  NaN without a distribution."""
+    values = np.asarray(distribution if distribution is not None else [], dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) < 2 or math.isnan(estimate):
+        return math.nan, math.nan
+    se = float(np.std(values, ddof=1))
+    gap = float(estimate) - threshold
+    z = math.copysign(math.inf, gap) if se == 0 else gap / se
+    below = 0.5 * math.erfc(-z / math.sqrt(2)) if not math.isnan(z) else 0.5  # Φ(z)
+    less = _ALIASES.get(direction, direction) == "less"
+    return (below, 1.0 - below) if less else (1.0 - below, below)
+
+
 def interval_claim(interval: Any, *, id: str, source: str, statement: str, metric: str,
                    comparison: str, direction: str, threshold: float = 0.0, reported: str = "",
                    note: str = "") -> Claim:
-    """Claim judged on an interval with ``estimate``, ``low`` and ``high`` attributes."""
+    """Claim judged on an interval with ``estimate``, ``low`` and ``high`` attributes (and its
+    bootstrap ``distribution``, if any, for the one-sided p-values a family correction uses)."""
     _check_direction(direction)
+    p_holds, p_fails = tail_p_values(float(interval.estimate), getattr(interval, "distribution", None), direction,
+                                     threshold)
     return Claim(id, source, statement, metric, comparison, float(interval.estimate),
                  float(interval.low), float(interval.high), judge(interval, direction, threshold),
-                 reported, note)
+                 reported, note, p_holds=p_holds, p_fails=p_fails)
 
 
 def _paired_metric_delta(rows: pd.DataFrame, a: str, b: str, metric: str, subset: Mapping[str, Any] | None,
@@ -287,8 +322,12 @@ def equivalence_claim(rows: pd.DataFrame, *, id: str, source: str, statement: st
         verdict = DOES_NOT_HOLD
     else:
         verdict = f"{INCONCLUSIVE} (CI crosses ±{margin:g})"
+    # inside (-margin, margin) needs both one-sided tests (TOST); outside needs either side
+    above_p = tail_p_values(float(interval.estimate), interval.distribution, "greater", -margin)
+    below_p = tail_p_values(float(interval.estimate), interval.distribution, "less", margin)
     return Claim(id, source, statement, metric, comparison, float(interval.estimate),
-                 float(interval.low), float(interval.high), verdict, reported, note)
+                 float(interval.low), float(interval.high), verdict, reported, note,
+                 p_holds=max(above_p[0], below_p[0]), p_fails=min(above_p[1], below_p[1]))
 
 
 def point_claim(value_a: float, value_b: float, *, id: str, source: str, statement: str, metric: str,
@@ -307,11 +346,46 @@ def point_claim(value_a: float, value_b: float, *, id: str, source: str, stateme
                  reported, note or "no confidence interval for this quantity")
 
 
+def holm_rejections(p_values: Sequence[float], level: float = ONE_SIDED_LEVEL) -> np.ndarray:
+    """Holm's step-down procedure: which of the m ``p_values`` are rejected at family-wise
+    ``level`` (sorted ascending, p_(j) is rejected while p_(j) < level / (m − j + 1))."""
+    p = np.asarray(p_values, dtype=float)
+    rejected = np.zeros(len(p), dtype=bool)
+    for rank, index in enumerate(np.argsort(p, kind="stable")):
+        if not p[index] < level / (len(p) - rank):
+            break
+        rejected[index] = True
+    return rejected
+
+
+def holm(parts: Sequence[Claim], side: str) -> tuple[list[Claim], int]:
+    """The parts of a family with the one-sided conclusion ``side`` (``"holds"`` or ``"fails"``)
+    Holm-corrected over the m parts that carry p-values; the other conclusion keeps its CI verdict.
+    Returns ``(parts, m)``."""
+    family = [i for i, part in enumerate(parts) if not math.isnan(part.p_holds)]
+    m = len(family)
+    if m < 2:
+        return list(parts), m
+    key = "p_holds" if side == "holds" else "p_fails"
+    rejected = holm_rejections([getattr(parts[i], key) for i in family])
+    corrected = HOLDS if side == "holds" else DOES_NOT_HOLD
+    out = list(parts)
+    for i, reject in zip(family, rejected):
+        part = parts[i]
+        if reject:
+            out[i] = replace(part, verdict=corrected)
+        elif part.verdict.startswith(corrected):
+            out[i] = replace(part, verdict=f"{INCONCLUSIVE} (not significant after Holm over {m} tests)")
+    return out, m
+
+
 def all_of(parts: Sequence[Claim], *, id: str, source: str, statement: str, reported: str = "",
-           note: str = "") -> Claim:
+           note: str = "", correction: str | None = "holm") -> Claim:
     """Claim that needs every part to hold: holds if all parts hold, does not hold if any part
-    does not hold, inconclusive otherwise (some part inconclusive or not tested); not tested if
-    no part was tested.  No single estimate is shown; :func:`claims_table` lists the parts."""
+    does not hold (Holm-corrected over the family unless ``correction`` is None), inconclusive
+    otherwise (some part inconclusive or not tested); not tested if no part was tested.  No single
+    estimate is shown; :func:`claims_table` lists the parts."""
+    parts, m = holm(parts, "fails") if correction else (list(parts), 0)
     tested = [p for p in parts if p.tested]
     if not tested:
         verdict = NOT_TESTED
@@ -321,12 +395,16 @@ def all_of(parts: Sequence[Claim], *, id: str, source: str, statement: str, repo
         verdict = HOLDS
     else:
         verdict = INCONCLUSIVE
-    return _composite(parts, verdict, id=id, source=source, statement=statement, reported=reported, note=note)
+    return _composite(parts, verdict, m, "does not hold", id=id, source=source, statement=statement,
+                      reported=reported, note=note)
 
 
 def any_of(parts: Sequence[Claim], *, id: str, source: str, statement: str, reported: str = "",
-           note: str = "") -> Claim:
-    """Claim that at least one part holds ("at some budget ...")."""
+           note: str = "", correction: str | None = "holm") -> Claim:
+    """Claim that at least one part holds ("at some budget ..."): holds if some part holds
+    (Holm-corrected over the family unless ``correction`` is None), does not hold if every
+    part does not hold, inconclusive otherwise."""
+    parts, m = holm(parts, "holds") if correction else (list(parts), 0)
     tested = [p for p in parts if p.tested]
     if not tested:
         verdict = NOT_TESTED
@@ -336,18 +414,21 @@ def any_of(parts: Sequence[Claim], *, id: str, source: str, statement: str, repo
         verdict = DOES_NOT_HOLD
     else:
         verdict = INCONCLUSIVE
-    return _composite(parts, verdict, id=id, source=source, statement=statement, reported=reported, note=note)
+    return _composite(parts, verdict, m, "holds", id=id, source=source, statement=statement,
+                      reported=reported, note=note)
 
 
-def _composite(parts: Sequence[Claim], verdict: str, **fields: str) -> Claim:
-    """A claim made of ``parts`` with the given verdict; its test column counts the parts that hold.
-    A composite is only as strong as its weakest part: if any tested part rests on a point
-    estimate, so does the composite's verdict."""
+def _composite(parts: Sequence[Claim], verdict: str, family: int, corrected: str, **fields: str) -> Claim:
+    """A claim made of ``parts`` with the given verdict; its test column counts the parts that hold
+    and names the family correction.  A composite is only as strong as its weakest part: if any
+    tested part rests on a point estimate, so does the composite's verdict."""
     if verdict != NOT_TESTED and any(POINT in p.verdict for p in parts if p.tested):
         verdict += POINT
-    counts = f"{sum(p.verdict.startswith(HOLDS) for p in parts)}/{len(parts)} parts hold"
+    test = f"{sum(p.verdict.startswith(HOLDS) for p in parts)}/{len(parts)} parts hold"
+    if family >= 2:
+        test += f"; '{corrected}' Holm-corrected over {family} tests"
     metric = ", ".join(dict.fromkeys(p.metric for p in parts if p.metric))
-    return Claim(fields["id"], fields["source"], fields["statement"], metric, counts, verdict=verdict,
+    return Claim(fields["id"], fields["source"], fields["statement"], metric, test, verdict=verdict,
                  reported=fields["reported"], note=fields["note"], parts=tuple(parts))
 
 
@@ -383,6 +464,7 @@ def with_note(claim: Claim, note: str) -> Claim:
 
 __all__ = [
     "Claim", "DIRECTIONS", "DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "NOT_TESTED", "VERDICTS",
-    "all_of", "any_of", "claims_table", "delta_claim", "equivalence_claim",
+    "ONE_SIDED_LEVEL", "all_of", "any_of", "claims_table", "delta_claim", "equivalence_claim", "holm",
+    "holm_rejections", "tail_p_values",
     "interval_claim", "judge", "verdict", "verdict_base", "mean_delta", "mean_delta_claim", "not_tested", "point_claim", "style_claims", "with_note",
 ]
