@@ -15,8 +15,8 @@ Steps:
    into a temporary folder, and only when it succeeds move it to ``book/experiments/<name>.ipynb``
    (parameter cells hidden, title labelled with the model); a failed run leaves the last good page;
 4. give every experiment never executed in this copy a page that says so, write the intro's
-   verdict table (``book/verdicts.md``), the timings (``book/_build_times.json``) and the status
-   page (``book/status.md``);
+   verdict table (``book/verdicts.md``), the methods page's table of registered pruners
+   (``book/pruners.md``), the timings (``book/_build_times.json``) and the status page (``book/status.md``);
 5. ``jupyter-book build book -W -n --keep-going`` (the book's own execution is off).
 
 A notebook that fails does not stop the others, but then step 4 and 5 are skipped: the status,
@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         if not page.exists() and (NOTEBOOKS / f"{name}.ipynb").exists():
             nbformat.write(build.not_run_notebook(name, build.notebook_title(NOTEBOOKS / f"{name}.ipynb")), str(page))
     (BOOK / "verdicts.md").write_text(build.verdicts_page(ORDER, EXPERIMENTS))
+    (BOOK / "pruners.md").write_text(build.pruners_page())
     book_seconds = previous.get("book_seconds") if same_profile else None
     (BOOK / "status.md").write_text(status_page(profile, times, book_seconds))
     code = 0

@@ -290,3 +290,19 @@ def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
                          f"{_cell(glued.get(f'{key}_estimate', ''))} | **{_cell(glued[f'{key}_verdict'])}** | "
                          f"{_cell(glued.get(f'{key}_test', ''))} | {glued.get(f'{name}_n_questions', '')} |")
     return "\n".join(lines) + "\n"
+
+
+def pruners_page() -> str:
+    """Markdown table of every registered pruner (``studylib.pruners.pruner_table``): name, family,
+    stage, method, parameters with defaults and ranges, source; written by the build as
+    ``book/pruners.md`` and included in the methods page, so a newly registered pruner appears there."""
+    from studylib.pruners import FAMILIES, pruner_table
+
+    table = pruner_table()
+    lines = ["| name | family | stage | method | parameters (default, range) | source |", "|---|---|---|---|---|---|"]
+    lines += [f"| `{r.name}` | {r.family} | {r.stage} | {_cell(r.method)} | {_cell(r.parameters)} | {_cell(r.source)} |"
+              for r in table.itertuples()]
+    used = list(dict.fromkeys(table["family"]))
+    lines += ["", "Families: " + "; ".join(f"**{f}** — {FAMILIES[f]}" for f in used) + "."]
+    return "\n".join(lines) + "\n"
+

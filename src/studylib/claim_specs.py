@@ -21,7 +21,11 @@ Fields:
   (:func:`studylib.claims.delta_claim`); ``equivalence`` — the CI of that difference inside
   ``±margin``; ``mean_delta`` — per-image mean of a row ``column`` (e.g. ``erank_kept``);
   ``point`` — ``a`` and ``b`` name values the experiment computed without a CI (or are
-  numbers), judged as point estimates; ``all_of`` / ``any_of`` — composites of ``parts``.
+  numbers), judged as point estimates; ``interval`` — ``a`` names an interval the experiment
+  computed with its own bootstrap (an object with ``estimate``, ``low``, ``high`` and the
+  resampled ``distribution``, passed in the claims' values, e.g. a difference of family means or
+  a rank correlation), judged against ``direction``/``threshold`` like a ``delta``;
+  ``all_of`` / ``any_of`` — composites of ``parts``.
 * ``rows``: which of the experiment's row frames the test reads (default ``rows``).
 * ``subset``: ``{column: value}`` restricts the rows a ``delta``, ``equivalence`` or
   ``mean_delta`` test reads (e.g. ``{benchmark: POPE}``).
@@ -71,7 +75,7 @@ from studylib.sweep.grid import Config, StudyParameterError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLAIMS_DIR = REPO_ROOT / "data" / "claims"
-TESTS = ("delta", "equivalence", "mean_delta", "point", "all_of", "any_of")
+TESTS = ("delta", "equivalence", "mean_delta", "point", "interval", "all_of", "any_of")
 FIELDS = {"id", "source", "statement", "test", "metric", "column", "a", "b", "direction", "threshold", "margin",
           "subset", "per", "rows", "reported", "note", "parts", "for_each", "exclude", "intro", "ref", "correction"}
 
@@ -254,6 +258,8 @@ class ClaimEvaluator:
             a, b = (self._value(name) for name in names)
             return C.point_claim(a, b, **fields, metric=spec.get("metric", ""), direction=spec["direction"],
                                  comparison=comparison, threshold=threshold, reported=reported, note=note)
+        if test == "interval":
+            return self._interval(spec, context, fields, reported, note)
         rows = self.frames[spec.get("rows", "rows")]
         a, b = _config(spec["a"], context), _config(spec["b"], context)
         subset = {k: _fill(v, context) for k, v in (spec.get("subset") or {}).items()} or None
@@ -272,6 +278,19 @@ class ClaimEvaluator:
                                   direction=spec["direction"],
                                   threshold=threshold, per=spec.get("per", "image"), reported=reported, note=note,
                                   **self.common)
+
+    def _interval(self, spec: dict, context: dict, fields: dict, reported: str, note: str) -> C.Claim:
+        """An ``interval`` test: the experiment's own bootstrap interval named by ``a``."""
+        name = _fill(spec["a"], context)
+        threshold = float(_fill(spec.get("threshold", 0.0), context))
+        metric = _fill(spec.get("metric", ""), context)
+        comparison = f"{name} {'<' if spec['direction'] == 'less' else '>'} {threshold:g}"
+        interval = self.values.get(name)
+        if interval is None or not all(hasattr(interval, f) for f in ("estimate", "low", "high")):
+            return C.not_tested(fields["id"], fields["source"], fields["statement"], f"needs {name}", metric=metric,
+                                comparison=comparison, reported=reported)
+        return C.interval_claim(interval, **fields, metric=metric, comparison=comparison, direction=spec["direction"],
+                                threshold=threshold, reported=reported, note=note)
 
     def _value(self, name: Any) -> float:
         """A point value: a number (or its text), else the run's value of ``name`` (a

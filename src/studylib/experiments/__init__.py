@@ -8,15 +8,15 @@ prose between them.  Claims are declared in ``data/claims/<name>.yaml``.
 from importlib import import_module
 from typing import Any, Mapping
 
-from studylib.experiments import (alpha_sweep, baselines, erank_hallucination, explore, gallery, gap_power, per_split,
-                                  scienceqa, temperature_scaling, u_curve)
+from studylib.experiments import (alpha_sweep, baselines, erank_hallucination, every_pruner, explore, gallery, gap_power,
+                                  per_split, scienceqa, temperature_scaling, u_curve)
 from studylib.experiments.common import RUN_SETTINGS, parameters_for
 from studylib.experiments.result import Result
 from studylib.sweep import StudyParameterError
 
 #: the experiments in the book's order (``scripts/build_book.py`` executes them in this order)
 ORDER = ("u_curve", "alpha_sweep", "baselines", "scienceqa", "per_split", "temperature_scaling", "gap_power",
-         "erank_hallucination", "gallery", "explore")
+         "erank_hallucination", "every_pruner", "gallery", "explore")
 
 
 def run(name: str, namespace: Mapping[str, Any]) -> Any:
@@ -32,5 +32,6 @@ def run(name: str, namespace: Mapping[str, Any]) -> Any:
     return result
 
 
-__all__ = ["ORDER", "RUN_SETTINGS", "Result", "alpha_sweep", "baselines", "erank_hallucination", "explore", "gallery",
+__all__ = ["ORDER", "RUN_SETTINGS", "Result", "alpha_sweep", "baselines", "erank_hallucination", "every_pruner",
+           "explore", "gallery",
            "gap_power", "parameters_for", "per_split", "run", "scienceqa", "temperature_scaling", "u_curve"]

@@ -1,0 +1,476 @@
+"""Calibration of every pruner: every registered method at the paper's budgets, on confidence.
+
+No seed paper reports calibration beyond seed 000's SCOPE / saliency-only / random / FastV; the
+others (AgilePruner, ID-Selection, DivPrune, FPS, VisionZip, VisPruner, CDPruner, DART) are judged by
+accuracy only.  This experiment runs **every registered pruner** (``pruners = "all"``:
+:func:`studylib.pruners.list_pruners`, each at its defaults, so a newly registered pruner appears
+without editing the notebook; random pruning once per seed, shown as mean ± sd) and the unpruned
+model, at ``budgets`` (the paper's 192 / 128 / 64 / 32 of 576), on POPE-style (every split) and
+ScienceQA-style questions, and on captions at ``caption_budgets``:
+
+* per budget a table ranked by ECE: accuracy (POPE also F1), ECE, Brier, NLL, AURC with
+  image-clustered bootstrap CIs, mean confidence, over-confidence (mean confidence − accuracy), the
+  erank and [CLS]-attention entropy of the kept tokens, and the papers' reported accuracy where a
+  seed reports it (seed 000 Table 3, seed 002 Table 7; labelled reported);
+* CHAIR_s / CHAIR_i / recall of greedy captions per pruner;
+* figures: accuracy vs ECE per budget (one marker per pruner, CI bars, the unpruned model as
+  reference lines), ECE vs K by pruner family (the ``family`` each pruner declares in its
+  registration, :data:`studylib.pruners.FAMILIES`), reliability diagrams of the best and the worst
+  calibrated pruner at ``focus_k``;
+* SCOPE's fixed saliency weights ``alphas`` beside the image-adaptive ``scope_adaptive`` (and its
+  inverse), the α-sweep question "does an adaptive α beat the best fixed α?" (this experiment's own
+  comparison; ``alpha_sweep`` is not changed);
+* claims (``data/claims/every_pruner.yaml``): families of paired comparisons with the unpruned
+  model (Holm-corrected), seed 000's saliency-vs-coverage explanation across all pruners by family
+  (difference of family means with a paired image bootstrap), seed 002's "higher kept erank, more
+  hallucination" as a Spearman correlation across pruners with a bootstrap CI, and the adaptive α.
+
+The AgilePruner entries and ``scope_adaptive`` get the run's reference erank / attention entropy
+(the mean over the run's POPE images, unless ``erank_avg`` / ``entropy_avg`` are given), as in
+``erank_hallucination``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from studylib import analysis, plots
+from studylib.experiments.common import Setup, budget_map, check_choice, require
+from studylib.experiments.erank_hallucination import adapt_spec, image_complexity
+from studylib.experiments.result import Result
+from studylib.pages import style_table
+from studylib.pruners import FAMILIES, get_pruner, list_pruners, parse_spec
+from studylib.reported import reported
+from studylib.sweep import Config
+
+#: metrics with a bootstrap CI in the ranked tables (F1 on POPE only)
+CI_METRICS = ["accuracy", "f1", "ece", "brier", "nll", "aurc"]
+#: metrics without a CI in the ranked tables
+PLAIN_METRICS = ["mean_confidence", "overconfidence", "erank_kept", "entropy_kept"]
+#: headers in words
+HEADERS = {"accuracy": "accuracy %", "f1": "POPE F1 %", "ece": "ECE", "brier": "Brier", "nll": "NLL", "aurc": "AURC",
+           "mean_confidence": "mean confidence %", "overconfidence": "over-confidence (pp)",
+           "erank_kept": "erank of kept tokens", "entropy_kept": "attention entropy of kept tokens (0-1)",
+           "chair_s": "CHAIR_s %", "chair_i": "CHAIR_i %", "recall": "recall %", "mean_length": "words"}
+PERCENT = {"accuracy", "f1", "mean_confidence", "overconfidence", "chair_s", "chair_i", "recall"}
+#: the reported accuracies shown beside ours: (benchmark key, paper, table, benchmark in reported.csv, metric, header)
+REPORTED = {
+    "POPE": [("000", "Table 3", "POPE", "accuracy", "accuracy % reported (seed 000 Table 3)"),
+             ("002", "Table 7", "POPE", "accuracy", "POPE % reported (seed 002 Table 7; an F1-style headline: "
+                                                    "compare with F1)")],
+    "ScienceQA": [("002", "Table 7", "ScienceQA-IMG", "accuracy", "accuracy % reported (seed 002 Table 7)")],
+}
+BENCHMARKS = ("POPE", "ScienceQA")
+
+
+def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset, caption_options, caption_limit,
+        max_new_tokens, pruners, seeds, budgets, reported_budgets, caption_budgets, focus_k, alphas,
+        adaptive_variants, contrast, erank_avg, entropy_avg, **settings) -> Result:
+    setup = Setup.create("every_pruner", settings)
+    specs = pruner_specs(pruners)
+    alpha_specs = [str(get_pruner("scope", alpha=a)) for a in alphas]
+    grid = ["full", *specs, *alpha_specs, *adaptive_variants]
+    setup.validate(pope_dataset, pope_options, grid, budgets, seeds)
+    setup.validate(sqa_dataset, sqa_options, grid, budgets, seeds)
+    setup.validate(caption_dataset, caption_options, ["full", *specs], caption_budgets, seeds, limit=caption_limit)
+    _check(budgets, caption_budgets, focus_k, alphas, contrast, erank_avg, entropy_avg)
+    k_map = budget_map(budgets, reported_budgets)
+
+    pope_full = setup.sweep(pope_dataset, pope_options, ["full"], [])
+    image_erank, image_entropy = image_complexity(pope_full, setup.n_tokens)
+    erank_ref = float(image_erank.mean()) if erank_avg is None else float(erank_avg)
+    entropy_ref = float(image_entropy.mean()) if entropy_avg is None else float(entropy_avg)
+    adapt = partial(adapt_spec, erank_ref=erank_ref, entropy_ref=entropy_ref)
+    run_specs = [adapt(s) for s in specs]
+    variants = [adapt(s) for s in adaptive_variants]
+    grid = ["full", *run_specs, *alpha_specs, *variants]
+    rows = {"rows": setup.sweep(pope_dataset, pope_options, grid, budgets, seeds),
+            "sqa": setup.sweep(sqa_dataset, sqa_options, grid, budgets, seeds),
+            "captions": setup.sweep(caption_dataset, caption_options, ["full", *run_specs], caption_budgets, seeds,
+                                    limit=caption_limit, max_new_tokens=max_new_tokens)}
+
+    stats = setup.stats
+    summaries = {"POPE": summarise(rows["rows"], pope=True, **stats), "ScienceQA": summarise(rows["sqa"], **stats)}
+    tables = {bench: aggregate(summary, setup.n_tokens, run_specs) for bench, summary in summaries.items()}
+    chair = analysis.chair_summary(rows["captions"], **stats)
+    adaptive_spec = adapt("scope_adaptive")
+    alpha_table = alpha_comparison(summaries, alpha_specs, [adaptive_spec, *variants])
+    best = {bench: ranked(tables[bench], focus_k) for bench in BENCHMARKS}
+
+    result = setup.result(rows=rows, summary=summaries["POPE"])
+    result.tables = {
+        **{f"ranked_{bench}_{k}": ranked_styled(tables[bench], k, k_map, bench, setup.label)
+           for bench in BENCHMARKS for k in budgets},
+        "chair": chair_styled(chair, setup.n_tokens, setup.label),
+        "alpha": style_table(alpha_table, hide_index=True, caption="SCOPE with fixed saliency weights α vs. the "
+                             f"image-adaptive α ({setup.label}): ECE and accuracy with 95 % CIs"),
+        "pruners": style_table(pruner_family_table(), hide_index=True,
+                               caption="Every registered pruner, its family and its source"),
+    }
+    result.figures = {
+        "frontier": frontier_figure(tables, budgets, setup.n_tokens, setup.toy),
+        "families": family_figure(tables, setup.n_tokens, setup.toy),
+        "reliability": reliability_figure(rows["rows"], best["POPE"], setup, focus_k),
+    }
+    context, values = claims_inputs(rows, tables, summaries, budgets, caption_budgets, focus_k, alpha_specs,
+                                    adaptive_spec, variants, contrast, k_map, setup)
+    result.claims = setup.claims(rows, context, values)
+    pope_focus = best["POPE"]
+    result.values = {
+        "full_ece": _value(tables["POPE"], "full", setup.n_tokens, "ece"),
+        "full_accuracy": _value(tables["POPE"], "full", setup.n_tokens, "accuracy"),
+        "best_config": pope_focus.iloc[0]["config"] if len(pope_focus) else "none",
+        "best_ece": float(pope_focus.iloc[0]["ece"]) if len(pope_focus) else math.nan,
+        "worst_config": pope_focus.iloc[-1]["config"] if len(pope_focus) else "none",
+        "worst_ece": float(pope_focus.iloc[-1]["ece"]) if len(pope_focus) else math.nan,
+        "adaptive_ece": _value(tables["POPE"], "scope_adaptive", focus_k, "ece"),
+        "erank_ref": erank_ref,
+        "n_pruners": int(tables["POPE"]["name"].nunique()),
+        "focus_k": focus_k,
+    }
+    result.notes["run"] = run_note(rows, erank_ref, entropy_ref, len(image_erank))
+    return result
+
+
+def _check(budgets, caption_budgets, focus_k, alphas, contrast, erank_avg, entropy_avg) -> None:
+    check_choice("focus_k", focus_k, budgets)
+    for k in caption_budgets:
+        check_choice("caption_budgets entry", k, budgets)
+    require(len(alphas) > 0 and all(a >= 0 for a in alphas), f"alphas = {alphas} must be non-empty and >= 0")
+    require(len(contrast) == 2 and all(f in FAMILIES for f in contrast),
+            f"contrast = {contrast} must name two families of {list(FAMILIES)}")
+    require(erank_avg is None or erank_avg > 0, f"erank_avg = {erank_avg!r} must be positive or None")
+    require(entropy_avg is None or entropy_avg > 0, f"entropy_avg = {entropy_avg!r} must be positive or None")
+
+
+def pruner_specs(pruners: str | Sequence[str]) -> list[str]:
+    """The pruners of the run, each at its defaults: every registered pruner but ``full`` (the
+    reference, always run) for ``"all"``, else the given names or specs (canonical)."""
+    names = [n for n in list_pruners() if n != "full"] if pruners == "all" else list(pruners)
+    return [str(parse_spec(str(n))) for n in names if parse_spec(str(n)).name != "full"]
+
+
+# --- summaries ---------------------------------------------------------------------------------
+
+def summarise(rows: pd.DataFrame, *, pope: bool = False, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per configuration: :func:`studylib.analysis.calibration_summary` (CIs over images),
+    POPE F1 with its CI (``pope``), the mean erank and attention entropy of the kept tokens per image,
+    and the pruner's registry ``name`` and ``family``."""
+    summary = analysis.calibration_summary(rows, n_bootstrap=n_bootstrap, seed=seed)
+    if pope:
+        summary = summary.merge(analysis.pope_f1_summary(rows, n_bootstrap=n_bootstrap, seed=seed), on="config")
+    kept = rows.drop_duplicates(["config", "image"]).groupby("config")[["erank_kept", "entropy_kept"]].mean()
+    summary = summary.merge(kept.reset_index(), on="config", how="left")
+    pruners = [Config.parse(c).build() for c in summary["config"]]
+    return summary.assign(name=[p.name for p in pruners], family=[p.family for p in pruners],
+                          pruner=[str(p) for p in pruners], k=[Config.parse(c).k for c in summary["config"]])
+
+
+def aggregate(summary: pd.DataFrame, n_tokens: int, specs: Iterable[str]) -> pd.DataFrame:
+    """One row per (registry name, budget) of the every-pruner grid ``specs`` (and the unpruned
+    model): the pruner's metrics; a seeded method (random) as the mean over its seeds with
+    ``<metric>_sd`` (its CI columns then NaN) and ``n_seeds``.  Other configurations of the rows
+    (SCOPE's other α, the inverse adaptive variant) are left out."""
+    grid = {unseeded(s) for s in specs} | {"full"}
+    frame = summary[[unseeded(p) in grid for p in summary["pruner"]]]
+    metrics = [m for m in CI_METRICS + PLAIN_METRICS if m in frame]
+    records = []
+    for (name, k), group in frame.groupby(["name", "k"], sort=False):
+        record = {"name": name, "family": group["family"].iloc[0], "k": int(k), "n_seeds": len(group),
+                  "config": group["config"].iloc[0] if len(group) == 1 else plots.series_label(group["pruner"].iloc[0])
+                  + f"@{int(k)}", "configs": list(group["config"])}
+        for metric in metrics:
+            record[metric] = float(group[metric].mean())
+            record[f"{metric}_sd"] = float(group[metric].std()) if len(group) > 1 else math.nan
+            for side in ("low", "high"):
+                column = f"{metric}_{side}"
+                record[column] = float(group[column].iloc[0]) if len(group) == 1 and column in group else math.nan
+        records.append(record)
+    out = pd.DataFrame(records)
+    return out.assign(reference=out["k"] == n_tokens) if len(out) else out
+
+
+def unseeded(spec: str) -> str:
+    """The canonical spec with its ``seed`` (if any) at the default: the seeds of a method are one entry."""
+    pruner = parse_spec(str(spec))
+    if "seed" in pruner.params:
+        pruner = pruner.replace(seed=pruner.info.param("seed").default)
+    return str(pruner)
+
+
+def ranked(table: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The pruners at budget ``k`` sorted by ECE (lowest first; ties by name)."""
+    part = table[(table["k"] == k) & ~table["reference"]]
+    return part.sort_values(["ece", "name"], kind="stable").reset_index(drop=True)
+
+
+def _value(table: pd.DataFrame, name: str, k: int, metric: str) -> float:
+    hit = table[(table["name"] == name) & (table["k"] == k)]
+    return float(hit[metric].iloc[0]) if len(hit) else math.nan
+
+
+def _cell(row: Mapping, metric: str) -> str:
+    """``0.024 [0.018, 0.030]`` (percent metrics ×100, one decimal), ``mean ± sd (n seeds)`` for a
+    seeded method, the value alone without a CI."""
+    value = row.get(metric, math.nan)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    scale, digits = (100.0, 1) if metric in PERCENT else (1.0, 2 if metric.endswith("kept") else 3)
+    text = f"{value * scale:.{digits}f}"
+    sd, low, high = row.get(f"{metric}_sd", math.nan), row.get(f"{metric}_low", math.nan), row.get(f"{metric}_high",
+                                                                                                     math.nan)
+    if not math.isnan(sd):
+        return f"{text} ± {sd * scale:.{digits}f} ({row['n_seeds']} seeds)"
+    if not (math.isnan(low) or math.isnan(high)):
+        return f"{text} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
+    return text
+
+
+def ranked_table(table: pd.DataFrame, k: int, n_tokens: int, reported_columns: Mapping[str, Mapping[str, float]]
+                 | None = None) -> pd.DataFrame:
+    """The page's table at budget ``k``: one row per pruner ranked by ECE (lowest first), then the
+    unpruned model (K = N) as the reference row; metrics as ``value [95 % CI]`` (seeded methods:
+    mean ± sd over seeds); ``reported_columns`` maps a header to {registry name: reported value}."""
+    part = pd.concat([ranked(table, k), table[table["reference"] & (table["k"] == n_tokens)]], ignore_index=True)
+    metrics = [m for m in CI_METRICS + PLAIN_METRICS if m in part]
+    out = pd.DataFrame({"rank": [str(i + 1) for i in range(len(part) - int(part["reference"].sum()))]
+                        + ["reference"] * int(part["reference"].sum()),
+                        "pruner": part["name"], "family": part["family"], "configuration": part["config"]})
+    for metric in metrics:
+        out[HEADERS[metric]] = [_cell(row, metric) for row in part.to_dict("records")]
+    for header, values in (reported_columns or {}).items():
+        out[header] = [values.get(name, math.nan) for name in part["name"]]
+    return out
+
+
+def reported_columns(benchmark: str, paper_k: int, names: Iterable[str]) -> dict[str, dict[str, float]]:
+    """The papers' accuracies at ``paper_k`` (576 for the unpruned model) for the pruners ``names``
+    (matched on the pruner's default spec in ``reported.csv``): header -> {name: value in %}."""
+    out = {}
+    for paper, table, bench, metric, header in REPORTED[benchmark]:
+        ref = reported(paper, table, benchmark=bench, metric=metric)
+        values = {}
+        for name in names:
+            default = get_pruner(name)
+            spec = name if "seed" in default.params else str(default)  # seeded methods: the paper's mean
+            hit = ref[(ref["pruner"] == spec) & (ref["k"] == (576 if name == "full" else paper_k))]
+            if len(hit):
+                values[name] = float(hit["value"].iloc[0])
+        if values:
+            out[header] = values
+    return out
+
+
+def ranked_styled(table: pd.DataFrame, k: int, k_map: Mapping[int, int], benchmark: str, label: str):
+    n_tokens = int(table.loc[table["reference"], "k"].iloc[0]) if table["reference"].any() else k
+    paper_k = k_map.get(k, k)
+    frame = ranked_table(table, k, n_tokens, reported_columns(benchmark, paper_k, table["name"].unique()))
+    return style_table(frame, hide_index=True, digits={c: 1 for c in frame.columns if "reported" in str(c)},
+                       caption=f"{benchmark}, K={k} (the paper's {paper_k} of 576): every pruner ranked by ECE "
+                               f"({label}); 95 % CIs over images; reported numbers are LLaVA-1.5-7B's")
+
+
+def chair_styled(chair: pd.DataFrame, n_tokens: int, label: str):
+    """CHAIR per pruner and budget with CIs, the mean erank of the kept tokens, ranked by CHAIR_i."""
+    frame = chair.assign(name=[parse_spec(p).name for p in chair["pruner"]],
+                         family=[parse_spec(p).family for p in chair["pruner"]])
+    frame = frame.sort_values(["k", "chair_i"], ascending=[False, True], kind="stable")
+    out = pd.DataFrame({"K": frame["k"].astype(int), "pruner": frame["name"], "family": frame["family"],
+                        "configuration": frame["config"]})
+    for metric in ("chair_s", "chair_i", "recall"):
+        out[HEADERS[metric]] = [_cell({**row, "n_seeds": 1}, metric) for row in frame.to_dict("records")]
+    out["words"] = frame["mean_length"].to_numpy()
+    out["erank of kept tokens"] = frame["mean_erank_kept"].to_numpy()
+    return style_table(out, hide_index=True, caption=f"CHAIR of greedy captions per pruner ({label}); K={n_tokens} "
+                                                     "is the unpruned model")
+
+
+def alpha_comparison(summaries: Mapping[str, pd.DataFrame], alpha_specs: Sequence[str],
+                     adaptive_specs: Sequence[str]) -> pd.DataFrame:
+    """ECE and accuracy of SCOPE at each fixed α and of the adaptive variants, per benchmark and budget."""
+    records = []
+    for bench, summary in summaries.items():
+        for spec in [*alpha_specs, *adaptive_specs]:
+            part = summary[summary["pruner"] == str(parse_spec(spec))]
+            for row in part.sort_values("k", ascending=False).to_dict("records"):
+                pruner = parse_spec(row["pruner"])
+                records.append({"benchmark": bench, "K": int(row["k"]), "pruner": row["pruner"],
+                                "α": f"{pruner.params['alpha']:g}" if pruner.name == "scope" else "per image",
+                                "ECE": _cell({**row, "n_seeds": 1}, "ece"),
+                                "accuracy %": _cell({**row, "n_seeds": 1}, "accuracy")})
+    return pd.DataFrame(records).sort_values(["benchmark", "K"], ascending=[True, False], kind="stable")
+
+
+def pruner_family_table() -> pd.DataFrame:
+    """Name, family, stage, method, parameters and source of every registered pruner."""
+    from studylib.pruners import pruner_table
+
+    return pruner_table()
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+def _title(text: str, toy: bool) -> str:
+    return f"{plots.TOY_PREFIX}{text}" if toy else text
+
+
+def _family_colours() -> dict[str, str]:
+    return {family: f"C{i}" for i, family in enumerate(FAMILIES)}
+
+
+def frontier_figure(tables: Mapping[str, pd.DataFrame], budgets: Sequence[int], n_tokens: int, toy: bool) -> Figure:
+    """Accuracy vs ECE, one panel per benchmark and budget, one marker per pruner (colour = family,
+    CI bars; seeded methods: sd over seeds); the unpruned model as dashed reference lines."""
+    colours = _family_colours()
+    fig = Figure(figsize=(3.6 * len(budgets), 3.4 * len(tables) + 0.6), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(tables), len(budgets), squeeze=False))
+    for row, (bench, table) in enumerate(tables.items()):
+        full = table[table["reference"]]
+        for col, k in enumerate(budgets):
+            ax = axes[row, col]
+            part = table[(table["k"] == k) & ~table["reference"]]
+            for rec in part.to_dict("records"):
+                xerr = _err(rec, "ece")
+                yerr = _err(rec, "accuracy", 100.0)
+                ax.errorbar(rec["ece"], 100 * rec["accuracy"], xerr=xerr, yerr=yerr, fmt="o", ms=5,
+                            color=colours[rec["family"]], ecolor=colours[rec["family"]], elinewidth=0.8, alpha=0.9)
+                ax.annotate(rec["name"], (rec["ece"], 100 * rec["accuracy"]), fontsize=6, xytext=(3, 2),
+                            textcoords="offset points")
+            if len(full):
+                ax.axvline(full["ece"].iloc[0], color="0.3", linestyle="--", linewidth=1)
+                ax.axhline(100 * full["accuracy"].iloc[0], color="0.3", linestyle="--", linewidth=1)
+                ax.plot(full["ece"].iloc[0], 100 * full["accuracy"].iloc[0], marker="*", ms=11, color="k")
+            ax.set_title(_title(f"{bench}, K={k}", toy), fontsize="medium")
+            ax.set_xlabel("ECE (lower is better)")
+            ax.set_ylabel("accuracy (%)")
+            ax.grid(alpha=0.3)
+    handles = [axes[0, 0].scatter([], [], color=colours[f], label=f) for f in FAMILIES
+               if any(f in set(t["family"]) for t in tables.values())]
+    handles.append(axes[0, 0].scatter([], [], marker="*", s=90, color="k", label=f"unpruned (K={n_tokens}, dashed)"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize="small")
+    return fig
+
+
+def _err(rec: Mapping, metric: str, scale: float = 1.0):
+    """Error bar of one marker: the CI around the value, or the sd over seeds."""
+    value, low, high, sd = (rec.get(k, math.nan) for k in (metric, f"{metric}_low", f"{metric}_high", f"{metric}_sd"))
+    if not math.isnan(sd):
+        return scale * sd
+    if math.isnan(low) or math.isnan(high):
+        return None
+    return [[scale * max(value - low, 0.0)], [scale * max(high - value, 0.0)]]
+
+
+def family_figure(tables: Mapping[str, pd.DataFrame], n_tokens: int, toy: bool) -> Figure:
+    """ECE vs K per benchmark: a thick line per family (mean ECE of its pruners) over thin lines of
+    its pruners, the unpruned model as a dashed horizontal line."""
+    colours = _family_colours()
+    fig = Figure(figsize=(6.0 * len(tables), 4.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(tables)))
+    for ax, (bench, table) in zip(axes, tables.items()):
+        pruned = table[~table["reference"]]
+        for family, members in pruned.groupby("family", sort=False):
+            for _, member in members.groupby("name", sort=False):
+                member = member.sort_values("k")
+                ax.plot(member["k"], member["ece"], color=colours[family], linewidth=0.7, alpha=0.5)
+            mean = members.groupby("k")["ece"].mean().sort_index()
+            ax.plot(mean.index, mean.to_numpy(), color=colours[family], linewidth=2.5, marker="o",
+                    label=f"{family} ({members['name'].nunique()})")
+        full = table[table["reference"]]
+        if len(full):
+            ax.axhline(full["ece"].iloc[0], color="0.2", linestyle="--", linewidth=1, label=f"unpruned (K={n_tokens})")
+        ax.set_xscale("log", base=2)
+        ks = sorted(pruned["k"].unique())
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("token budget K")
+        ax.set_ylabel("ECE")
+        ax.set_title(_title(f"{bench}: ECE vs K by pruner family (thin: each pruner)", toy), fontsize="medium")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return fig
+
+
+def reliability_figure(rows: pd.DataFrame, ranking: pd.DataFrame, setup: Setup, k: int) -> Figure:
+    """Reliability diagrams of the unpruned model and of the best and the worst calibrated pruner at
+    ``k`` on POPE (by ECE; a seeded method is shown at its first seed)."""
+    panels = {f"unpruned (K={setup.n_tokens})": setup.cfg("full")}
+    if len(ranking):
+        best, worst = ranking.iloc[0], ranking.iloc[-1]
+        panels[f"best at K={k}: {best['name']}"] = best["configs"][0]
+        panels[f"worst at K={k}: {worst['name']}"] = worst["configs"][0]
+    present = set(rows["config"])
+    bins = {label: analysis.reliability(rows, config) for label, config in panels.items() if config in present}
+    return plots.reliability_diagram(bins, toy=setup.toy, title=f"POPE reliability at K={k}: best and worst pruner")
+
+
+# --- claims ------------------------------------------------------------------------------------
+
+def claims_inputs(rows, tables, summaries, budgets, caption_budgets, focus_k, alpha_specs, adaptive_spec, variants,
+                  contrast, k_map, setup: Setup) -> tuple[dict, dict]:
+    """The claims' context (budgets, the pruned configurations, the best fixed α per budget, ...)
+    and their computed intervals (difference of family means, rank correlations)."""
+    pope = tables["POPE"]
+    pruned = sorted({c for configs in pope.loc[~pope["reference"], "configs"] for c in configs})
+    pruned_specs = list(dict.fromkeys(Config.parse(c).pruner for c in pruned))
+    values, gaps = {}, []
+    frames = {"POPE": rows["rows"], "ScienceQA": rows["sqa"]}
+    for bench, frame in frames.items():
+        table = tables[bench]
+        for k in budgets:
+            members = [_members(table, family, k) for family in contrast]
+            if all(members):
+                values[f"family_gap[{bench},K={k}]"] = analysis.family_mean_delta(frame, *members, metric="ece",
+                                                                                   **_stats(setup))
+            gaps.append({"benchmark": bench, "k": k})
+    for k in caption_budgets:
+        configs = [c for c in rows["captions"]["config"].unique() if Config.parse(c).k == k]
+        if len(configs) >= 3:
+            values[f"erank_chair_rho[K={k}]"] = analysis.rank_correlation(rows["captions"], configs, **_stats(setup))
+    context = {"budgets": list(budgets), "caption_budgets": list(caption_budgets), "focus_k": focus_k,
+               "k_map": k_map, "pruned": pruned_specs, "gaps": gaps, "family_a": contrast[0], "family_b": contrast[1],
+               "n_pruned": len(pruned_specs), "adaptive": adaptive_spec,
+               "inverse": variants[0] if variants else "scope_adaptive(inverse=true)",
+               "best_ece": _best_alpha(summaries["POPE"], alpha_specs, budgets, "ece", lowest=True),
+               "best_accuracy": _best_alpha(summaries["POPE"], alpha_specs, budgets, "accuracy", lowest=False)}
+    return context, values
+
+
+def _stats(setup: Setup) -> dict:
+    return {"n_bootstrap": setup.n_bootstrap, "seed": setup.bootstrap_seed}
+
+
+def _members(table: pd.DataFrame, family: str, k: int) -> list[str]:
+    """The configurations of ``family`` at ``k`` (every seed of a seeded method)."""
+    part = table[(table["family"] == family) & (table["k"] == k) & ~table["reference"]]
+    return [c for configs in part["configs"] for c in configs]
+
+
+def _best_alpha(summary: pd.DataFrame, alpha_specs: Sequence[str], budgets: Sequence[int], metric: str,
+                lowest: bool) -> list[dict]:
+    """Per budget, the fixed α of SCOPE with the best ``metric`` point estimate in this run."""
+    out = []
+    canonical = [str(parse_spec(s)) for s in alpha_specs]
+    for k in budgets:
+        part = summary[summary["pruner"].isin(canonical) & (summary["k"] == k)]
+        if len(part):
+            row = part.loc[part[metric].idxmin() if lowest else part[metric].idxmax()]
+            out.append({"k": int(k), "alpha": float(parse_spec(row["pruner"]).params["alpha"])})
+    return out
+
+
+def run_note(rows: Mapping[str, pd.DataFrame], erank_ref: float, entropy_ref: float, n_images: int) -> str:
+    parts = []
+    for name, frame in (("POPE", rows["rows"]), ("ScienceQA", rows["sqa"]), ("captions", rows["captions"])):
+        parts.append(f"{name}: {frame['qid'].nunique()} {'captions' if name == 'captions' else 'questions'} about "
+                     f"{frame['image'].nunique()} images × {frame['config'].nunique()} configurations")
+    return ("; ".join(parts) + f". Reference erank {erank_ref:.2f} and attention entropy {entropy_ref:.3f} nats "
+            f"(mean over the run's {n_images} POPE images) for the AgilePruner entries and scope_adaptive.")
+
+
+__all__ = ["aggregate", "pruner_specs", "ranked", "ranked_table", "run", "summarise", "unseeded"]
