@@ -17,7 +17,8 @@ from studylib.data.records import Dataset, Question
 from studylib.models.adapter import LlavaAdapter
 from studylib.pruners import PrunerConfigError, parse_spec
 from studylib.sweep.grid import StudyParameterError, as_list, check_budget, check_positive, config_grid
-from studylib.sweep.identity import canonical, canonical_options, model_num_tokens
+from studylib.models.loading import ModelSettingError, check_device, check_dtype
+from studylib.sweep.identity import canonical, canonical_options, model_num_layers, model_num_tokens
 from studylib.sweep.scoring import CAPTION_TASK, SCORED_TASKS
 
 _UNKNOWN_N = 10**9  # budget bound when the model is unknown (its own error is reported instead)
@@ -106,16 +107,46 @@ def _grid_problems(pruners, budgets, seeds, bound: int) -> list[str]:
     return problems
 
 
+def layer_problems(pruners, n_layers: int) -> list[str]:
+    """In-LLM pruners (FastV, DART) whose ``layer`` is not a decoder layer of the model: they
+    prune before layer ``L`` from layer ``L - 1``'s attention, so ``1 <= L <= n_layers - 1``."""
+    problems = []
+    for spec in as_list(pruners, "pruners"):
+        try:
+            pruner = parse_spec(str(spec))
+        except PrunerConfigError:
+            continue  # reported by the grid check
+        if pruner.stage == "llm" and not 1 <= pruner.layer < n_layers:
+            problems.append(f"pruners: {pruner} prunes before decoder layer {pruner.layer}, but the model's language "
+                            f"model has {n_layers} layers; use layer between 1 and {n_layers - 1}")
+    return problems
+
+
+def settings_problems(device, dtype) -> list[str]:
+    """``device`` / ``dtype`` problems (:func:`~studylib.models.loading.check_device`,
+    :func:`~studylib.models.loading.check_dtype`); ``None`` skips a check."""
+    try:
+        resolved = check_device(device) if device is not None else None
+        if dtype is not None:
+            check_dtype(dtype, resolved if resolved is not None else "cpu")
+    except ModelSettingError as error:
+        return [str(error)]
+    return []
+
+
 def validate_parameters(model: str | LlavaAdapter, dataset: str, dataset_options: dict | None, pruners, budgets,
-                        seeds=None, *, limit: int | None = None) -> None:
+                        seeds=None, *, limit: int | None = None, device=None, dtype=None) -> None:
     """Raise ONE :class:`StudyParameterError` listing every bad parameter (unknown model path,
     unknown dataset, bad dataset option or missing data path, unknown pruner or pruner
-    parameter, budget outside [1, N], empty grid, bad seeds or limit) with its fix; return
-    ``None`` when the sweep can run.  N is read from the model's config, no weights are loaded."""
-    problems: list[str] = []
+    parameter, an in-LLM pruner's layer outside the model, budget outside [1, N], empty grid,
+    bad seeds or limit, and, when given, a bad ``device`` or ``dtype``) with its fix; return
+    ``None`` when the sweep can run.  N and the layer count are read from the model's config,
+    no weights are loaded."""
+    problems = settings_problems(device, dtype)
     n_tokens = None
     try:
         n_tokens = model_num_tokens(model)
+        problems += layer_problems(pruners, model_num_layers(model))
     except StudyParameterError as error:
         problems.append(str(error))
     try:
@@ -130,4 +161,4 @@ def validate_parameters(model: str | LlavaAdapter, dataset: str, dataset_options
                                   + "\n".join(f"- {p}" for p in problems))
 
 
-__all__ = ["load_checked_dataset", "select_questions", "validate_parameters"]
+__all__ = ["layer_problems", "load_checked_dataset", "select_questions", "settings_problems", "validate_parameters"]
