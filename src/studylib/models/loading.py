@@ -139,14 +139,14 @@ def _local_checkpoint(path: Path) -> str:
             f"no LLaVA checkpoint at {path} (expected a directory with config.json, "
             f"model weights and the processor files); check the path, or download one with: "
             f"huggingface-cli download llava-hf/llava-1.5-7b-hf --local-dir {path}")
-    check_checkpoint_dir(path)
     return str(path)
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> str:
-    """``"toy"`` -> the shipped toy checkpoint; an existing directory -> itself (checked); a hub
-    id in the local cache -> itself; anything else :class:`ModelNotFoundError` at once, with the
-    closest known name and the download command (the network is never consulted here)."""
+    """``"toy"`` -> the shipped toy checkpoint; an existing directory with a ``config.json`` ->
+    itself; a hub id in the local cache -> itself; anything else :class:`ModelNotFoundError` at
+    once, with the closest known name and the download command (the network is never consulted
+    here).  The files of a directory are checked by :func:`check_checkpoint_dir`."""
     name = str(name_or_path)
     if name == TOY_MODEL_NAME:
         if not (TOY_MODEL_DIR / "config.json").exists():
@@ -248,6 +248,8 @@ def load_model(name_or_path: str | os.PathLike = TOY_MODEL_NAME, device: str | t
         model, processor = tiny_random(str(name_or_path))
         return model.to(device, dtype), processor
     source = resolve_checkpoint(name_or_path)
+    if Path(source).is_dir():
+        check_checkpoint_dir(Path(source))
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     try:
         model_type, attention = model_class(AutoConfig.from_pretrained(source, local_files_only=offline))

@@ -51,8 +51,8 @@ from studylib.data.records import Dataset, Question
 from studylib.models import prompts
 from studylib.models.adapter import LlavaAdapter
 from studylib.models.families import llava, llava_next, qwen2_5_vl
-from studylib.models.loading import (TINY_RANDOM_NAMES, CheckpointError, ModelNotFoundError, load_model,
-                                     resolve_checkpoint, tiny_random_llava)
+from studylib.models.loading import (TINY_RANDOM_NAMES, CheckpointError, ModelNotFoundError, check_checkpoint_dir,
+                                     load_model, resolve_checkpoint, tiny_random_llava)
 from studylib.models.tiny import TINY_LLAVA_NEXT_NAME, TINY_QWEN_NAME, TINY_TEXT_LAYERS, tiny_num_tokens
 from studylib.sweep.digests import canonical, cached_value, file_digest, files_digests, state_digest
 from studylib.sweep.grid import StudyParameterError
@@ -89,17 +89,22 @@ def model_num_tokens(model: str | os.PathLike | LlavaAdapter) -> int:
     return _from_config(name, config_num_tokens)
 
 
-def _resolved(name: str) -> str:
-    """:func:`resolve_checkpoint` with its errors as the parameter error of ``model``."""
+def _resolved(name: str, check_files: bool = False) -> str:
+    """:func:`resolve_checkpoint` (and, with ``check_files``, :func:`check_checkpoint_dir` of a
+    local directory) with their errors as the parameter error of ``model``."""
     try:
-        return resolve_checkpoint(name)
+        source = resolve_checkpoint(name)
+        if check_files and Path(source).is_dir():
+            check_checkpoint_dir(Path(source))
+        return source
     except (ModelNotFoundError, CheckpointError) as error:
         raise StudyParameterError(f"model: {error}") from None
 
 
 def _from_config(name: str, read) -> int:
-    """``read(source)`` of a resolved checkpoint; an unreadable config is a parameter error."""
-    source = _resolved(name)
+    """``read(source)`` of a resolved, checked checkpoint; an unreadable config is a parameter
+    error."""
+    source = _resolved(name, check_files=True)
     try:
         return read(source)
     except (OSError, ValueError, AttributeError, KeyError) as error:

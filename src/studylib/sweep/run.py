@@ -47,7 +47,7 @@ from studylib.sweep.identity import (canonical_options, display_name, image_dige
                                      model_num_layers, model_num_tokens, objects_digest, prompts_digest,
                                      questions_digest)
 from studylib.sweep.scoring import CAPTION_TASK, Encoder, batches, score_batch
-from studylib.sweep.store import STORE_VERSION, Cell, find_stored
+from studylib.sweep.store import STORE_VERSION, Cell, clean_stale_temporaries, find_stored
 from studylib.sweep.validate import layer_problems, load_checked_dataset, select_questions
 
 
@@ -319,6 +319,7 @@ def prepare(model, dataset: str, configs, *, dataset_options: dict | None = None
     plan = plan_sweep(model, dataset, configs, dataset_options=dataset_options, results_dir=results_dir,
                       limit=limit, max_new_tokens=max_new_tokens, dtype=dtype)
     Path(results_dir).mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(results_dir)
     display = model_name or display_name(model)
     info = {"model": display, "model_source": display_name(model), "in_memory": isinstance(model, LlavaAdapter),
             "dataset": dataset, "options": dict(dataset_options or {}), "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "dtype": _dtype_name(dtype)}

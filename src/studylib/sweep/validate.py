@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -134,6 +135,49 @@ def settings_problems(device, dtype) -> list[str]:
     return []
 
 
+def _model_problems(params: Mapping) -> tuple[list[str], int]:
+    """Problems of ``model`` and the in-LLM pruner layers, and N (a large bound when unknown)."""
+    if "model" not in params:
+        return [], _UNKNOWN_N
+    try:
+        n_tokens = model_num_tokens(params["model"])
+        pruners = as_list(params.get("pruners"), "pruners") + as_list(params.get("pruner"), "pruner")
+        return layer_problems(pruners, model_num_layers(params["model"])), n_tokens
+    except StudyParameterError as error:
+        return [str(error)], _UNKNOWN_N
+
+
+def _counts_problems(params: Mapping) -> list[str]:
+    problems = []
+    for name, allow_none in (("batch_size", False), ("limit", True)):
+        if name in params:
+            try:
+                check_positive(params[name], name, allow_none=allow_none)
+            except StudyParameterError as error:
+                problems.append(str(error))
+    n_bootstrap = params.get("n_bootstrap", 0)
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
+        problems.append(f"n_bootstrap must be a non-negative integer (0 skips the CIs), got {n_bootstrap!r}")
+    return problems
+
+
+def check_run_parameters(params: Mapping) -> None:
+    """The checks that need no dataset, on a notebook's parameters by their shared names
+    (``model``, ``device``, ``dtype``, ``pruner``/``pruners``, ``budgets``, ``seeds``,
+    ``batch_size``, ``limit``, ``n_bootstrap``; absent names are skipped): ONE
+    :class:`StudyParameterError` listing every problem, so a build stops before any notebook
+    runs (the experiment's own :func:`validate_parameters` still checks the rest)."""
+    problems, n_tokens = _model_problems(params)
+    problems += settings_problems(params.get("device"), params.get("dtype"))
+    pruners = as_list(params.get("pruners"), "pruners") + as_list(params.get("pruner"), "pruner")
+    problems += _grid_problems(pruners or ["full"], params.get("budgets") or [1], params.get("seeds"), n_tokens)
+    problems += _counts_problems(params)
+    if len(problems) == 1:
+        raise StudyParameterError(problems[0])
+    if problems:
+        raise StudyParameterError(f"{len(problems)} problems with the parameters: " + "; ".join(problems))
+
+
 def validate_parameters(model: str | LlavaAdapter, dataset: str, dataset_options: dict | None, pruners, budgets,
                         seeds=None, *, limit: int | None = None, device=None, dtype=None) -> None:
     """Raise ONE :class:`StudyParameterError` listing every bad parameter (unknown model path,
@@ -161,4 +205,4 @@ def validate_parameters(model: str | LlavaAdapter, dataset: str, dataset_options
                                   + "\n".join(f"- {p}" for p in problems))
 
 
-__all__ = ["layer_problems", "load_checked_dataset", "select_questions", "settings_problems", "validate_parameters"]
+__all__ = ["check_run_parameters", "layer_problems", "load_checked_dataset", "select_questions", "settings_problems", "validate_parameters"]
