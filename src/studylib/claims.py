@@ -278,7 +278,8 @@ def mean_delta(rows: pd.DataFrame, a: str, b: str, column: str, *, per: str = "i
         raise ValueError(f"configs {a!r} and {b!r} cover different {per}s; a paired comparison needs the same ones")
     xa = means[a].loc[units].to_numpy(dtype=float)
     xb = means[b].loc[units].to_numpy(dtype=float)
-    return paired_bootstrap_ci(lambda x: float(np.mean(x)), (xa,), (xb,), n_resamples=n_bootstrap, seed=seed)
+    return paired_bootstrap_ci(lambda x: float(np.mean(x)), (xa,), (xb,), n_resamples=n_bootstrap, seed=seed,
+                               groups=None)
 
 
 def mean_delta_claim(rows: pd.DataFrame, *, id: str, source: str, statement: str, a: str, b: str,

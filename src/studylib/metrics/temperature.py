@@ -32,9 +32,11 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
 from studylib.metrics.validation import (
+    GROUPS_REQUIRED,
     MetricInputError,
     as_labels,
     as_logits,
+    check_groups_stated,
     check_positive_int,
     check_same_length,
 )
@@ -149,12 +151,16 @@ def fold_assignment(n_samples: int, n_folds: int, seed: int = 0, groups=None) ->
 
 
 def cross_validated_temperature_scaling(
-    logits, labels, n_folds: int = 5, seed: int = 0, groups=None, bounds: tuple[float, float] = DEFAULT_BOUNDS
+    logits, labels, *, groups=GROUPS_REQUIRED, n_folds: int = 5, seed: int = 0,
+    bounds: tuple[float, float] = DEFAULT_BOUNDS
 ) -> CrossValidatedTemperature:
     """K-fold cross-validated temperature scaling (module docstring); default K = 5 as in seed 000 §4.7.
 
-    Returns per-fold T* and the held-out scaled probabilities of every sample.
+    ``groups`` is required: image ids (all questions about an image share a fold) or ``None``
+    (questions assigned to folds independently).  Returns per-fold T* and the held-out scaled
+    probabilities of every sample.
     """
+    groups = check_groups_stated(groups, "cross_validated_temperature_scaling")
     logits = as_logits(logits)
     labels = as_labels(labels, logits.shape[1])
     check_same_length(logits=logits, labels=labels)
