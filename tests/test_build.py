@@ -75,8 +75,8 @@ def test_declared_parameters_reads_specs_with_equals_signs():
 def test_run_settings_come_from_the_profile_or_the_defaults():
     declared = build.declared_parameters(REPO / "notebooks" / "u_curve.ipynb")
     assert {k: declared[k] for k in common.RUN_SETTINGS} == common.RUN_SETTINGS, "not in the parameters cell"
-    toy = build.experiment_parameters("toy", "u_curve", batch_size=8)
-    assert (toy["batch_size"], toy["n_bootstrap"], toy["results_dir"], toy["profile"]) == (8, 200, "results/toy", "toy")
+    toy = build.experiment_parameters("toy", "u_curve", batch_size=8, n_bootstrap=1000)
+    assert (toy["batch_size"], toy["n_bootstrap"], toy["results_dir"], toy["profile"]) == (8, 1000, "results/toy", "toy")
     setup = common.Setup.create("u_curve", {"model": "toy", "device": "cpu", "limit": 5, "n_bootstrap": 10})
     assert (setup.batch_size, setup.n_bootstrap, setup.results_dir, setup.limit) == (32, 10, "results/toy", 5)
     assert (setup.dtype, setup.bootstrap_seed) == ("bfloat16", 0)

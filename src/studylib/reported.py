@@ -52,6 +52,7 @@ def reported_label(paper: str, table: str, model: str = "LLaVA-1.5-7B") -> str:
 #: this run's metric -> (multiplier into the paper's unit, paper unit)
 PAPER_UNITS = {
     "accuracy": (100.0, "%"),
+    "f1": (100.0, "%"),
     "sel_acc_80": (100.0, "%"),
     "accuracy_sd": (100.0, "%"),
     "selective_accuracy_80": (100.0, "%"),
