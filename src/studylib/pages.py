@@ -117,6 +117,19 @@ def header_words(name: Any) -> str:
     return words
 
 
+def _breakable(value: Any) -> str:
+    """Display text of a label or a text cell, with line-break opportunities after commas (pruner specs
+    such as ``agile(erank_avg=21.25,tau_max=0.25)`` have no spaces to wrap at)."""
+    return str(value).replace(",", ",<wbr>")
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists, arrays
+        return False
+
+
 def _ci_merges(frame: pd.DataFrame) -> dict:
     """``{column: (low, high)}`` for every column shown with its 95 % CI: ``m`` with ``m_low``/``m_high``
     (also ``(m_low, source)`` beside ``(m, source)``), ``(m, source)`` followed by the bounds that
@@ -229,7 +242,14 @@ def style_table(frame: pd.DataFrame, caption: str = "", digits: Mapping[Any, int
 
     styler = styler.relabel_index([label(c) for c in columns if c not in hidden], axis="columns")
     styler = styler.format_index_names(lambda name: header_words(name) if isinstance(name, str) else name, axis=0)
+    if two_level:  # the levels' own names ("metric", "source") say nothing the headers don't
+        styler = styler.hide(axis="columns", names=True)
     styler = styler.set_table_attributes('class="study-table"')
+    text = [c for c in columns if c not in merges and not pd.api.types.is_numeric_dtype(frame[c])]
+    if text:  # words left-aligned and wrapping (book/_static/study.css), numbers right-aligned
+        styler = styler.set_td_classes(pd.DataFrame({c: "text" for c in text}, index=frame.index, columns=columns))
+        styler = styler.format(lambda v: "" if _missing(v) else _breakable(v), subset=text)
+    styler = styler.format_index(_breakable, axis="index")
     if caption:
         styler = styler.set_caption(caption)
     if hide_index:
@@ -254,9 +274,21 @@ def glue_claims(claims: Iterable[Claim], prefix: str = "") -> None:
         glue_value(f"{prefix}{claim.id}_test", claim.comparison)
 
 
+#: claims-table columns -> cell class (book/_static/study.css: prose wraps; the verdict stays in view)
+CLAIM_CLASSES = {"claim": "prose", "test on this run": "prose", "note": "prose", "reported": "prose",
+                 "verdict": "verdict"}
+#: the verdict's header cell sticks to the right edge like its cells (td.verdict in study.css)
+VERDICT_HEADER = ("position: sticky; right: 0; z-index: 1; background: var(--pst-color-background, #fff); "
+                  "box-shadow: -6px 0 6px -6px rgba(0, 0, 0, 0.35); text-align: left")
+
+
 def show_claims(claims: Iterable[Claim], expand: bool = True):
-    """The claims table of a page (verdict in bold)."""
-    return style_claims(claims_table(claims, expand=expand)).set_table_attributes('class="study-table claims"')
+    """The claims table of a page (verdict in bold; cell classes for book/_static/study.css)."""
+    table = claims_table(claims, expand=expand)
+    classes = pd.DataFrame({c: CLAIM_CLASSES.get(c, "text") for c in table.columns}, index=table.index,
+                           columns=table.columns)
+    return (style_claims(table).set_table_attributes('class="study-table claims"').set_td_classes(classes)
+            .map_index(lambda name: VERDICT_HEADER if name == "verdict" else "", axis="columns"))
 
 
 
