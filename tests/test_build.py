@@ -302,6 +302,17 @@ def test_claims_table_lists_parts():
 
 # ----------------------------------------------------------------------------- book wiring
 
+def test_book_css_makes_wide_tables_scroll():
+    """book/_static/study.css (linked by Jupyter Book 1.x from book/_static) scrolls cell outputs."""
+    css = (REPO / "book" / "_static" / "study.css").read_text()
+    assert ".cell_output .output.text_html" in css and "overflow-x: auto" in css
+    assert "table.study-table.claims td.verdict" in css and ".verdicts table" in css
+    assert ":::{container} verdicts" in (REPO / "book" / "intro.md").read_text()
+    built = REPO / "book" / "_build" / "html" / "intro.html"
+    if built.exists():
+        assert "_static/study.css" in built.read_text(), "the built pages link study.css"
+
+
 def test_book_config_is_offline_and_does_not_execute():
     config = yaml.safe_load((REPO / "book" / "_config.yml").read_text())
     assert config["execute"]["execute_notebooks"] == "off"
