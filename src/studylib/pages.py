@@ -66,8 +66,8 @@ HEADER_WORDS = {
 }
 
 #: metrics shown in percent (one decimal); fraction-valued columns are multiplied by 100 for display
-PERCENT_PREFIXES = ("accuracy", "sel_acc", "selective_accuracy", "f1", "precision", "recall", "chair_s", "chair_i",
-                    "mean_confidence", "overconfidence")
+PERCENT_PREFIXES = ("accuracy", "acc_", "sel_acc", "selective_accuracy", "f1", "precision", "recall", "chair_s",
+                    "chair_i", "mean_confidence", "overconfidence")
 #: metrics shown with three decimals (also the default for any other float)
 THREE_DECIMAL_PREFIXES = ("ece", "mce", "brier", "nll", "aurc", "e_aurc", "eaurc")
 #: metrics shown with two decimals
@@ -95,12 +95,12 @@ def _base(name: Any) -> str:
 def is_percent_metric(name: Any) -> bool:
     """Accuracy-like metrics (accuracy, selective accuracy, F1, precision, recall, CHAIR, confidence)."""
     base = _base(name)
-    return base in PAPER_UNITS or base.startswith(PERCENT_PREFIXES)
+    return base in PAPER_UNITS or base.startswith(PERCENT_PREFIXES) or "%" in base
 
 
 def header_words(name: Any) -> str:
     """The header of a column in words: :data:`HEADER_WORDS`, else the name with spaces for underscores
-    (percent metrics not in the mapping get " (%)")."""
+    (percent metrics with a code name not in the mapping get " (%)")."""
     if not isinstance(name, str):
         return str(name)
     if name in HEADER_WORDS:
@@ -112,7 +112,7 @@ def header_words(name: Any) -> str:
         if key.endswith(suffix) and key[: -len(suffix)] in HEADER_WORDS:
             return words.format(HEADER_WORDS[key[: -len(suffix)]])
     words = name.replace("_", " ")
-    if is_percent_metric(name) and "%" not in words and not key.endswith("_sd"):
+    if is_percent_metric(name) and name.isidentifier() and not key.endswith("_sd"):  # a code name
         words += " (%)"
     return words
 
@@ -152,7 +152,7 @@ def _ci_merges(frame: pd.DataFrame) -> dict:
         else:
             bounds = [f"{column}{s}" for s in CI_SUFFIXES]
             text = f"{column} 95% CI"
-            if text in present and frame[text].dtype == object:
+            if text in present and not pd.api.types.is_numeric_dtype(frame[text]):
                 merges[column] = (text, None)
                 continue
         if all(b in numeric for b in bounds):
@@ -221,8 +221,11 @@ def style_table(frame: pd.DataFrame, caption: str = "", digits: Mapping[Any, int
             value, lower = frame[column].iloc[i], frame[low].iloc[i]
             if pd.isna(value):
                 text = ""
-            elif high is None:
-                text = f"{show(value)} {lower}" if isinstance(lower, str) and lower else show(value)
+            elif high is None:  # a preformatted CI "[-0.030, +0.005]": signed bounds, signed value
+                shown = show(value)
+                if isinstance(lower, str) and "+" in lower and not shown.startswith("-"):
+                    shown = "+" + shown
+                text = f"{shown} {lower}" if isinstance(lower, str) and lower else shown
             else:
                 upper = frame[high].iloc[i]
                 text = show(value) if pd.isna(lower) or pd.isna(upper) else \
