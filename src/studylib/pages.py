@@ -15,6 +15,10 @@ from myst_nb import glue
 from studylib.claims import Claim, claims_table, style_claims
 from studylib.reported import PAPER_UNITS
 
+# Tables styled without style_table (a plain ``frame.style``) still read: 2 decimals, NaN as an empty cell.
+pd.set_option("styler.format.precision", 2)
+pd.set_option("styler.format.na_rep", "")
+
 #: models whose results are labelled as toy results everywhere
 TOY_MODELS = ("toy", "tiny-random", "tiny-random-llava-next", "tiny-random-qwen2.5-vl")
 
@@ -72,7 +76,7 @@ PERCENT_PREFIXES = ("accuracy", "acc_", "sel_acc", "selective_accuracy", "f1", "
 THREE_DECIMAL_PREFIXES = ("ece", "mce", "brier", "nll", "aurc", "e_aurc", "eaurc")
 #: metrics shown with two decimals
 TWO_DECIMAL_PREFIXES = ("temperature", "t_", "erank", "mean_erank", "entropy", "mean_entropy", "length",
-                        "mean_length", "mean_tokens", "n_kept")
+                        "mean_length", "mean_tokens", "n_kept", "attention_share")
 CI_SUFFIXES = ("_low", "_high")
 #: second-level labels of the CI bounds that :func:`studylib.reported.beside_reported` adds (``ci=True``)
 CI_SOURCES = ("95% CI low", "95% CI high")
