@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from studylib.metrics import (chair_from_counts, excess_aurc, expected_calibration_error, maximum_calibration_error,
-                              resample_indices, selective_accuracy)
-from studylib.metrics import aurc as _aurc
+from studylib.metrics import (ReliabilityBins, binned_calibration_error, chair_from_counts, reliability_bins,
+                              resample_indices, selective_metrics)
 
 SCORED_TASKS = ("yesno", "mc")
 CI_METRICS = ("accuracy", "f1", "ece", "mce", "brier", "nll", "aurc", "e_aurc", "sel_acc_80")
@@ -41,6 +40,10 @@ def _captions(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         raise ValueError("no caption rows with ground-truth objects to summarise")
     return rows
+
+
+#: the per-question vectors a resampled view carries (all that :data:`METRICS` read)
+_RESAMPLED = ("confidence", "correct", "prediction", "yesno", "says_yes", "is_yes", "brier", "nll")
 
 
 class _View:
@@ -80,11 +83,29 @@ class _View:
         self.brier = np.sum((self.probs - onehot) ** 2, axis=1)
         self.nll = logsumexp(self.logits, axis=1) - self.logits[np.arange(n), self.label]
 
+        self._selective: dict[str, float] | None = None
+        self._bins: ReliabilityBins | None = None
+
     def take(self, index: np.ndarray) -> "_View":
+        """The view of the rows ``index`` (a bootstrap resample): the per-question vectors the
+        metrics read; the class matrices (probs, logits) stay with the full view."""
         view = object.__new__(type(self))
-        for name, value in vars(self).items():
-            setattr(view, name, value[index])
+        for name in _RESAMPLED:
+            setattr(view, name, getattr(self, name)[index])
+        view._selective = view._bins = None
         return view
+
+    def bins(self) -> ReliabilityBins:
+        """The 15 equal-width reliability bins of the view (computed once; ECE and MCE share them)."""
+        if self._bins is None:
+            self._bins = reliability_bins(self.confidence, self.correct)
+        return self._bins
+
+    def selective(self) -> dict[str, float]:
+        """AURC, E-AURC and selective accuracy at 80 % coverage, from one ranking (computed once)."""
+        if self._selective is None:
+            self._selective = selective_metrics(self.confidence, self.correct, SELECTIVE_COVERAGE)
+        return self._selective
 
 
 PROB_TOLERANCE = 1e-4
@@ -125,15 +146,15 @@ def _pope_f1(v: _View) -> float:
 METRICS: dict[str, Callable[[_View], float]] = {
     "accuracy": lambda v: float(np.mean(v.correct)),
     "f1": _pope_f1,
-    "ece": lambda v: expected_calibration_error(v.confidence, v.correct),
-    "mce": lambda v: maximum_calibration_error(v.confidence, v.correct),
+    "ece": lambda v: binned_calibration_error(v.bins()),
+    "mce": lambda v: binned_calibration_error(v.bins(), "max"),
     "brier": lambda v: float(np.mean(v.brier)),
     "nll": lambda v: float(np.mean(v.nll)),
-    "aurc": lambda v: _aurc(v.confidence, v.correct),
-    "e_aurc": lambda v: excess_aurc(v.confidence, v.correct),
+    "aurc": lambda v: v.selective()["aurc"],
+    "e_aurc": lambda v: v.selective()["e_aurc"],
     "mean_confidence": lambda v: float(np.mean(v.confidence)),
     "overconfidence": lambda v: float(np.mean(v.confidence) - np.mean(v.correct)),
-    "sel_acc_80": lambda v: selective_accuracy(v.confidence, v.correct, SELECTIVE_COVERAGE),
+    "sel_acc_80": lambda v: v.selective()["selective_accuracy"],
     "yes_ratio": _yes_ratio,
 }
 
@@ -147,7 +168,11 @@ class _ChairView:
         self.length = frame["length"].to_numpy(dtype=np.float64)
         self.erank = frame["erank_kept"].to_numpy(dtype=np.float64) if "erank_kept" in frame else np.full(len(frame), np.nan)
 
-    take = _View.take
+    def take(self, index: np.ndarray) -> "_ChairView":
+        view = object.__new__(type(self))
+        for name, value in vars(self).items():
+            setattr(view, name, value[index])
+        return view
 
     def rates(self) -> dict[str, float]:
         return chair_from_counts(self.mentions, self.hallucinated, self.recalled, self.ground_truth)
