@@ -8,8 +8,9 @@
 
 Steps:
 
-1. check the profile and every ``--set`` against the notebooks' parameters (one line naming the
-   problem and the valid choices, before anything runs);
+1. check the profile and every ``--set`` against the notebooks' parameters, and the values that
+   need no dataset (model, device, dtype, pruners, budgets, batch_size, limit): one line naming
+   the problem and the valid choices, exit 2, before anything runs;
 2. register the kernel ``studylib`` (this interpreter) in its prefix, idempotently;
 3. for each selected notebook (in :data:`studylib.experiments.ORDER`): execute it with papermill
    into a temporary folder, and only when it succeeds move it to ``book/experiments/<name>.ipynb``
@@ -49,6 +50,9 @@ import papermill  # noqa: E402
 
 from studylib import build, pages  # noqa: E402
 from studylib.experiments import ORDER  # noqa: E402
+from studylib.pruners import PrunerConfigError  # noqa: E402
+from studylib.sweep import StudyParameterError  # noqa: E402
+from studylib.sweep.validate import check_run_parameters  # noqa: E402
 
 NOTEBOOKS = REPO / "notebooks"
 BOOK = REPO / "book"
@@ -153,7 +157,7 @@ def build_html(keep_going: bool = True) -> int:
     return subprocess.run(command, cwd=str(REPO)).returncode
 
 
-def plan(args, parser) -> tuple[dict, list[str], dict[str, dict]]:
+def plan(args) -> tuple[dict, list[str], dict[str, dict]]:
     """The profile, the notebooks to execute and their parameters, all checked before any work."""
     try:
         profile = build.load_profile(args.profile)
@@ -178,12 +182,30 @@ def plan(args, parser) -> tuple[dict, list[str], dict[str, dict]]:
             if args.results:
                 params["results_dir"] = args.results
             params_by[name] = params
+        for name, params in params_by.items():
+            check_parameters(name, params)
     except build.ProfileError as error:
-        parser.error(str(error))
+        fail(str(error))
     return profile, names, params_by
 
 
-def main(argv: list[str] | None = None) -> int:
+def check_parameters(name: str, params: dict) -> None:
+    """The dataset-free checks of a notebook's parameters (model, device, dtype, pruners,
+    budgets, counts: :func:`studylib.sweep.validate.check_run_parameters`), as a
+    :class:`~studylib.build.ProfileError` naming the notebook."""
+    try:
+        check_run_parameters(params)
+    except (StudyParameterError, PrunerConfigError) as error:
+        raise build.ProfileError(f"{name}: {error}") from None
+
+
+def fail(message: str) -> None:
+    """Exit 2 with ONE line on stderr naming the problem (argparse's own usage errors aside)."""
+    print(f"build_book.py: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)
+
+
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="toy", help="profile name (profiles/<name>.yaml) or path")
     parser.add_argument("--only", default="", help="comma-separated notebooks to execute (default: all)")
@@ -194,8 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-book", action="store_true", help="execute notebooks but do not build the HTML")
     parser.add_argument("--timeout", type=int, default=None, help="per-cell execution timeout in seconds")
     parser.add_argument("--quiet", action="store_true", help="do not stream notebook output (--log-output off)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
     args = parser.parse_args(argv)
-    profile, names, params_by = plan(args, parser)
+    profile, names, params_by = plan(args)
 
     previous = json.loads(TIMES.read_text()) if TIMES.exists() else {}
     same_profile = previous.get("profile") == profile["name"]

@@ -75,8 +75,8 @@ def test_declared_parameters_reads_specs_with_equals_signs():
 def test_run_settings_come_from_the_profile_or_the_defaults():
     declared = build.declared_parameters(REPO / "notebooks" / "u_curve.ipynb")
     assert {k: declared[k] for k in common.RUN_SETTINGS} == common.RUN_SETTINGS, "not in the parameters cell"
-    toy = build.experiment_parameters("toy", "u_curve", batch_size=8)
-    assert (toy["batch_size"], toy["n_bootstrap"], toy["results_dir"], toy["profile"]) == (8, 200, "results/toy", "toy")
+    toy = build.experiment_parameters("toy", "u_curve", batch_size=8, n_bootstrap=1000)
+    assert (toy["batch_size"], toy["n_bootstrap"], toy["results_dir"], toy["profile"]) == (8, 1000, "results/toy", "toy")
     setup = common.Setup.create("u_curve", {"model": "toy", "device": "cpu", "limit": 5, "n_bootstrap": 10})
     assert (setup.batch_size, setup.n_bootstrap, setup.results_dir, setup.limit) == (32, 10, "results/toy", 5)
     assert (setup.dtype, setup.bootstrap_seed) == ("bfloat16", 0)
@@ -112,15 +112,89 @@ def test_beside_reported_maps_budgets_and_units():
     assert side[("accuracy", "this run (TOY)")].tolist() == pytest.approx([80.0, 75.0])
     assert side[("accuracy", "reported")].tolist() == pytest.approx([86.9, 86.9])
     assert side[("ece", "reported")].tolist() == pytest.approx([0.041, 0.024])
-    assert side[("ece", "95% CI")].tolist() == ["[0.04, 0.06]", "[0.01, 0.03]"]
+    assert side[("ece", "95% CI low")].tolist() == pytest.approx([0.04, 0.01])
+    assert side[("ece", "95% CI high")].tolist() == pytest.approx([0.06, 0.03])
     assert side.index.get_level_values("paper K").tolist() == [576, 128]
     missing = reported.beside_reported(ours.assign(k=[144, 7]), ["ece"], paper="000", table="Table 1", label="x")
     assert math.isnan(missing[("ece", "reported")].iloc[1])
 
 
+def _cells(styler) -> tuple[list[str], list[list[str]]]:
+    """Visible column headers (last level) and body cells of a Styler's HTML."""
+    import re
+    html = styler.to_html()
+    head = re.findall(r'<th id="T_\w+_level(\d+)_col\d+"[^>]*>(.*?)</th>', html)
+    last = max((int(level) for level, _ in head), default=0)
+    headers = [text for level, text in head if int(level) == last]
+    rows = [re.findall(r'<td id="T_\w+_row\d+_col\d+"[^>]*>(.*?)</td>', row)
+            for row in re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)]
+    return headers, [r for r in rows if r]
+
+
 def test_style_table_precision():
     html = pages.style_table(pd.DataFrame({"accuracy": [86.91], "ece": [0.04123]}), caption="c").to_html()
     assert "86.9<" in html and "0.041<" in html
+
+
+def test_style_table_formats_per_metric():
+    frame = pd.DataFrame({"config": ["full"], "n": [2400], "accuracy": [0.8691], "selective_accuracy_80": [0.9012],
+                          "chair_s": [0.25], "ece": [0.04123], "brier": [0.1], "nll": [0.41], "t_mean": [1.2345],
+                          "erank_kept": [12.345]})
+    headers, rows = _cells(pages.style_table(frame, hide_index=True))
+    assert headers == ["configuration", "questions", "accuracy (%)", "selective accuracy at 80 % coverage (%)",
+                       "CHAIR_s (%)", "ECE", "Brier", "NLL", "T* (cross-validated)", "erank of kept tokens"]
+    assert rows == [["full", "2400", "86.9", "90.1", "25.0", "0.041", "0.100", "0.410", "1.23", "12.35"]]
+    assert frame["accuracy"].iloc[0] == 0.8691, "display only: the data stay fractions"
+
+
+def test_style_table_keeps_percent_columns_and_converted_frames():
+    already = reported.to_paper_units(pd.DataFrame({"chair_i": [0.004], "accuracy": [0.9]}), ["chair_i", "accuracy"])
+    assert already.attrs["paper_units"] == ["accuracy", "chair_i"]
+    _, rows = _cells(pages.style_table(already))
+    assert rows == [["0.4", "90.0"]], "to_paper_units marks its columns: not scaled twice"
+    _, rows = _cells(pages.style_table(pd.DataFrame({"accuracy": [85.5, 0.5]})))
+    assert rows == [["85.5"], ["0.5"]], "a column with values above 1 is already in %"
+
+
+def test_style_table_merges_ci_columns():
+    frame = pd.DataFrame({"config": ["a", "b"], "accuracy": [0.869, 0.851], "accuracy_low": [0.851, 0.83],
+                          "accuracy_high": [0.886, 0.87], "ece": [0.024, 0.031], "ece_low": [0.018, np.nan],
+                          "ece_high": [0.030, np.nan]})
+    styler = pages.style_table(frame, hide_index=True)
+    headers, rows = _cells(styler)
+    assert headers == ["configuration", "accuracy (%) [95 % CI]", "ECE [95 % CI]"]
+    assert rows == [["a", "86.9 [85.1, 88.6]", "0.024 [0.018, 0.030]"], ["b", "85.1 [83.0, 87.0]", "0.031"]]
+    assert list(styler.data.columns) == list(frame.columns), "the Styler keeps the numeric frame"
+
+
+def test_style_table_merges_preformatted_ci_strings():
+    frame = pd.DataFrame({"split": ["random"], "ECE full (this run)": [0.05], "change": [0.0123],
+                          "change 95% CI": ["[-0.003, +0.020]"], "acc p=1 (this run)": [86.912]})
+    headers, rows = _cells(pages.style_table(frame, hide_index=True))
+    assert headers == ["split", "ECE full (this run)", "change [95 % CI]", "acc p=1 (this run)"]
+    assert rows == [["random", "0.050", "+0.012 [-0.003, +0.020]", "86.9"]]
+
+
+def test_style_table_two_level_headers_and_ci():
+    ours = pd.DataFrame({"pruner": ["full", "scope(alpha=1,p=1)"], "k": [144, 32], "accuracy": [0.8, 0.75],
+                         "ece": [0.05, 0.02], "ece_low": [0.04, 0.01], "ece_high": [0.06, 0.03]})
+    side = reported.beside_reported(ours, ["accuracy", "ece"], paper="000", table="Table 1", label="this run (TOY)",
+                                    k_map={144: 576, 32: 128}, ci=True)
+    styler = pages.style_table(side)
+    html = styler.to_html()
+    headers, rows = _cells(styler)
+    assert headers == ["this run (TOY)", "reported", "this run (TOY) [95 % CI]", "reported"]
+    assert rows[0] == ["80.0", "86.9", "0.050 [0.040, 0.060]", "0.041"]
+    assert ">accuracy (%)</th>" in html and ">ECE</th>" in html, "metric headers in words"
+    assert "index_name level1\" >K</th>" in html and "index_name level2\" >paper's K</th>" in html
+
+
+def test_header_words():
+    assert pages.header_words("ece") == "ECE" and pages.header_words("config") == "configuration"
+    assert pages.header_words("mean_erank_kept") == "mean erank of kept tokens"
+    assert pages.header_words("some_new_metric") == "some new metric"
+    assert pages.header_words("sel_acc_90") == "sel acc 90 (%)"
+    assert pages.header_words("ece_low") == "ECE low"
 
 
 def test_runtime_estimate():
@@ -235,6 +309,17 @@ def test_claims_table_lists_parts():
 
 
 # ----------------------------------------------------------------------------- book wiring
+
+def test_book_css_makes_wide_tables_scroll():
+    """book/_static/study.css (linked by Jupyter Book 1.x from book/_static) scrolls cell outputs."""
+    css = (REPO / "book" / "_static" / "study.css").read_text()
+    assert ".cell_output .output.text_html" in css and "overflow-x: auto" in css
+    assert "table.study-table.claims td.verdict" in css and ".verdicts table" in css
+    assert ":::{container} verdicts" in (REPO / "book" / "intro.md").read_text()
+    built = REPO / "book" / "_build" / "html" / "intro.html"
+    if built.exists():
+        assert "_static/study.css" in built.read_text(), "the built pages link study.css"
+
 
 def test_book_config_is_offline_and_does_not_execute():
     config = yaml.safe_load((REPO / "book" / "_config.yml").read_text())

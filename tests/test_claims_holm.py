@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from studylib import claims as C
+from studylib import multiplicity
 from studylib.metrics import BootstrapInterval
 
 
@@ -18,19 +19,19 @@ def _part(i: int, distribution: np.ndarray, direction: str = "less") -> C.Claim:
 
 
 def test_holm_step_down_on_a_known_example():
-    rejected = C.holm_rejections([0.01, 0.04, 0.03, 0.005], level=0.05)
+    rejected = multiplicity.holm_rejections([0.01, 0.04, 0.03, 0.005], level=0.05)
     # 0.005 < 0.05/4, 0.01 < 0.05/3, then 0.03 >= 0.05/2 stops the procedure
     assert rejected.tolist() == [True, False, False, True]
-    assert C.holm_rejections([0.2, 0.001], level=0.05).tolist() == [False, True]
+    assert multiplicity.holm_rejections([0.2, 0.001], level=0.05).tolist() == [False, True]
 
 
 def test_tail_p_values_follow_the_direction():
     distribution = np.random.default_rng(0).normal(-2.0, 1.0, size=100_000)
-    p_holds, p_fails = C.tail_p_values(-2.0, distribution, "less")
+    p_holds, p_fails = multiplicity.tail_p_values(-2.0, distribution, "less")
     assert p_holds == pytest.approx(0.02275, abs=5e-4) and p_fails == pytest.approx(1 - 0.02275, abs=5e-4)
-    assert C.tail_p_values(-2.0, distribution, "greater") == (p_fails, p_holds)
-    assert C.tail_p_values(-2.0, distribution, "less", threshold=-2.0) == pytest.approx((0.5, 0.5))
-    assert np.isnan(C.tail_p_values(1.0, None, "less")[0])
+    assert multiplicity.tail_p_values(-2.0, distribution, "greater") == (p_fails, p_holds)
+    assert multiplicity.tail_p_values(-2.0, distribution, "less", threshold=-2.0) == pytest.approx((0.5, 0.5))
+    assert np.isnan(multiplicity.tail_p_values(1.0, None, "less")[0])
 
 
 def test_any_of_under_the_null_rarely_holds_once_corrected():

@@ -26,7 +26,9 @@ Fields:
   resampled ``distribution``, passed in the claims' values, e.g. a difference of family means or
   a rank correlation), judged against ``direction``/``threshold`` like a ``delta``;
   ``all_of`` / ``any_of`` — composites of ``parts``.
-* ``rows``: which of the experiment's row frames the test reads (default ``rows``).
+* ``rows``: which of the experiment's row frames the test reads (default ``rows``); ``rows_b``:
+  side ``b`` of a ``delta`` or ``equivalence`` test from another frame, paired question by question
+  (e.g. ``rows: scaled``, ``rows_b: rows``: a configuration after vs. before temperature scaling).
 * ``subset``: ``{column: value}`` restricts the rows a ``delta``, ``equivalence`` or
   ``mean_delta`` test reads (e.g. ``{benchmark: POPE}``).
 * ``for_each`` (in a part): ``{variable: context list or literal list}`` expands the part once
@@ -77,7 +79,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CLAIMS_DIR = REPO_ROOT / "data" / "claims"
 TESTS = ("delta", "equivalence", "mean_delta", "point", "interval", "all_of", "any_of")
 FIELDS = {"id", "source", "statement", "test", "metric", "column", "a", "b", "direction", "threshold", "margin",
-          "subset", "per", "rows", "reported", "note", "parts", "for_each", "exclude", "intro", "ref", "correction"}
+          "subset", "per", "rows", "rows_b", "reported", "note", "parts", "for_each", "exclude", "intro", "ref",
+          "correction"}
 
 
 _KEYED = re.compile(r"^(\w+)\[(.+@\d+|full)\]$")
@@ -193,6 +196,16 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _sides_from_two_frames(frame_a: pd.DataFrame, name_a: str, a: str, frame_b: pd.DataFrame, name_b: str,
+                           b: str) -> tuple[pd.DataFrame, str, str]:
+    """One frame holding configuration ``a`` of ``frame_a`` and ``b`` of ``frame_b``, each renamed
+    ``"<config> | <frame>"`` so that the two sides stay apart when both name the same configuration."""
+    side_a, side_b = f"{a} | {name_a}", f"{b} | {name_b}"
+    rows = pd.concat([frame_a[frame_a["config"] == a].assign(config=side_a),
+                      frame_b[frame_b["config"] == b].assign(config=side_b)], ignore_index=True)
+    return rows, side_a, side_b
+
+
 class ClaimEvaluator:
     """Evaluates declared claims on an experiment's row frames, context and point values."""
 
@@ -244,6 +257,13 @@ class ClaimEvaluator:
         return claim if claim.tested else replace(claim, verdict=_untested_composite(parts))
 
     def _simple(self, spec: dict, context: dict, fields: dict, reported: str) -> C.Claim:
+        claim = self._tested(spec, context, fields, reported)
+        frame = spec.get("rows", "rows")
+        if frame != "rows" and "rows_b" not in spec:  # say which rows a test read when not the default ones
+            claim = replace(claim, comparison=f"{claim.comparison} [{frame} rows]")
+        return claim
+
+    def _tested(self, spec: dict, context: dict, fields: dict, reported: str) -> C.Claim:
         test = spec["test"]
         note = _fill(spec.get("note", ""), context)
         if test == "point":
@@ -262,6 +282,9 @@ class ClaimEvaluator:
             return self._interval(spec, context, fields, reported, note)
         rows = self.frames[spec.get("rows", "rows")]
         a, b = _config(spec["a"], context), _config(spec["b"], context)
+        if "rows_b" in spec and test in ("delta", "equivalence"):
+            rows, a, b = _sides_from_two_frames(rows, spec.get("rows", "rows"), a,
+                                                self.frames[spec["rows_b"]], spec["rows_b"], b)
         subset = {k: _fill(v, context) for k, v in (spec.get("subset") or {}).items()} or None
         threshold = float(_fill(spec.get("threshold", 0.0), context))
         metric = _fill(spec.get("metric", ""), context)

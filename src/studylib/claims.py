@@ -45,6 +45,7 @@ import pandas as pd
 
 from studylib.analysis import paired_delta
 from studylib.metrics import paired_bootstrap_ci
+from studylib.multiplicity import holm_rejections, tail_p_values
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -199,27 +200,6 @@ def not_tested(id: str, source: str, statement: str, reason: str, *, metric: str
     return Claim(id, source, statement, metric, comparison, verdict=f"{NOT_TESTED}: {reason}", reported=reported)
 
 
-ONE_SIDED_LEVEL = 0.025  # each side of a two-sided 95 % CI
-
-
-def tail_p_values(estimate: float, distribution: Any, direction: str, threshold: float = 0.0) -> tuple[float, float]:
-    """One-sided p-values of "estimate ``direction`` threshold", ``(p_holds, p_fails)``, from the
-    normal tail of the bootstrap: z = (estimate − threshold) / SE, SE the standard deviation of the
-    resampled ``distribution``; for ``less`` p_holds = Φ(z) and p_fails = Φ(−z) (``greater``: swapped).
-    The percentile tail cannot resolve the p < 0.025 / m that a family of m parts needs with
-    B = 1,000 resamples, the normal tail can.  NaN without a distribution."""
-    values = np.asarray(distribution if distribution is not None else [], dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) < 2 or math.isnan(estimate):
-        return math.nan, math.nan
-    se = float(np.std(values, ddof=1))
-    gap = float(estimate) - threshold
-    z = math.copysign(math.inf, gap) if se == 0 else gap / se
-    below = 0.5 * math.erfc(-z / math.sqrt(2)) if not math.isnan(z) else 0.5  # Φ(z)
-    less = _ALIASES.get(direction, direction) == "less"
-    return (below, 1.0 - below) if less else (1.0 - below, below)
-
-
 def interval_claim(interval: Any, *, id: str, source: str, statement: str, metric: str,
                    comparison: str, direction: str, threshold: float = 0.0, reported: str = "",
                    note: str = "") -> Claim:
@@ -278,7 +258,8 @@ def mean_delta(rows: pd.DataFrame, a: str, b: str, column: str, *, per: str = "i
         raise ValueError(f"configs {a!r} and {b!r} cover different {per}s; a paired comparison needs the same ones")
     xa = means[a].loc[units].to_numpy(dtype=float)
     xb = means[b].loc[units].to_numpy(dtype=float)
-    return paired_bootstrap_ci(lambda x: float(np.mean(x)), (xa,), (xb,), n_resamples=n_bootstrap, seed=seed)
+    return paired_bootstrap_ci(lambda x: float(np.mean(x)), (xa,), (xb,), n_resamples=n_bootstrap, seed=seed,
+                               groups=None)
 
 
 def mean_delta_claim(rows: pd.DataFrame, *, id: str, source: str, statement: str, a: str, b: str,
@@ -344,18 +325,6 @@ def point_claim(value_a: float, value_b: float, *, id: str, source: str, stateme
     verdict = f"{HOLDS if ok else DOES_NOT_HOLD}{POINT}"
     return Claim(id, source, statement, metric, comparison, delta, math.nan, math.nan, verdict,
                  reported, note or "no confidence interval for this quantity")
-
-
-def holm_rejections(p_values: Sequence[float], level: float = ONE_SIDED_LEVEL) -> np.ndarray:
-    """Holm's step-down procedure: which of the m ``p_values`` are rejected at family-wise
-    ``level`` (sorted ascending, p_(j) is rejected while p_(j) < level / (m − j + 1))."""
-    p = np.asarray(p_values, dtype=float)
-    rejected = np.zeros(len(p), dtype=bool)
-    for rank, index in enumerate(np.argsort(p, kind="stable")):
-        if not p[index] < level / (len(p) - rank):
-            break
-        rejected[index] = True
-    return rejected
 
 
 def holm(parts: Sequence[Claim], side: str) -> tuple[list[Claim], int]:
@@ -464,7 +433,6 @@ def with_note(claim: Claim, note: str) -> Claim:
 
 __all__ = [
     "Claim", "DIRECTIONS", "DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "NOT_TESTED", "VERDICTS",
-    "ONE_SIDED_LEVEL", "all_of", "any_of", "claims_table", "delta_claim", "equivalence_claim", "holm",
-    "holm_rejections", "tail_p_values",
+    "all_of", "any_of", "claims_table", "delta_claim", "equivalence_claim", "holm",
     "interval_claim", "judge", "verdict", "verdict_base", "mean_delta", "mean_delta_claim", "not_tested", "point_claim", "style_claims", "with_note",
 ]

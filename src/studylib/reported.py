@@ -52,6 +52,7 @@ def reported_label(paper: str, table: str, model: str = "LLaVA-1.5-7B") -> str:
 #: this run's metric -> (multiplier into the paper's unit, paper unit)
 PAPER_UNITS = {
     "accuracy": (100.0, "%"),
+    "f1": (100.0, "%"),
     "sel_acc_80": (100.0, "%"),
     "accuracy_sd": (100.0, "%"),
     "selective_accuracy_80": (100.0, "%"),
@@ -65,13 +66,17 @@ PAPER_UNITS = {
 
 def to_paper_units(frame: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
     """Scale fraction-valued metrics (accuracy, confidence, CHAIR, ...) to percent as the papers
-    print them; other columns unchanged.  Columns ``<metric>_low/_high`` follow their metric."""
+    print them; other columns unchanged.  Columns ``<metric>_low/_high`` follow their metric.  The
+    converted metrics are listed in ``attrs["paper_units"]`` (so that tables do not scale them again)."""
     out = frame.copy()
+    converted = set(out.attrs.get("paper_units", ()))
     for metric in metrics:
         factor = PAPER_UNITS.get(metric, (1.0, ""))[0]
         for column in (metric, f"{metric}_low", f"{metric}_high", f"{metric}_sd"):
             if column in out and factor != 1.0:
                 out[column] = out[column] * factor
+                converted.add(metric)
+    out.attrs["paper_units"] = sorted(converted)  # read by studylib.pages.style_table: already in %
     return out
 
 
@@ -89,8 +94,9 @@ def beside_reported(ours: pd.DataFrame, metrics: Iterable[str], *, paper: str, t
     source = ``label`` (this run) or ``"reported"``; values in the paper's units.  A reported
     cell is empty where the paper has no number for that configuration.  ``table`` may list
     several tables (first match wins); ``aliases`` maps our metric name to the CSV's
-    (``sel_acc_80`` -> ``selective_accuracy_80``); ``ci=True`` adds a ``95% CI`` column for
-    metrics with ``<metric>_low``/``_high`` columns.  The unpruned model (``pruner == "full"``)
+    (``sel_acc_80`` -> ``selective_accuracy_80``); ``ci=True`` adds the columns ``95% CI low`` and
+    ``95% CI high`` for metrics with ``<metric>_low``/``_high`` columns (one column "this run [95 % CI]"
+    on the page: :func:`studylib.pages.style_table`).  The unpruned model (``pruner == "full"``)
     is matched with the paper's ``full_k`` (576 for LLaVA-1.5) whatever our N.
     """
     metrics = list(metrics)
@@ -115,8 +121,9 @@ def beside_reported(ours: pd.DataFrame, metrics: Iterable[str], *, paper: str, t
             out["paper K"] = paper_k
         for metric in metrics:
             out[(metric, label)] = row.get(metric, math.nan)
-            if ci and f"{metric}_low" in row and not pd.isna(row[f"{metric}_low"]):
-                out[(metric, "95% CI")] = f"[{row[f'{metric}_low']:.3g}, {row[f'{metric}_high']:.3g}]"
+            if ci and f"{metric}_low" in row:
+                out[(metric, "95% CI low")] = row[f"{metric}_low"]
+                out[(metric, "95% CI high")] = row[f"{metric}_high"]
             out[(metric, "reported")] = lookup.get((pruner, paper_k, aliases.get(metric, metric)), math.nan)
         rows.append(out)
     frame = pd.DataFrame(rows)

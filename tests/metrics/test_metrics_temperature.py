@@ -67,7 +67,7 @@ def test_separable_data_warns_at_the_bound():
 
 def test_cross_validation_fits_each_fold_without_its_own_samples():
     logits, labels = planted_problem(2.0, n=2000, seed=4)
-    result = cross_validated_temperature_scaling(logits, labels, n_folds=5, seed=0)
+    result = cross_validated_temperature_scaling(logits, labels, n_folds=5, seed=0, groups=None)
     assert result.n_folds == 5
     assert sorted(np.bincount(result.fold)) == [400] * 5
     for fold in range(5):
@@ -79,13 +79,13 @@ def test_cross_validation_fits_each_fold_without_its_own_samples():
 
 def test_cross_validation_is_seeded_and_folds_are_shared_across_configurations():
     logits, labels = planted_problem(1.5, n=500, seed=5)
-    first = cross_validated_temperature_scaling(logits, labels, seed=7)
-    again = cross_validated_temperature_scaling(logits, labels, seed=7)
-    other_config = cross_validated_temperature_scaling(logits * 0.5, labels, seed=7)
+    first = cross_validated_temperature_scaling(logits, labels, seed=7, groups=None)
+    again = cross_validated_temperature_scaling(logits, labels, seed=7, groups=None)
+    other_config = cross_validated_temperature_scaling(logits * 0.5, labels, seed=7, groups=None)
     np.testing.assert_array_equal(first.fold, again.fold)
     np.testing.assert_array_equal(first.temperatures, again.temperatures)
     np.testing.assert_array_equal(first.fold, other_config.fold)
-    assert not np.array_equal(first.fold, cross_validated_temperature_scaling(logits, labels, seed=8).fold)
+    assert not np.array_equal(first.fold, cross_validated_temperature_scaling(logits, labels, seed=8, groups=None).fold)
 
 
 def test_group_folds_keep_each_image_in_one_fold():
@@ -104,7 +104,7 @@ def test_bad_fold_count_raises(n_folds):
 
 def test_more_folds_than_samples_raises():
     with pytest.raises(ValueError, match="n_folds"):
-        cross_validated_temperature_scaling(np.zeros((3, 2)), [0, 1, 0], n_folds=5)
+        cross_validated_temperature_scaling(np.zeros((3, 2)), [0, 1, 0], n_folds=5, groups=None)
 
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), float("inf")])

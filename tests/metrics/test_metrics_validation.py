@@ -31,7 +31,7 @@ PROBABILITY_METRICS = {
 LOGIT_METRICS = {
     "nll_from_logits": m.nll_from_logits,
     "fit_temperature": m.fit_temperature,
-    "cv_temperature": lambda z, y: m.cross_validated_temperature_scaling(z, y, n_folds=2),
+    "cv_temperature": lambda z, y: m.cross_validated_temperature_scaling(z, y, n_folds=2, groups=None),
 }
 
 

@@ -40,11 +40,23 @@ def dataset_loader(name: str) -> Callable[..., Dataset]:
 
 
 def load_dataset(name: str, **options) -> Dataset:
-    """Load dataset ``name`` with its options (paths, split, sizes)."""
-    return dataset_loader(name)(**options)
+    """Load dataset ``name`` with its options (paths, split, sizes); a question without text
+    raises :class:`DataFormatError` naming its id."""
+    dataset = dataset_loader(name)(**options)
+    check_question_texts(dataset, options)
+    return dataset
 
 
-__all__ = ["LETTERS", "Dataset", "Question", "dataset_loader", "list_datasets", "load_dataset", "register_dataset"]
+def check_question_texts(dataset: Dataset, options: dict) -> None:
+    """Every question needs its text (the prompt would otherwise ask nothing)."""
+    empty = [q.qid for q in dataset.questions if not isinstance(q.text, str) or not q.text.strip()]
+    if empty:
+        raise DataFormatError(f"dataset {dataset.name!r} (options {options}): question {empty[0]!r} has empty text"
+                              f"{f' ({len(empty)} such questions)' if len(empty) > 1 else ''}; fix or drop that "
+                              f"record in the data file")
+
+
+__all__ = ["LETTERS", "Dataset", "Question", "check_question_texts", "dataset_loader", "list_datasets", "load_dataset", "register_dataset"]
 
 # Loaders register themselves on import: the real benchmarks (pope, pope-lmms, scienceqa,
 # scienceqa-lmms, coco-captions, mme, mme-lmms) and the toy world (toy-pope, toy-scienceqa, toy-captions).

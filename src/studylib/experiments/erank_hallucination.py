@@ -36,8 +36,10 @@ from studylib.reported import beside_reported, reported, to_paper_units
 FIXED_TAU = "agile(erank_avg=1e-06,tau_max={tau})"
 #: the reference budget of seed 002 Table 13 (adaptive token count)
 PAPER_COUNT_K = 88
-#: the tasks of the adaptive sweep: (benchmark column of our rows, benchmark in reported.csv)
-TASKS = (("POPE", "POPE"), ("ScienceQA", "ScienceQA-IMG"))
+#: the tasks of the adaptive sweep: (benchmark column of our rows, benchmark in reported.csv, the
+#: paper's score: seed 002's POPE column is the F1 of LLaVA-1.5's POPE evaluation, not accuracy)
+TASKS = (("POPE", "POPE", "f1"), ("ScienceQA", "ScienceQA-IMG", "accuracy"))
+SCORE_NAMES = {"f1": "F1", "accuracy": "accuracy"}
 #: adaptive methods: table name -> spec (AgilePruner specs get this run's reference values)
 ADAPTIVE = {"vispruner": "vispruner", "VisPruner + adaptive": "agile_mix(div=vispruner)",
             "VisPruner + inverse": "agile_mix(div=vispruner,slope=-1)", "divprune": "divprune", "saliency": "saliency",
@@ -103,9 +105,9 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
                                         image_erank, image_entropy, setup.label),
         "table4": table4_reported(),
         "tau": tau_styled(tau_table, k_main, setup.label),
-        **{f"adaptive_{task}": adaptive_styled(adaptive, task, benchmark, as_reported,
+        **{f"adaptive_{task}": adaptive_styled(adaptive, task, benchmark, metric, as_reported,
                                                {**k_map, count_reference_k: PAPER_COUNT_K}, setup.label)
-           for task, benchmark in TASKS},
+           for task, benchmark, metric in TASKS},
     }
     result.figures = {"mixing": mixing_figure(mixing, setup.toy),
                       "tau": tau_figure(tau_table, k_main, setup.label, setup.toy)}
@@ -171,7 +173,7 @@ def _claims_context(specs, mix, tau_spec, agile_count, k_main, budgets, count_re
     r_low, r_high, tau_low, tau_high = min(mix), max(mix), min(tau_spec), max(tau_spec)
     return {"k_main": k_main, "budgets": list(budgets), "count_reference_k": count_reference_k,
             "k_map": {count_reference_k: PAPER_COUNT_K, **k_map},
-            "tasks": [{"name": task, "benchmark": benchmark} for task, benchmark in TASKS],
+            "tasks": [{"name": task, "benchmark": benchmark, "metric": metric} for task, benchmark, metric in TASKS],
             **{name: specs[table_name] for name, table_name in CLAIM_NAMES.items()}, "agile_count": agile_count,
             "r_low": r_low, "r_high": r_high, "mix_low": mix[r_low], "mix_high": mix[r_high],
             "tau_low": tau_low, "tau_high": tau_high,
@@ -262,19 +264,23 @@ def by_task(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 def tau_frame(frames: Mapping[str, pd.DataFrame], tau_spec: Mapping[float, str], cfg: Callable[[str], str],
               label: str) -> pd.DataFrame:
-    """Per task and fixed threshold τ: erank of the kept tokens and accuracy, beside Table 12."""
+    """Per task and fixed threshold τ: erank of the kept tokens and the task's score (POPE F1,
+    ScienceQA accuracy), beside Table 12."""
     reported_t12 = reported("002", "Table 12")
+    scores = {task: metric for task, _, metric in TASKS}
     records = []
     for task, frame in frames.items():
-        accuracy = frame.groupby("config")["correct"].mean()
+        metric = scores.get(task, "accuracy")
+        score = analysis.calibration_summary(frame, n_bootstrap=0).set_index("config")[metric]
         erank = frame.drop_duplicates(["config", "image"]).groupby("config")["erank_kept"].mean()
         for tau, spec in tau_spec.items():
             ref = reported_t12[(reported_t12["benchmark"] == task) & (reported_t12["method"] == f"fixed tau={tau:g}")]
             ref = ref.set_index("metric")["value"]
             records.append({"task": task, "tau": tau, f"erank ({label})": erank[cfg(spec)],
                             "erank (reported)": ref.get("erank", float("nan")),
-                            f"accuracy % ({label})": 100 * accuracy[cfg(spec)],
-                            "accuracy % (reported)": ref.get("accuracy", float("nan"))})
+                            "score": SCORE_NAMES[metric],
+                            f"score % ({label})": 100 * score[cfg(spec)],
+                            "score % (reported)": ref.get(metric, float("nan"))})
     return pd.DataFrame(records)
 
 
@@ -288,8 +294,8 @@ def tau_figure(tau_table: pd.DataFrame, k_main: int, label: str, toy: bool) -> F
     left, right = fig.subplots(1, 2)
     for task, part in tau_table.groupby("task", sort=False):
         left.plot(part["tau"], part[f"erank ({label})"], marker="o", label=task)
-        right.plot(part["tau"], part[f"accuracy % ({label})"], marker="o", label=task)
-    for ax, name in ((left, "erank of kept tokens"), (right, "accuracy (%)")):
+        right.plot(part["tau"], part[f"score % ({label})"], marker="o", label=f"{task} ({part['score'].iloc[0]})")
+    for ax, name in ((left, "erank of kept tokens"), (right, "score (%)")):
         ax.set_xlabel("similarity threshold tau")
         ax.set_ylabel(name)
         ax.set_title(("TOY — " if toy else "") + f"{name} vs. tau (K={k_main})")
@@ -298,10 +304,10 @@ def tau_figure(tau_table: pd.DataFrame, k_main: int, label: str, toy: bool) -> F
     return fig
 
 
-def adaptive_styled(summary: pd.DataFrame, task: str, benchmark: str, reported_pruner: Mapping[str, str],
-                    k_map: Mapping[int, int], label: str):
-    side = beside_reported(summary[summary["benchmark"] == task], ["accuracy", "ece"], paper="002",
+def adaptive_styled(summary: pd.DataFrame, task: str, benchmark: str, metric: str,
+                    reported_pruner: Mapping[str, str], k_map: Mapping[int, int], label: str):
+    side = beside_reported(summary[summary["benchmark"] == task], [metric, "ece"], paper="002",
                            table=ADAPTIVE_TABLES, label=label, k_map=k_map, benchmark=benchmark,
                            reported_pruner=reported_pruner, ci=True)
-    return style_table(side, caption=f"{task}: adaptive methods, {label} vs. reported accuracy "
+    return style_table(side, caption=f"{task}: adaptive methods, {label} vs. reported {SCORE_NAMES[metric]} "
                                      "(seed 002 Tables 5-7, 11, 13)")

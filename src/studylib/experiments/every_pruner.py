@@ -159,12 +159,12 @@ def pruner_specs(pruners: str | Sequence[str]) -> list[str]:
 # --- summaries ---------------------------------------------------------------------------------
 
 def summarise(rows: pd.DataFrame, *, pope: bool = False, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One row per configuration: :func:`studylib.analysis.calibration_summary` (CIs over images),
-    POPE F1 with its CI (``pope``), the mean erank and attention entropy of the kept tokens per image,
+    """One row per configuration: :func:`studylib.analysis.calibration_summary` (CIs over images;
+    POPE's F1 kept only for ``pope``), the mean erank and attention entropy of the kept tokens per image,
     and the pruner's registry ``name`` and ``family``."""
     summary = analysis.calibration_summary(rows, n_bootstrap=n_bootstrap, seed=seed)
-    if pope:
-        summary = summary.merge(analysis.pope_f1_summary(rows, n_bootstrap=n_bootstrap, seed=seed), on="config")
+    if not pope:
+        summary = summary.drop(columns=["f1", "f1_low", "f1_high"], errors="ignore")
     kept = rows.drop_duplicates(["config", "image"]).groupby("config")[["erank_kept", "entropy_kept"]].mean()
     summary = summary.merge(kept.reset_index(), on="config", how="left")
     pruners = [Config.parse(c).build() for c in summary["config"]]

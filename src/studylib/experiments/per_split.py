@@ -52,16 +52,18 @@ def split_table(by_split: pd.DataFrame, changes: dict, full: str, moderate: str,
                 label: str) -> pd.DataFrame:
     """One row per split: ECE unpruned and at ``moderate``, the change with its CI, and the
     paper's §4.6 values (unpruned, default SCOPE at K = 128)."""
-    ece = by_split.set_index(["config", "split"])["ece"]
+    ece = by_split.set_index(["config", "split"])[["ece", "ece_low", "ece_high"]]
     paper = reported("000", "§4.6 text")
     records = []
     for split, delta in changes.items():
         ref = paper[paper["benchmark"] == f"POPE-{split}"].set_index("pruner")["value"]
-        records.append({"split": split, f"ECE full ({label})": ece[(full, split)],
-                        f"ECE K={moderate_k} ({label})": ece[(moderate, split)],
-                        "change": delta.estimate, "change 95% CI": f"[{delta.low:+.3f}, {delta.high:+.3f}]",
-                        "ECE full (reported)": ref.get("full", float("nan")),
-                        "ECE K=128 (reported)": ref.get(REPORTED_MODERATE, float("nan"))})
+        record = {"split": split}
+        for config, name in ((full, f"ECE full ({label})"), (moderate, f"ECE K={moderate_k} ({label})")):
+            value, low, high = ece.loc[(config, split)]
+            record |= {name: value, f"{name}_low": low, f"{name}_high": high}
+        records.append(record | {"change": delta.estimate, "change_low": delta.low, "change_high": delta.high,
+                                 "ECE full (reported)": ref.get("full", float("nan")),
+                                 "ECE K=128 (reported)": ref.get(REPORTED_MODERATE, float("nan"))})
     return pd.DataFrame(records)
 
 

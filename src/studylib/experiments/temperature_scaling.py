@@ -41,7 +41,7 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
     full, moderate = setup.cfg("full"), setup.cfg(pruner, moderate_k)
     t = scaled.set_index("config")
     context = {"pruner": pruner, "moderate_k": moderate_k, "k_map": k_map, "configs": list(t.index),
-               "best_after": t["ece_after"].idxmin()}
+               "other_configs": [c for c in t.index if c != moderate], "best_after": t["ece_after"].idxmin()}
     result = setup.result(rows={"rows": rows}, summary=scaled)
     result.tables = {
         "scaling": style_table(side, caption=f"Cross-validated temperature scaling ({n_folds} folds): "
@@ -49,7 +49,8 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
         "folds": style_table(scaled[DETAIL_COLUMNS], hide_index=True),
     }
     result.figures = {"scaling": _figure(scaled, setup.toy)}
-    result.claims = setup.claims(rows, context, point_values(t, moderate))
+    scaled_rows = analysis.held_out_scaled(rows, n_folds=n_folds, seed=setup.bootstrap_seed)
+    result.claims = setup.claims({"rows": rows, "scaled": scaled_rows}, context)
     result.values = {
         "full_temperature": t.loc[full, "t_mean"], "moderate_temperature": t.loc[moderate, "t_mean"],
         "full_ece_after": t.loc[full, "ece_after"], "moderate_ece_after": t.loc[moderate, "ece_after"],
@@ -57,17 +58,6 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
     result.notes["run"] = (f"{rows['qid'].nunique()} questions about {rows['image'].nunique()} images x "
                            f"{rows['config'].nunique()} configurations")
     return result
-
-
-def point_values(t: pd.DataFrame, moderate: str) -> dict[str, float]:
-    """The claims' point estimates from the temperature summary (indexed by config):
-    ``ece_before[c]``, ``ece_after[c]``, ``t_star_dev[c]`` (= |T* − 1|) per configuration and
-    ``moderate_is_best`` (1 when ``moderate`` has the lowest ECE after scaling, else 0)."""
-    values = {"moderate_is_best": float(t["ece_after"].idxmin() == moderate)}
-    for config, row in t.iterrows():
-        values |= {f"ece_before[{config}]": row["ece_before"], f"ece_after[{config}]": row["ece_after"],
-                   f"t_star_dev[{config}]": abs(row["t_mean"] - 1)}
-    return values
 
 
 def _figure(scaled: pd.DataFrame, toy: bool) -> Figure:

@@ -35,8 +35,6 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
     side = beside_reported(table, TABLE1_METRICS, paper="000", table="Table 1", label=setup.label, k_map=k_map)
 
     full, moderate = setup.cfg("full"), setup.cfg(pruner, moderate_k)
-    t_star = temperature.set_index("config")["t_mean"]
-    values = {f"t_star_dev[{c}]": abs(t - 1) for c, t in t_star.items()}
     context = {"pruner": pruner, "moderate_k": moderate_k, "aggressive_k": aggressive_k, "k_map": k_map,
                "accuracy_margin": accuracy_margin, "accuracy_margin_pp": accuracy_margin * 100}
     by_config = summary.set_index("config")
@@ -47,7 +45,7 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
         "ci": style_table(summary[CI_COLUMNS], hide_index=True),
     }
     result.figures = {"u_curve": _figure(summary, pruner, setup.toy)}
-    result.claims = setup.claims(rows, context, values)
+    result.claims = setup.claims(rows, context)
     result.values = {
         "full_accuracy": by_config.loc[full, "accuracy"], "full_ece": by_config.loc[full, "ece"],
         "moderate_accuracy": by_config.loc[moderate, "accuracy"], "moderate_ece": by_config.loc[moderate, "ece"],

@@ -22,6 +22,7 @@ from studylib.metrics.calibration import (
     brier_binary,
     brier_multiclass,
     brier_top_label,
+    binned_calibration_error,
     calibration_error,
     expected_calibration_error,
     maximum_calibration_error,
@@ -68,6 +69,7 @@ from studylib.metrics.selective import (
     optimal_aurc,
     risk_coverage_curve,
     selective_accuracy,
+    selective_metrics,
 )
 from studylib.metrics.temperature import (
     CrossValidatedTemperature,
@@ -107,6 +109,7 @@ __all__ = [
     "brier_binary",
     "brier_multiclass",
     "brier_top_label",
+    "binned_calibration_error",
     "calibration_error",
     "caption_counts",
     "caption_objects",
@@ -137,6 +140,7 @@ __all__ = [
     "scaled_probabilities",
     "score_mme",
     "selective_accuracy",
+    "selective_metrics",
     "singularize",
     "tokenize",
     "top_label",

@@ -16,6 +16,8 @@ metric(A) − metric(B).
 Cluster bootstrap: with ``groups`` (one id per question, e.g. the image; POPE asks 6
 questions per image), whole groups are drawn with replacement (as many as there are groups)
 and all their questions enter the resample, which respects the within-image correlation.
+:func:`bootstrap_ci` and :func:`paired_bootstrap_ci` require ``groups`` (keyword): image ids,
+or ``None`` for independent questions, so the resampling unit is always a stated choice.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from studylib.metrics.validation import MetricInputError, check_open_unit, check_positive_int
+from studylib.metrics.validation import (GROUPS_REQUIRED, MetricInputError, check_groups_stated, check_open_unit,
+                                         check_positive_int)
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -105,12 +108,14 @@ def bootstrap_ci(
     n_resamples: int = DEFAULT_RESAMPLES,
     confidence_level: float = DEFAULT_LEVEL,
     seed: int = 0,
-    groups=None,
+    groups=GROUPS_REQUIRED,
 ) -> BootstrapInterval:
-    """Percentile bootstrap CI of ``metric(*arrays)`` (module docstring).
+    """Percentile bootstrap CI of ``metric(*arrays)`` (module docstring); ``groups`` is
+    required: image ids (cluster bootstrap) or ``None`` (questions independent).
 
     Example: ``bootstrap_ci(expected_calibration_error, confidence, correct, groups=image_ids)``.
     """
+    groups = check_groups_stated(groups, "bootstrap_ci")
     confidence_level = check_open_unit(confidence_level, "confidence_level", include_one=False)
     arrays = _as_sample_arrays(arrays, "arrays")
     distribution = np.array(
@@ -124,16 +129,19 @@ def paired_bootstrap_ci(
     metric: Callable[..., float],
     arrays_a: Sequence,
     arrays_b: Sequence,
+    *,
     n_resamples: int = DEFAULT_RESAMPLES,
     confidence_level: float = DEFAULT_LEVEL,
     seed: int = 0,
-    groups=None,
+    groups=GROUPS_REQUIRED,
 ) -> BootstrapInterval:
     """Percentile bootstrap CI of ``metric(*arrays_a) − metric(*arrays_b)`` on the same questions.
 
     ``arrays_a`` and ``arrays_b`` are tuples of per-question arrays for configurations A and B,
-    aligned question by question; each resample applies one index array to both.
+    aligned question by question; each resample applies one index array to both.  ``groups``
+    is required, as for :func:`bootstrap_ci`.
     """
+    groups = check_groups_stated(groups, "paired_bootstrap_ci")
     confidence_level = check_open_unit(confidence_level, "confidence_level", include_one=False)
     arrays_a = _as_sample_arrays(arrays_a, "arrays_a")
     arrays_b = _as_sample_arrays(arrays_b, "arrays_b")

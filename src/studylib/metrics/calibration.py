@@ -169,8 +169,12 @@ def calibration_error(
     positive-class probabilities and 0/1 targets instead gives *positive-class* calibration
     error, a different number.  Bins: see the module docstring for ``edges``.
     """
+    return binned_calibration_error(reliability_bins(confidence, correct, n_bins, edges), norm)
+
+
+def binned_calibration_error(bins: ReliabilityBins, norm: str = "l1") -> float:
+    """:func:`calibration_error` of already computed bins (ECE and MCE of one sample share them)."""
     norm = check_choice(norm, "norm", NORMS)
-    bins = reliability_bins(confidence, correct, n_bins, edges)
     gap = np.abs(bins.gap[bins.nonempty])
     weight = bins.weight[bins.nonempty]
     if norm == "l1":

@@ -300,7 +300,7 @@ def chair_from_counts(mentions, hallucinated, recalled, ground_truth) -> dict[st
     """CHAIR_s, CHAIR_i and recall from per-caption counts (ratios of sums; NaN when undefined).
 
     For a bootstrap CI resample the per-caption counts, e.g. CHAIR_i:
-    ``bootstrap_ci(lambda h, m: h.sum() / m.sum(), counts["hallucinated"], counts["mentions"])``.
+    ``bootstrap_ci(lambda h, m: h.sum() / m.sum(), counts["hallucinated"], counts["mentions"], groups=images)``.
     """
     mentions, hallucinated = as_counts(mentions, "mentions"), as_counts(hallucinated, "hallucinated")
     recalled, ground_truth = as_counts(recalled, "recalled"), as_counts(ground_truth, "ground_truth")

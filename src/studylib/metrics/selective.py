@@ -144,3 +144,16 @@ def selective_accuracy(confidence, correct, coverage: float) -> float:
     _, expected_correct = expected_cumulative_correct(confidence, correct)
     k = coverage_count(len(expected_correct), coverage)
     return float(expected_correct[k - 1] / k)
+
+
+def selective_metrics(confidence, correct, coverage: float) -> dict[str, float]:
+    """``aurc``, ``e_aurc`` (discrete AURC*) and ``selective_accuracy`` at ``coverage`` from one
+    ranking of the samples: the values of :func:`aurc`, :func:`excess_aurc` and
+    :func:`selective_accuracy` with one sort instead of three (bootstrap loops)."""
+    correct = as_binary(correct, "correct")
+    _, expected_correct = expected_cumulative_correct(confidence, correct)
+    n = len(expected_correct)
+    area = float(np.mean(1.0 - expected_correct / np.arange(1, n + 1, dtype=np.float64)))
+    k = coverage_count(n, coverage)
+    return {"aurc": area, "e_aurc": area - optimal_aurc(n, int(np.sum(~correct))),
+            "selective_accuracy": float(expected_correct[k - 1] / k)}

@@ -6,9 +6,11 @@ negative log-likelihood
 
 .. math:: \mathrm{NLL}(T) = \frac1N \sum_i \Big[\ln\sum_k e^{z_{ik}/T} - z_{i,y_i}/T\Big].
 
-NLL is convex in :math:`\beta = 1/T`, hence unimodal in :math:`u = \ln T`; the fit runs
-SciPy's bounded Brent search (``minimize_scalar(method="bounded")``) on u over
-``[ln T_min, ln T_max]``, which keeps T > 0 and needs no starting value.
+NLL is convex in :math:`\beta = 1/T` with derivative
+:math:`\frac1N\sum_i (\mathbb{E}_{p_i}[z_i] - z_{i,y_i})` and second derivative
+:math:`\frac1N\sum_i \mathrm{Var}_{p_i}[z_i] \ge 0`, so the fit runs Newton's method on β from
+β = 1 (or a given start), clipped to ``[1/T_max, 1/T_min]`` and halving any step that does not lower
+the NLL: a few milliseconds for 10,000 questions, fast enough to refit T on every bootstrap resample.
 
 The logits are those of the restricted answer set (e.g. "Yes"/"No" or the option letters).
 When only restricted probabilities were stored, pass ``np.log(probs)``: softmax of
@@ -24,23 +26,26 @@ configuration compared, so the folds are identical across them.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
 from studylib.metrics.validation import (
+    GROUPS_REQUIRED,
     MetricInputError,
     as_labels,
     as_logits,
+    check_groups_stated,
     check_positive_int,
     check_same_length,
 )
 
 DEFAULT_BOUNDS = (0.01, 100.0)
-LOG_T_TOLERANCE = 1e-10
+BETA_TOLERANCE = 1e-10  # relative change of β = 1/T that stops the fit
+MAX_NEWTON_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -93,25 +98,60 @@ def nll_from_logits(logits, labels, temperature: float = 1.0) -> float:
     return _nll(logits, labels, _check_temperature(temperature))
 
 
-def _fit(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float]) -> float:
-    low, high = np.log(bounds[0]), np.log(bounds[1])
-    result = minimize_scalar(
-        lambda log_t: _nll(logits, labels, float(np.exp(log_t))),
-        bounds=(low, high),
-        method="bounded",
-        options={"xatol": LOG_T_TOLERANCE, "maxiter": 500},
-    )
-    if min(result.x - low, high - result.x) < 1e-4:
+def _row_logsumexp(values: np.ndarray) -> np.ndarray:
+    """log Σ_k exp(values_ik) per row, stably (plain NumPy: SciPy's is slow on thin matrices)."""
+    top = values.max(axis=1, keepdims=True)
+    return (top + np.log(np.exp(values - top).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def _margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """m_ik = z_ik − z_iy (the label's column is 0): NLL(β) = mean_i log Σ_k exp(β m_ik)."""
+    return logits - logits[np.arange(len(labels)), labels][:, None]
+
+
+def _beta_derivatives(margins: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-question first and second derivatives of the NLL in β: E_p[m_i] and Var_p[m_i]."""
+    scaled = beta * margins
+    probs = np.exp(scaled - _row_logsumexp(scaled)[:, None])
+    mean = np.sum(probs * margins, axis=1)
+    return mean, np.sum(probs * margins ** 2, axis=1) - mean ** 2
+
+
+def _fit(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float], start: float = 1.0) -> float:
+    """T* by safeguarded Newton on β = 1/T from T = ``start`` (module docstring); warns when T*
+    lands on a bound."""
+    margins = _margins(logits, labels)
+    low, high = 1.0 / bounds[1], 1.0 / bounds[0]
+
+    def nll(beta: float) -> float:
+        return float(np.mean(_row_logsumexp(beta * margins)))
+
+    beta = min(max(1.0 / start, low), high)
+    value = nll(beta)
+    for _ in range(MAX_NEWTON_STEPS):
+        first, second = _beta_derivatives(margins, beta)
+        gradient, curvature = float(np.mean(first)), float(np.mean(second))
+        step = gradient / curvature if curvature > 0 else math.copysign(beta, gradient)
+        candidate = min(max(beta - step, low), high)
+        trial = nll(candidate)
+        while trial > value and abs(candidate - beta) > BETA_TOLERANCE * beta:
+            candidate = 0.5 * (beta + candidate)
+            trial = nll(candidate)
+        moved = abs(candidate - beta)
+        beta, value = candidate, min(trial, value)
+        if moved <= BETA_TOLERANCE * beta:
+            break
+    if min(beta - low, high - beta) <= 1e-9 * beta:
         warnings.warn(
-            f"temperature fit stopped at the bound T = {np.exp(result.x):.4g} of {bounds}; "
+            f"temperature fit stopped at the bound T = {1.0 / beta:.4g} of {bounds}; "
             "the data may be perfectly separable or the bounds too tight.",
             RuntimeWarning,
             stacklevel=3,
         )
-    return float(np.exp(result.x))
+    return float(1.0 / beta)
 
 
-def fit_temperature(logits, labels, bounds: tuple[float, float] = DEFAULT_BOUNDS) -> float:
+def fit_temperature(logits, labels, bounds: tuple[float, float] = DEFAULT_BOUNDS, start: float = 1.0) -> float:
     r"""T* = argmin_T NLL(T) over ``bounds`` = (T_min, T_max), default (0.01, 100).
 
     ``logits`` (N, C), ``labels`` integers in [0, C).  T* > 1 softens over-confident
@@ -120,7 +160,7 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = DEFAULT_BOUNDS
     logits = as_logits(logits)
     labels = as_labels(labels, logits.shape[1])
     check_same_length(logits=logits, labels=labels)
-    return _fit(logits, labels, _check_bounds(bounds))
+    return _fit(logits, labels, _check_bounds(bounds), _check_temperature(start))
 
 
 def fold_assignment(n_samples: int, n_folds: int, seed: int = 0, groups=None) -> np.ndarray:
@@ -149,12 +189,16 @@ def fold_assignment(n_samples: int, n_folds: int, seed: int = 0, groups=None) ->
 
 
 def cross_validated_temperature_scaling(
-    logits, labels, n_folds: int = 5, seed: int = 0, groups=None, bounds: tuple[float, float] = DEFAULT_BOUNDS
+    logits, labels, *, groups=GROUPS_REQUIRED, n_folds: int = 5, seed: int = 0,
+    bounds: tuple[float, float] = DEFAULT_BOUNDS
 ) -> CrossValidatedTemperature:
     """K-fold cross-validated temperature scaling (module docstring); default K = 5 as in seed 000 §4.7.
 
-    Returns per-fold T* and the held-out scaled probabilities of every sample.
+    ``groups`` is required: image ids (all questions about an image share a fold) or ``None``
+    (questions assigned to folds independently).  Returns per-fold T* and the held-out scaled
+    probabilities of every sample.
     """
+    groups = check_groups_stated(groups, "cross_validated_temperature_scaling")
     logits = as_logits(logits)
     labels = as_labels(labels, logits.shape[1])
     check_same_length(logits=logits, labels=labels)

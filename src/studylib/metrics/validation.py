@@ -160,6 +160,20 @@ def as_counts(values, name: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
+#: default of a ``groups`` argument that callers must state (see :func:`check_groups_stated`)
+GROUPS_REQUIRED = object()
+
+
+def check_groups_stated(groups, function: str):
+    """``groups`` unless left at :data:`GROUPS_REQUIRED`: the resampling unit must be chosen by
+    the caller, since questions about one image are correlated."""
+    if groups is GROUPS_REQUIRED:
+        raise MetricInputError(
+            f"{function}: groups is required; pass groups=image_ids to resample whole images (POPE-style data: "
+            "several questions per image) or groups=None to treat every question as independent.")
+    return groups
+
+
 def check_same_length(**arrays: np.ndarray) -> int:
     """Common first dimension of the named arrays."""
     lengths = {name: len(array) for name, array in arrays.items()}

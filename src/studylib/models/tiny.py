@@ -33,6 +33,8 @@ ATTENTION = {"vision_config": "eager", "text_config": "sdpa", "": "sdpa"}
 TINY_RANDOM_NAME = "tiny-random"
 TINY_LLAVA_NEXT_NAME = "tiny-random-llava-next"
 TINY_QWEN_NAME = "tiny-random-qwen2.5-vl"
+#: decoder layers of every tiny model's language model
+TINY_TEXT_LAYERS = 3
 
 NEXT_TILE, NEXT_PINPOINTS = 112, [[112, 224], [224, 112], [224, 224]]
 QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 224 * 224, 448 * 448
@@ -96,7 +98,7 @@ def _built(model_class, config, seed: int):
 
 
 def tiny_random_llava(tokenizer, seed: int = 0, image_size: int = 336, patch_size: int = 14,
-                      vision_layers: int = 3, text_layers: int = 3) -> LlavaForConditionalGeneration:
+                      vision_layers: int = 3, text_layers: int = TINY_TEXT_LAYERS) -> LlavaForConditionalGeneration:
     """A randomly initialised LLaVA with LLaVA-1.5's geometry (336 px, patch 14 -> 24x24 = 576
     tokens) and CLIP-L / Llama-7B shape *ratios* at tiny width (head dim 16, MLP 4x / 2.7x),
     so that the 7B code path runs in tests without weights."""
@@ -130,7 +132,7 @@ def tiny_random_llava_next(seed: int = 0, tokenizer=None) -> tuple[LlavaNextForC
     processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
                                    vision_feature_select_strategy="default", num_additional_image_tokens=1,
                                    chat_template=VICUNA_TEMPLATE)
-    config = LlavaNextConfig(vision_config=_clip_vision(NEXT_TILE, 3), text_config=_llama_text(tokenizer, 3),
+    config = LlavaNextConfig(vision_config=_clip_vision(NEXT_TILE, 3), text_config=_llama_text(tokenizer, TINY_TEXT_LAYERS),
                              image_token_index=tokenizer.convert_tokens_to_ids(prompts.IMAGE_PLACEHOLDER),
                              image_grid_pinpoints=NEXT_PINPOINTS, vision_feature_layer=-2,
                              vision_feature_select_strategy="default", tie_word_embeddings=False)
@@ -156,7 +158,7 @@ def tiny_random_qwen2_5_vl(seed: int = 0, tokenizer=None) -> tuple[Qwen2_5_VLFor
                                          chat_template=QWEN_TEMPLATE)
     ids = {name: tokenizer.convert_tokens_to_ids(f"<|{name.removesuffix('_token_id')}|>")
            for name in ("image_pad", "video_pad", "vision_start", "vision_end")}
-    text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=172, num_hidden_layers=3,
+    text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=172, num_hidden_layers=TINY_TEXT_LAYERS,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                 rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
                 pad_token_id=tokenizer.pad_token_id, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
@@ -194,7 +196,7 @@ def tiny_random(name: str):
 TINY_RANDOM_NAMES = (TINY_RANDOM_NAME, TINY_LLAVA_NEXT_NAME, TINY_QWEN_NAME)
 
 __all__ = ["ATTENTION", "ImageQwen2_5_VLProcessor", "TINY_LLAVA_NEXT_NAME", "TINY_QWEN_NAME", "TINY_RANDOM_NAME",
-           "TINY_RANDOM_NAMES", "VICUNA_TEMPLATE", "QWEN_TEMPLATE", "tiny_qwen_tokenizer", "tiny_random",
+           "TINY_RANDOM_NAMES", "TINY_TEXT_LAYERS", "VICUNA_TEMPLATE", "QWEN_TEMPLATE", "tiny_qwen_tokenizer", "tiny_random",
            "tiny_num_tokens", "tiny_random_llava", "tiny_random_llava_next", "tiny_random_processor",
            "tiny_random_qwen2_5_vl",
            "word_tokenizer"]

@@ -19,6 +19,12 @@ returned in raster order (official ``masked_select``); the CLS token is not kept
 
 Defaults as official: ``alpha = 1``, ``p = 1``, ``combine = mul``.
 
+Bounds: ``alpha`` in [0, 10] and ``p`` in (0, 10].  Saliencies are head-mean attention shares
+(``a_j <= 1``, typically ~1/N) and gaps are cosine differences (``<= 2``), so beyond 10 the
+float32 terms ``a_j^alpha`` and ``gap^p`` underflow to 0 for most tokens (or, with the head-sum
+scale of ``combine = add``, overflow): every score ties and the greedy step degenerates into
+index order.  The studied range (seed 000: alpha 0..1, p 0.5..3) is well inside.
+
 Deviations / choices:
 
 * ``VisualTokens.cls_attention`` is the **head mean**; the official code sums over the 16 heads.
@@ -98,8 +104,9 @@ def scope_inputs(tokens: VisualTokens, heads: int = 16) -> tuple[torch.Tensor, t
 
 @register(
     "scope",
-    Param("alpha", float, 1.0, "saliency exponent (0 = pure coverage)", low=0.0, key=True),
-    Param("gap_power", float, 1.0, "gap power p of seed 000 §5 (1 = official)", alias="p", low=0.0, low_open=True, key=True),
+    Param("alpha", float, 1.0, "saliency exponent (0 = pure coverage)", low=0.0, high=10.0, key=True),
+    Param("gap_power", float, 1.0, "gap power p of seed 000 §5 (1 = official)", alias="p", low=0.0, low_open=True,
+          high=10.0, key=True),
     Param("combine", str, "mul", "gain · a^alpha (mul, official) or gain + a^alpha (add)", choices=("mul", "add")),
     Param("heads", int, 16, "attention heads: head-mean → head-sum scale (matters for add only)", low=1),
     summary="SCOPE: greedy facility-location coverage × saliency^alpha",

@@ -51,9 +51,9 @@ from studylib.data.records import Dataset, Question
 from studylib.models import prompts
 from studylib.models.adapter import LlavaAdapter
 from studylib.models.families import llava, llava_next, qwen2_5_vl
-from studylib.models.loading import (TINY_RANDOM_NAMES, ModelNotFoundError, load_model, resolve_checkpoint,
-                                     tiny_random_llava)
-from studylib.models.tiny import TINY_LLAVA_NEXT_NAME, TINY_QWEN_NAME, tiny_num_tokens
+from studylib.models.loading import (TINY_RANDOM_NAMES, CheckpointError, ModelNotFoundError, check_checkpoint_dir,
+                                     load_model, resolve_checkpoint, tiny_random_llava)
+from studylib.models.tiny import TINY_LLAVA_NEXT_NAME, TINY_QWEN_NAME, TINY_TEXT_LAYERS, tiny_num_tokens
 from studylib.sweep.digests import canonical, cached_value, file_digest, files_digests, state_digest
 from studylib.sweep.grid import StudyParameterError
 from studylib.sweep.scoring import CAPTION_TASK
@@ -86,17 +86,48 @@ def model_num_tokens(model: str | os.PathLike | LlavaAdapter) -> int:
     name = str(model)
     if name in TINY_RANDOM_NAMES:
         return _tiny_random_tokens(name)
+    return _from_config(name, config_num_tokens)
+
+
+def _resolved(name: str, check_files: bool = False) -> str:
+    """:func:`resolve_checkpoint` (and, with ``check_files``, :func:`check_checkpoint_dir` of a
+    local directory) with their errors as the parameter error of ``model``."""
     try:
         source = resolve_checkpoint(name)
-    except ModelNotFoundError as error:
+        if check_files and Path(source).is_dir():
+            check_checkpoint_dir(Path(source))
+        return source
+    except (ModelNotFoundError, CheckpointError) as error:
         raise StudyParameterError(f"model: {error}") from None
+
+
+def _from_config(name: str, read) -> int:
+    """``read(source)`` of a resolved, checked checkpoint; an unreadable config is a parameter
+    error."""
+    source = _resolved(name, check_files=True)
     try:
-        return config_num_tokens(source)
+        return read(source)
     except (OSError, ValueError, AttributeError, KeyError) as error:
         raise StudyParameterError(
             f"model: cannot read the config of {name!r} ({str(error).splitlines()[0]}); pass 'toy', "
             f"'tiny-random', a local LLaVA checkpoint directory, or a hub id available offline "
             f"(huggingface-cli download {name} --local-dir models/{name.split('/')[-1]})") from None
+
+
+def config_num_layers(source: str) -> int:
+    """Decoder layers of a checkpoint's language model, from its config."""
+    return AutoConfig.from_pretrained(source).get_text_config().num_hidden_layers
+
+
+def model_num_layers(model: str | os.PathLike | LlavaAdapter) -> int:
+    """Decoder layers of ``model``'s language model (what an in-LLM pruner's ``layer`` is
+    checked against), read from its config; no weights are loaded."""
+    if isinstance(model, LlavaAdapter):
+        return model.model.config.get_text_config().num_hidden_layers
+    name = str(model)
+    if name in TINY_RANDOM_NAMES:
+        return TINY_TEXT_LAYERS
+    return _from_config(name, config_num_layers)
 
 
 def _directory_identity(path: Path) -> dict:
@@ -137,10 +168,7 @@ def model_identity(model: str | os.PathLike | LlavaAdapter) -> dict:
     name = str(model)
     if name in TINY_RANDOM_NAMES:
         return {"builtin": name}
-    try:
-        source = resolve_checkpoint(name)
-    except ModelNotFoundError as error:
-        raise StudyParameterError(f"model: {error}") from None
+    source = _resolved(name)
     if Path(source).is_dir():
         return _directory_identity(Path(source))
     return _hub_identity(source)
@@ -212,5 +240,5 @@ def objects_digest(dataset: Dataset, keys: Sequence[str]) -> str:
     return _sha([dataset.chair_vocabulary, canonical(objects)])
 
 
-__all__ = ["canonical", "canonical_options", "config_num_tokens", "display_name", "file_digest", "image_digests",
-           "images_digest", "model_identity", "model_num_tokens", "objects_digest", "prompts_digest", "questions_digest"]
+__all__ = ["canonical", "canonical_options", "config_num_layers", "config_num_tokens", "display_name", "file_digest", "image_digests",
+           "images_digest", "model_identity", "model_num_layers", "model_num_tokens", "objects_digest", "prompts_digest", "questions_digest"]

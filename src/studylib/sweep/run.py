@@ -39,33 +39,43 @@ from tqdm.auto import tqdm
 
 from studylib.data.records import Dataset, Question
 from studylib.models.adapter import LlavaAdapter
+from studylib.models.loading import ModelSettingError, check_device, check_dtype
 from studylib.pruners import PrunerConfigError
 from studylib.sweep.digests import code_digest
 from studylib.sweep.grid import Config, StudyParameterError, as_list, check_positive
 from studylib.sweep.identity import (canonical_options, display_name, image_digests, images_digest, model_identity,
-                                     model_num_tokens, objects_digest, prompts_digest, questions_digest)
+                                     model_num_layers, model_num_tokens, objects_digest, prompts_digest,
+                                     questions_digest)
 from studylib.sweep.scoring import CAPTION_TASK, Encoder, batches, score_batch
-from studylib.sweep.store import STORE_VERSION, Cell, find_stored
-from studylib.sweep.validate import load_checked_dataset, select_questions
+from studylib.sweep.store import STORE_VERSION, Cell, clean_stale_temporaries, find_stored
+from studylib.sweep.validate import layer_problems, load_checked_dataset, select_questions
 
 
 CACHE_INPUTS = "_studylib_cache_inputs"
 
 
 def _resolve_device(device) -> str:
-    return str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    """``device`` checked (:func:`~studylib.models.loading.check_device`); ``None``: CUDA when
+    available, else the CPU."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return str(check_device(device))
+    except ModelSettingError as error:
+        raise StudyParameterError(str(error)) from None
 
 
 def _resolve_dtype(model, dtype, device: str) -> torch.dtype:
-    """The adapter's dtype; for a model to load: ``dtype``, else float16 on CUDA, float32 on CPU."""
+    """The adapter's dtype; for a model to load: ``dtype`` (checked against ``device``), else
+    float16 on CUDA, float32 on CPU."""
     if isinstance(model, LlavaAdapter):
         return model.model.dtype
     if dtype is None:
         return torch.float16 if device.startswith("cuda") else torch.float32
-    resolved = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
-    if not isinstance(resolved, torch.dtype):
-        raise StudyParameterError(f"dtype: unknown torch dtype {dtype!r}; use 'float32', 'float16' or 'bfloat16'")
-    return resolved
+    try:
+        return check_dtype(dtype, device)
+    except ModelSettingError as error:
+        raise StudyParameterError(str(error)) from None
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -155,6 +165,9 @@ def plan_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config
                                       f"use budgets between 1 and {n_tokens}")
         if config.method == "full" and config.k != n_tokens:
             raise StudyParameterError(f"config {config}: 'full' keeps all tokens; use k = N = {n_tokens}")
+    layers = layer_problems([c.pruner for c in configs], model_num_layers(model))
+    if layers:
+        raise StudyParameterError(layers[0])
     has_captions = any(q.task == CAPTION_TASK for q in questions)
     identity, unknown = model_identity(model), {}
     if "hub_id" in identity:
@@ -306,6 +319,7 @@ def prepare(model, dataset: str, configs, *, dataset_options: dict | None = None
     plan = plan_sweep(model, dataset, configs, dataset_options=dataset_options, results_dir=results_dir,
                       limit=limit, max_new_tokens=max_new_tokens, dtype=dtype)
     Path(results_dir).mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(results_dir)
     display = model_name or display_name(model)
     info = {"model": display, "model_source": display_name(model), "in_memory": isinstance(model, LlavaAdapter),
             "dataset": dataset, "options": dict(dataset_options or {}), "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "dtype": _dtype_name(dtype)}

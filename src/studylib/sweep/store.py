@@ -6,6 +6,8 @@ In ``results_dir``::
     <key>.json        manifest: the keyed fields, row count, checksums, wall time, library versions
     <key>.parts/      while computing: part-<batch>.parquet, one per batch of questions
     <key>.lock        the cell's writer lock (:mod:`studylib.sweep.locks`); removed on consolidation
+    .<file>.<pid>.<hex>.<host>.tmp   a write in progress; one whose writer died is removed when
+                      a sweep opens the store (:func:`clean_stale_temporaries`)
     quarantine/       damaged files moved aside (never read again; delete them at will)
 
 ``key`` = first 24 hex digits of the sha256 of the canonical JSON of the cell's fields
@@ -37,8 +39,10 @@ import hashlib
 import json
 import os
 import platform
-import sys
+import re
 import shutil
+import socket
+import sys
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -76,9 +80,49 @@ def _versions() -> dict:
             "pandas": pd.__version__, "pyarrow": pa.__version__}
 
 
+#: ``.<file>.<pid>.<8 hex>.<host>.tmp``: a temporary file of :func:`_atomic_write` (the host is
+#: optional: files of older versions lack it)
+TEMPORARY = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}(?:\.(?P<host>[A-Za-z0-9_-]+))?\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale_temporary(path: Path) -> bool:
+    """A temporary file of :func:`_atomic_write` whose writer was killed: written on this host
+    by a process that no longer exists (files of other hosts on a shared disk are left alone)."""
+    match = TEMPORARY.match(path.name)
+    if match is None or match["host"] not in (None, _host()):
+        return False
+    return not _pid_alive(int(match["pid"]))
+
+
+def clean_stale_temporaries(root: str | Path) -> list[Path]:
+    """Remove the stale temporary files (:func:`is_stale_temporary`) in ``root`` and its cells'
+    part folders, e.g. a manifest write killed just after consolidation; returns them."""
+    root = Path(root)
+    candidates = [*root.glob(".*.tmp"), *root.glob("*.parts/.*.tmp")] if root.is_dir() else []
+    stale = [path for path in candidates if is_stale_temporary(path)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def _atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then ``os.replace`` onto ``path``: readers see all or nothing."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    """``write(tmp_path)`` then ``os.replace`` onto ``path``: readers see all or nothing; the
+    temporary name (:data:`TEMPORARY`) says which process on which host wrote it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{_host()}.tmp")
     try:
         write(tmp)
         with open(tmp, "rb") as handle:
@@ -301,8 +345,9 @@ def list_cells(results_dir: str | Path = "results") -> pd.DataFrame:
     return pd.DataFrame(records, columns=columns)
 
 
-__all__ = ["Cell", "DamagedFileError", "STORE_VERSION", "StoreIntegrityWarning", "find_stored", "list_cells", "load_manifest",
-           "quarantine", "read_checked_parquet", "write_checked_parquet"]
+__all__ = ["Cell", "DamagedFileError", "STORE_VERSION", "StoreIntegrityWarning", "TEMPORARY", "clean_stale_temporaries",
+           "find_stored", "is_stale_temporary", "list_cells", "load_manifest", "quarantine", "read_checked_parquet",
+           "write_checked_parquet"]
 
 if __name__ == "__main__":  # python -m studylib.sweep.store verify <results_dir> [--prune]
     from studylib.sweep.verify import main

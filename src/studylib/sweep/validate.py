@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from studylib.data.records import Dataset, Question
 from studylib.models.adapter import LlavaAdapter
 from studylib.pruners import PrunerConfigError, parse_spec
 from studylib.sweep.grid import StudyParameterError, as_list, check_budget, check_positive, config_grid
-from studylib.sweep.identity import canonical, canonical_options, model_num_tokens
+from studylib.models.loading import ModelSettingError, check_device, check_dtype
+from studylib.sweep.identity import canonical, canonical_options, model_num_layers, model_num_tokens
 from studylib.sweep.scoring import CAPTION_TASK, SCORED_TASKS
 
 _UNKNOWN_N = 10**9  # budget bound when the model is unknown (its own error is reported instead)
@@ -106,16 +108,89 @@ def _grid_problems(pruners, budgets, seeds, bound: int) -> list[str]:
     return problems
 
 
+def layer_problems(pruners, n_layers: int) -> list[str]:
+    """In-LLM pruners (FastV, DART) whose ``layer`` is not a decoder layer of the model: they
+    prune before layer ``L`` from layer ``L - 1``'s attention, so ``1 <= L <= n_layers - 1``."""
+    problems = []
+    for spec in as_list(pruners, "pruners"):
+        try:
+            pruner = parse_spec(str(spec))
+        except PrunerConfigError:
+            continue  # reported by the grid check
+        if pruner.stage == "llm" and not 1 <= pruner.layer < n_layers:
+            problems.append(f"pruners: {pruner} prunes before decoder layer {pruner.layer}, but the model's language "
+                            f"model has {n_layers} layers; use layer between 1 and {n_layers - 1}")
+    return problems
+
+
+def settings_problems(device, dtype) -> list[str]:
+    """``device`` / ``dtype`` problems (:func:`~studylib.models.loading.check_device`,
+    :func:`~studylib.models.loading.check_dtype`); ``None`` skips a check."""
+    try:
+        resolved = check_device(device) if device is not None else None
+        if dtype is not None:
+            check_dtype(dtype, resolved if resolved is not None else "cpu")
+    except ModelSettingError as error:
+        return [str(error)]
+    return []
+
+
+def _model_problems(params: Mapping) -> tuple[list[str], int]:
+    """Problems of ``model`` and the in-LLM pruner layers, and N (a large bound when unknown)."""
+    if "model" not in params:
+        return [], _UNKNOWN_N
+    try:
+        n_tokens = model_num_tokens(params["model"])
+        pruners = as_list(params.get("pruners"), "pruners") + as_list(params.get("pruner"), "pruner")
+        return layer_problems(pruners, model_num_layers(params["model"])), n_tokens
+    except StudyParameterError as error:
+        return [str(error)], _UNKNOWN_N
+
+
+def _counts_problems(params: Mapping) -> list[str]:
+    problems = []
+    for name, allow_none in (("batch_size", False), ("limit", True)):
+        if name in params:
+            try:
+                check_positive(params[name], name, allow_none=allow_none)
+            except StudyParameterError as error:
+                problems.append(str(error))
+    n_bootstrap = params.get("n_bootstrap", 0)
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
+        problems.append(f"n_bootstrap must be a non-negative integer (0 skips the CIs), got {n_bootstrap!r}")
+    return problems
+
+
+def check_run_parameters(params: Mapping) -> None:
+    """The checks that need no dataset, on a notebook's parameters by their shared names
+    (``model``, ``device``, ``dtype``, ``pruner``/``pruners``, ``budgets``, ``seeds``,
+    ``batch_size``, ``limit``, ``n_bootstrap``; absent names are skipped): ONE
+    :class:`StudyParameterError` listing every problem, so a build stops before any notebook
+    runs (the experiment's own :func:`validate_parameters` still checks the rest)."""
+    problems, n_tokens = _model_problems(params)
+    problems += settings_problems(params.get("device"), params.get("dtype"))
+    pruners = as_list(params.get("pruners"), "pruners") + as_list(params.get("pruner"), "pruner")
+    problems += _grid_problems(pruners or ["full"], params.get("budgets") or [1], params.get("seeds"), n_tokens)
+    problems += _counts_problems(params)
+    if len(problems) == 1:
+        raise StudyParameterError(problems[0])
+    if problems:
+        raise StudyParameterError(f"{len(problems)} problems with the parameters: " + "; ".join(problems))
+
+
 def validate_parameters(model: str | LlavaAdapter, dataset: str, dataset_options: dict | None, pruners, budgets,
-                        seeds=None, *, limit: int | None = None) -> None:
+                        seeds=None, *, limit: int | None = None, device=None, dtype=None) -> None:
     """Raise ONE :class:`StudyParameterError` listing every bad parameter (unknown model path,
     unknown dataset, bad dataset option or missing data path, unknown pruner or pruner
-    parameter, budget outside [1, N], empty grid, bad seeds or limit) with its fix; return
-    ``None`` when the sweep can run.  N is read from the model's config, no weights are loaded."""
-    problems: list[str] = []
+    parameter, an in-LLM pruner's layer outside the model, budget outside [1, N], empty grid,
+    bad seeds or limit, and, when given, a bad ``device`` or ``dtype``) with its fix; return
+    ``None`` when the sweep can run.  N and the layer count are read from the model's config,
+    no weights are loaded."""
+    problems = settings_problems(device, dtype)
     n_tokens = None
     try:
         n_tokens = model_num_tokens(model)
+        problems += layer_problems(pruners, model_num_layers(model))
     except StudyParameterError as error:
         problems.append(str(error))
     try:
@@ -130,4 +205,4 @@ def validate_parameters(model: str | LlavaAdapter, dataset: str, dataset_options
                                   + "\n".join(f"- {p}" for p in problems))
 
 
-__all__ = ["load_checked_dataset", "select_questions", "validate_parameters"]
+__all__ = ["check_run_parameters", "layer_problems", "load_checked_dataset", "select_questions", "settings_problems", "validate_parameters"]
