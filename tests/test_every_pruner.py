@@ -134,3 +134,16 @@ def test_claims_file_loads():
 
     ids = [spec["id"] for spec in load_specs("every_pruner")]
     assert ids == ["E1", "E2", "E3", "E4", "E5", "E6", "E7"]
+
+
+def test_methods_page_table_lists_every_registered_pruner(throwaway):
+    from studylib import build
+    from studylib.pruners import pruner_table
+
+    page = build.pruners_page()
+    for name in list_pruners():
+        assert f"| `{name}` |" in page
+    table = pruner_table()
+    assert list(table.columns) == ["name", "family", "stage", "method", "parameters", "source"]
+    assert table.set_index("name").loc[throwaway, "source"] == "a test"
+    assert table.set_index("name").loc["scope_adaptive", "family"] == "adaptive"
