@@ -135,3 +135,11 @@ def test_seed002_tables(frame):
     assert numbers(table_line(text, r"^Our \(Adaptive count\)"))[:4] == pytest.approx(
         [85.5, 58.4, 68.2, 85.2])
     assert set(t13["value"]) == {85.5, 68.2, 85.2}
+
+
+def test_settings_printed_differently_in_two_tables_are_found():
+    from studylib.reported import conflicting_reports
+
+    assert conflicting_reports("000", "scope(alpha=1,p=1)", 64, "accuracy", "POPE") == (
+        "Table 1, Table 2, Table 3: 85.5 %; Table 6: 83.9 %")
+    assert conflicting_reports("000", "scope(alpha=0,p=1)", 64, "accuracy", "POPE") == ""

@@ -46,7 +46,8 @@ Fields:
   rows of ``reported.csv`` (defaults: paper 000, the claim's own metric and configurations,
   mapped to the paper's budgets by the context's ``k_map``), printed as ``"<a> vs <b>"`` in
   the paper's units; ``reported: parts`` joins the parts' reported texts.  The citation's
-  fields are templates too; ``benchmark`` may list several (cited one after the other as
+  fields are templates too (a setting the paper prints differently in two tables adds a footnote
+  to the claim's note); ``benchmark`` may list several (cited one after the other as
   ``"<benchmark>: <a> vs <b>"``); ``k`` gives the paper's budget of both sides instead
   (``null``: the table states no budget); a side that is a number (a ``point`` claim against a
   constant, e.g. ``b: 0``) is not cited, only the other side is.
@@ -72,7 +73,7 @@ import pandas as pd
 import yaml
 
 from studylib import claims as C
-from studylib.reported import reported_value
+from studylib.reported import conflicting_reports, reported_value
 from studylib.sweep.grid import Config, StudyParameterError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -213,6 +214,7 @@ class ClaimEvaluator:
                  values: Mapping[str, float] | None = None, *, n_bootstrap: int = 1000, seed: int = 0):
         self.frames, self.context, self.values = dict(frames), dict(context), dict(values or {})
         self.common = {"n_bootstrap": n_bootstrap, "seed": seed}
+        self.conflicts: list[str] = []
 
     def evaluate(self, specs: Sequence[dict]) -> list[C.Claim]:
         self.done: dict[str, C.Claim] = {}
@@ -240,8 +242,13 @@ class ClaimEvaluator:
         try:
             if spec["test"] in ("all_of", "any_of"):
                 return self._composite(spec, context, fields)
+            self.conflicts: list[str] = []
             reported = self._reported(spec, context)
-            return self._simple(spec, context, fields, reported)
+            claim = self._simple(spec, context, fields, reported)
+            if self.conflicts:
+                claim = C.with_note(claim, "the paper's tables disagree on this number: " + "; ".join(
+                    dict.fromkeys(self.conflicts)))
+            return claim
         except _Missing as missing:
             return C.not_tested(fields["id"], source, fields["statement"], f"needs the parameter {missing.args[0]}")
 
@@ -347,9 +354,12 @@ class ClaimEvaluator:
             paper_k = context.get("paper_n_tokens", 576) if config.method == "full" else k_map.get(config.k, config.k)
             if "k" in cite:
                 paper_k = None if cite["k"] is None else int(_fill(cite["k"], context))
-            texts.append(reported_value(_fill(cite.get("paper", "000"), context), _fill(cite["table"], context),
-                                        config.pruner, paper_k, _fill(cite.get("metric", spec.get("metric")), context),
+            paper, metric = _fill(cite.get("paper", "000"), context), _fill(cite.get("metric", spec.get("metric")), context)
+            texts.append(reported_value(paper, _fill(cite["table"], context), config.pruner, paper_k, metric,
                                         benchmark=_fill(benchmark, context)))
+            conflict = conflicting_reports(paper, config.pruner, paper_k, metric, _fill(benchmark, context))
+            if conflict:
+                self.conflicts.append(f"{config.pruner} at K={paper_k}: {conflict}")
         return " vs ".join(texts)
 
 

@@ -151,5 +151,21 @@ def reported_value(paper: str, table: str, pruner: str, k: int | None, metric: s
     return "—"
 
 
-__all__ = ["PAPERS", "PAPER_UNITS", "REPORTED_COLUMNS", "REPORTED_CSV", "beside_reported", "reported",
-           "reported_label", "reported_value", "to_paper_units"]
+def conflicting_reports(paper: str, pruner: str, k: int | None, metric: str, benchmark: str | None = None) -> str:
+    """``""`` when ``paper`` prints one value for this setting (pruner, budget, metric, benchmark),
+    else where it prints which, e.g. ``"Table 1: 85.5 %; Table 6: 83.9 %"`` (a claim citing one of
+    them carries this as a footnote)."""
+    rows = reported(paper, metric=metric, pruner=pruner)
+    if benchmark is not None:
+        rows = rows[rows["benchmark"] == benchmark]
+    if k is not None:
+        rows = rows[rows["k"] == k]
+    if rows["value"].nunique() < 2:
+        return ""
+    by_value = rows.groupby("value", sort=False)["table"].agg(lambda tables: ", ".join(dict.fromkeys(tables)))
+    unit = " %" if (rows["unit"] == "%").all() else ""
+    return "; ".join(f"{tables}: {value:g}{unit}" for value, tables in by_value.items())
+
+
+__all__ = ["PAPERS", "PAPER_UNITS", "REPORTED_COLUMNS", "REPORTED_CSV", "beside_reported", "conflicting_reports",
+           "reported", "reported_label", "reported_value", "to_paper_units"]

@@ -14,14 +14,14 @@ from studylib.metrics import BootstrapInterval, ReliabilityBins, RiskCoverage, r
     resample_indices, risk_coverage_curve
 from studylib.pruners import parse_spec
 
-def calibration_summary(rows: pd.DataFrame, by=("config",), n_bootstrap: int = 1000, seed: int = 0,
+def calibration_summary(rows: pd.DataFrame, by=("config",), n_bootstrap: int = 1000, seed: int = 0, ci=CI_METRICS,
                         cluster: str | None = "image") -> pd.DataFrame:
     """One row per group: ``n``, ``n_clusters``, ``accuracy``, ``ece``, ``mce``, ``brier``
     (multiclass), ``nll``, ``aurc``, ``e_aurc``, ``mean_confidence``, ``overconfidence``
     (mean confidence − accuracy), ``sel_acc_80`` (selective accuracy at 80 % coverage),
     ``yes_ratio`` (share of "yes" predictions among yes/no rows; NaN without them), and
     ``f1`` (POPE's F1, yes/no groups only), and ``<m>_low``/``<m>_high`` 95 % percentile-bootstrap
-    bounds for each of :data:`CI_METRICS` (``cluster`` column resampled as clusters, ``None`` = questions; ``n_bootstrap=0``
+    bounds for each metric of ``ci`` (default :data:`CI_METRICS`; ``cluster`` column resampled as clusters, ``None`` = questions; ``n_bootstrap=0``
     skips the CIs).  Columns constant within a group (model, dataset, method, pruner, k, seed,
     task, split) are carried along; groups keep their order of first appearance."""
     by = _by(by)
@@ -34,11 +34,11 @@ def calibration_summary(rows: pd.DataFrame, by=("config",), n_bootstrap: int = 1
         record["n_clusters"] = len(np.unique(groups)) if groups is not None else len(group)
         for name, fn in METRICS.items():
             record[name] = fn(view)
-        record |= _bootstrap(view, METRICS, CI_METRICS, len(group), n_bootstrap, seed, groups)
+        record |= _bootstrap(view, METRICS, ci, len(group), n_bootstrap, seed, groups)
         records.append(record)
     frame = pd.DataFrame(records)
     order = (by + [c for c in CARRIED if c in frame and c not in by] + ["n", "n_clusters"]
-             + [c for m in METRICS for c in ((m, f"{m}_low", f"{m}_high") if m in CI_METRICS else (m,))])
+             + [c for m in METRICS for c in ((m, f"{m}_low", f"{m}_high") if m in ci else (m,))])
     return frame[[c for c in order if c in frame]]
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd

@@ -102,7 +102,7 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
         "examples": examples_styled(rows["captions"], budgets[0]),
         "mixing": mixing_styled(mixing, k_main, setup.label),
         "complexity": complexity_styled(rows["pope"], [full, at_k_main("saliency"), at_k_main("divprune")],
-                                        image_erank, image_entropy, setup.label),
+                                        image_erank, image_entropy, setup.label, setup.stats),
         "table4": table4_reported(),
         "tau": tau_styled(tau_table, k_main, setup.label),
         **{f"adaptive_{task}": adaptive_styled(adaptive, task, benchmark, metric, as_reported,
@@ -234,17 +234,19 @@ def mixing_figure(mixing: pd.DataFrame, toy: bool) -> Figure:
 
 
 def complexity_styled(pope_rows: pd.DataFrame, configs: list[str], image_erank: pd.Series,
-                      image_entropy: pd.Series, label: str):
-    """POPE accuracy and ECE of ``configs`` on the simple and the complex half of the images (Table 4)."""
+                      image_entropy: pd.Series, label: str, stats: Mapping[str, int]):
+    """POPE accuracy and ECE of ``configs`` on the simple and the complex half of the images
+    (Table 4), with image-bootstrap CIs within each half."""
     median = float(image_erank.median())
     groups = analysis.calibration_summary(pope_rows[pope_rows["config"].isin(configs)], by=("complexity", "config"),
-                                          n_bootstrap=0)
+                                          ci=("accuracy", "ece"), **stats)
     simple = image_erank <= median
     groups = groups.merge(pd.DataFrame({
         "complexity": ["simple", "complex"],
         "mean erank (all tokens)": [image_erank[simple].mean(), image_erank[~simple].mean()],
         "mean entropy (nats)": [image_entropy[simple].mean(), image_entropy[~simple].mean()]}), on="complexity")
-    columns = ["complexity", "config", "n", "mean erank (all tokens)", "mean entropy (nats)", "accuracy", "ece"]
+    columns = ["complexity", "config", "n", "mean erank (all tokens)", "mean entropy (nats)", "accuracy",
+               "accuracy_low", "accuracy_high", "ece", "ece_low", "ece_high"]
     return style_table(to_paper_units(groups[columns], ["accuracy"]), hide_index=True,
                        caption=f"POPE by image complexity (median erank {median:.2f}), {label}")
 

@@ -20,8 +20,9 @@ from studylib.reported import beside_reported
 
 SIDE_METRICS = ["temperature", "ece_before", "ece_after"]
 SIDE_ALIASES = {"temperature": "temperature", "ece_before": "ece", "ece_after": "ece_after_ts"}
-DETAIL_COLUMNS = ["config", "n", "t_mean", "t_std", "t_at_bound", "accuracy", "ece_before", "ece_after",
-                  "nll_before", "nll_after", "brier_before", "brier_after"]
+DETAIL_COLUMNS = ["config", "n", "t_mean", "t_std", "t_at_bound", "accuracy", "ece_before", "ece_before_low",
+                  "ece_before_high", "ece_after", "ece_after_low", "ece_after_high", "nll_before", "nll_after",
+                  "brier_before", "brier_after"]
 STAGES = (("before scaling", "ece_before", "--"), ("after scaling (held-out)", "ece_after", ":"))
 
 
@@ -35,6 +36,11 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
     rows = setup.sweep(dataset, dataset_options, ["full", pruner], budgets)
     scaled = analysis.temperature_summary(rows, n_folds=n_folds, seed=setup.bootstrap_seed)
     scaled["temperature"] = scaled["t_mean"]
+    scaled_rows = analysis.held_out_scaled(rows, n_folds=n_folds, seed=setup.bootstrap_seed)
+    for stage, frame in (("before", rows), ("after", scaled_rows)):  # ECE CIs, image bootstrap on the fixed folds
+        cis = analysis.calibration_summary(frame, ci=("ece",), **setup.stats).set_index("config")
+        scaled[f"ece_{stage}_low"] = scaled["config"].map(cis["ece_low"])
+        scaled[f"ece_{stage}_high"] = scaled["config"].map(cis["ece_high"])
     side = beside_reported(scaled, SIDE_METRICS, paper="000", table=["Table 1", "§4.7 text"], label=setup.label,
                            k_map=k_map, aliases=SIDE_ALIASES)
 
@@ -49,7 +55,6 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
         "folds": style_table(scaled[DETAIL_COLUMNS], hide_index=True),
     }
     result.figures = {"scaling": _figure(scaled, setup.toy)}
-    scaled_rows = analysis.held_out_scaled(rows, n_folds=n_folds, seed=setup.bootstrap_seed)
     result.claims = setup.claims({"rows": rows, "scaled": scaled_rows}, context)
     result.values = {
         "full_temperature": t.loc[full, "t_mean"], "moderate_temperature": t.loc[moderate, "t_mean"],

@@ -48,6 +48,7 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
     result.claims = setup.claims(rows, context)
     result.values = {
         "full_accuracy": by_config.loc[full, "accuracy"], "full_ece": by_config.loc[full, "ece"],
+        "full_ece_low": by_config.loc[full, "ece_low"], "full_ece_high": by_config.loc[full, "ece_high"],
         "moderate_accuracy": by_config.loc[moderate, "accuracy"], "moderate_ece": by_config.loc[moderate, "ece"],
         "aggressive_ece": by_config.loc[setup.cfg(pruner, aggressive_k), "ece"], "moderate_k": moderate_k,
         "n_questions": rows["qid"].nunique(),

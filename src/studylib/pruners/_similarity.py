@@ -7,6 +7,8 @@ inputs stay ``float64`` (the reproducible reference, see pruners.md §13 errata)
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
@@ -38,16 +40,9 @@ def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
 
 def check_budget(k: int, n: int, name: str) -> int:
     """Validate the budget ``1 <= k <= n``; return it as a plain ``int``."""
-    if isinstance(k, bool) or not isinstance(k, int):
-        try:
-            import numpy as np  # numpy integers are fine
-
-            if isinstance(k, np.integer):
-                k = int(k)
-            else:
-                raise TypeError
-        except TypeError:
-            raise ValueError(f"{name}: the budget k must be an int, got {k!r}") from None
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):  # numpy integers are Integral
+        raise ValueError(f"{name}: the budget k must be an int, got {k!r}")
+    k = int(k)
     if not 1 <= k <= n:
         raise ValueError(f"{name}: the budget k must satisfy 1 <= k <= N = {n}, got k = {k}")
     return k
