@@ -348,6 +348,20 @@ def holm(parts: Sequence[Claim], side: str) -> tuple[list[Claim], int]:
     return out, m
 
 
+def _family_verdict(parts: Sequence[Claim], *, one_decides: str, all_decide: str) -> str:
+    """``one_decides`` if some tested part has it, ``all_decide`` if every part was tested and has
+    it, ``not applicable`` if no part was tested, else inconclusive (an untested part could go
+    either way)."""
+    tested = [p for p in parts if p.tested]
+    if not tested:
+        return NOT_TESTED
+    if any(p.verdict.startswith(one_decides) for p in tested):
+        return one_decides
+    if len(tested) == len(parts) and all(p.verdict.startswith(all_decide) for p in tested):
+        return all_decide
+    return INCONCLUSIVE
+
+
 def all_of(parts: Sequence[Claim], *, id: str, source: str, statement: str, reported: str = "",
            note: str = "", correction: str | None = "holm") -> Claim:
     """Claim that needs every part to hold: holds if all parts hold, does not hold if any part
@@ -355,15 +369,7 @@ def all_of(parts: Sequence[Claim], *, id: str, source: str, statement: str, repo
     otherwise (some part inconclusive or not tested); not tested if no part was tested.  No single
     estimate is shown; :func:`claims_table` lists the parts."""
     parts, m = holm(parts, "fails") if correction else (list(parts), 0)
-    tested = [p for p in parts if p.tested]
-    if not tested:
-        verdict = NOT_TESTED
-    elif any(p.verdict.startswith(DOES_NOT_HOLD) for p in tested):
-        verdict = DOES_NOT_HOLD
-    elif len(tested) == len(parts) and all(p.verdict.startswith(HOLDS) for p in tested):
-        verdict = HOLDS
-    else:
-        verdict = INCONCLUSIVE
+    verdict = _family_verdict(parts, one_decides=DOES_NOT_HOLD, all_decide=HOLDS)
     return _composite(parts, verdict, m, "does not hold", id=id, source=source, statement=statement,
                       reported=reported, note=note)
 
@@ -372,17 +378,9 @@ def any_of(parts: Sequence[Claim], *, id: str, source: str, statement: str, repo
            note: str = "", correction: str | None = "holm") -> Claim:
     """Claim that at least one part holds ("at some budget ..."): holds if some part holds
     (Holm-corrected over the family unless ``correction`` is None), does not hold if every
-    part does not hold, inconclusive otherwise."""
+    part was tested and does not hold, inconclusive otherwise."""
     parts, m = holm(parts, "holds") if correction else (list(parts), 0)
-    tested = [p for p in parts if p.tested]
-    if not tested:
-        verdict = NOT_TESTED
-    elif any(p.verdict.startswith(HOLDS) for p in tested):
-        verdict = HOLDS
-    elif all(p.verdict.startswith(DOES_NOT_HOLD) for p in tested):
-        verdict = DOES_NOT_HOLD
-    else:
-        verdict = INCONCLUSIVE
+    verdict = _family_verdict(parts, one_decides=HOLDS, all_decide=DOES_NOT_HOLD)
     return _composite(parts, verdict, m, "holds", id=id, source=source, statement=statement,
                       reported=reported, note=note)
 

@@ -21,18 +21,17 @@ from __future__ import annotations
 from typing import Protocol
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
+from studylib.pruners.catalog import describe_pruners, pruner_table
 from studylib.pruners.registry import (
+    FAMILIES,
     Param,
     Pruner,
     PrunerConfigError,
-    FAMILIES,
     PrunerInfo,
-    describe_pruners,
     get_pruner,
     list_pruners,
     parse_spec,
     pruner_info,
-    pruner_table,
     register,
     select_each,
     unregister,
