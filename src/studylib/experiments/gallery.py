@@ -31,7 +31,7 @@ def run(*, dataset, dataset_options, candidates, n_per_group, pruners, k, **sett
     picked = tokens[chosen]
     vision = [spec for spec in pruners if parse_spec(spec).stage == "vision"]
     selections = {spec: [row.tolist() for row in parse_spec(spec)(picked, k).indices.cpu()] for spec in vision}
-    result = Result("gallery", model, setup.label)
+    result = setup.result()
     result.figures["gallery"] = plots.overlay_gallery(
         [images[keys[i]] for i in chosen], selections, picked.grid, toy=setup.toy,
         title=f"Kept tokens at K={k} of {picked.num_patches}: simple (top) and cluttered (bottom) images")
