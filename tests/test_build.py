@@ -167,14 +167,6 @@ def test_style_table_merges_ci_columns():
     assert list(styler.data.columns) == list(frame.columns), "the Styler keeps the numeric frame"
 
 
-def test_style_table_merges_preformatted_ci_strings():
-    frame = pd.DataFrame({"split": ["random"], "ECE full (this run)": [0.05], "change": [0.0123],
-                          "change 95% CI": ["[-0.003, +0.020]"], "acc p=1 (this run)": [86.912]})
-    headers, rows = _cells(pages.style_table(frame, hide_index=True))
-    assert headers == ["split", "ECE full (this run)", "change [95 % CI]", "acc p=1 (this run)"]
-    assert rows == [["random", "0.050", "+0.012 [-0.003, +0.020]", "86.9"]]
-
-
 def test_style_table_two_level_headers_and_ci():
     ours = pd.DataFrame({"pruner": ["full", "scope(alpha=1,p=1)"], "k": [144, 32], "accuracy": [0.8, 0.75],
                          "ece": [0.05, 0.02], "ece_low": [0.04, 0.01], "ece_high": [0.06, 0.03]})

@@ -137,8 +137,7 @@ def _missing(value: Any) -> bool:
 def _ci_merges(frame: pd.DataFrame) -> dict:
     """``{column: (low, high)}`` for every column shown with its 95 % CI: ``m`` with ``m_low``/``m_high``
     (also ``(m_low, source)`` beside ``(m, source)``), ``(m, source)`` followed by the bounds that
-    :func:`~studylib.reported.beside_reported` adds, and ``m`` with a preformatted string column
-    ``"m 95% CI"`` (then ``high`` is None)."""
+    :func:`~studylib.reported.beside_reported` adds."""
     columns = list(frame.columns)
     present = set(columns)
     numeric = {c for c in columns if pd.api.types.is_numeric_dtype(frame[c])}
@@ -155,10 +154,6 @@ def _ci_merges(frame: pd.DataFrame) -> dict:
                 bounds = [(metric, s) for s in CI_SOURCES]
         else:
             bounds = [f"{column}{s}" for s in CI_SUFFIXES]
-            text = f"{column} 95% CI"
-            if text in present and not pd.api.types.is_numeric_dtype(frame[text]):
-                merges[column] = (text, None)
-                continue
         if all(b in numeric for b in bounds):
             merges[column] = tuple(bounds)
     return merges
@@ -223,20 +218,15 @@ def style_table(frame: pd.DataFrame, caption: str = "", digits: Mapping[Any, int
         show = number(column)
         for i in range(len(frame)):
             value, lower = frame[column].iloc[i], frame[low].iloc[i]
+            upper = frame[high].iloc[i]
             if pd.isna(value):
                 text = ""
-            elif high is None:  # a preformatted CI "[-0.030, +0.005]": signed bounds, signed value
-                shown = show(value)
-                if isinstance(lower, str) and "+" in lower and not shown.startswith("-"):
-                    shown = "+" + shown
-                text = f"{shown} {lower}" if isinstance(lower, str) and lower else shown
             else:
-                upper = frame[high].iloc[i]
                 text = show(value) if pd.isna(lower) or pd.isna(upper) else \
                     f"{show(value)} [{number(low)(lower)}, {number(high)(upper)}]"
             mask = [j == i for j in range(len(frame))]
             styler = styler.format(lambda v, text=text: text, subset=pd.IndexSlice[mask, [column]])
-    hidden = [b for low, high in merges.values() for b in (low, high) if b is not None]
+    hidden = [b for bounds in merges.values() for b in bounds]
     if hidden:
         styler = styler.hide(hidden, axis="columns")
 
