@@ -161,7 +161,7 @@ def summarise(rows: pd.DataFrame, *, pope: bool = False, n_bootstrap: int = 1000
     """One row per configuration: :func:`studylib.analysis.calibration_summary` (CIs over images;
     POPE's F1 kept only for ``pope``), the mean erank and attention entropy of the kept tokens per image,
     and the pruner's registry ``name`` and ``family``."""
-    summary = analysis.calibration_summary(rows, n_bootstrap=n_bootstrap, seed=seed)
+    summary = analysis.calibration_summary(rows, n_bootstrap=n_bootstrap, seed=seed, ci=tuple(CI_METRICS))
     if not pope:
         summary = summary.drop(columns=["f1", "f1_low", "f1_high"], errors="ignore")
     kept = rows.drop_duplicates(["config", "image"]).groupby("config")[["erank_kept", "entropy_kept"]].mean()
