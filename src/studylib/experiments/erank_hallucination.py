@@ -120,6 +120,7 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
         "erank_ref": erank_ref,
         "full_chair_i": chair_by.loc[full, "chair_i"],
         "full_chair_s": chair_by.loc[full, "chair_s"],
+        "n_questions": len(adaptive_rows.drop_duplicates(["benchmark", "qid"])),  # POPE + ScienceQA, scored
     }
     source = "mean over this run's POPE images" if erank_avg is None else "given"
     result.notes["reference"] = (f"reference erank {erank_ref:.2f} ({source}); reference attention entropy "
