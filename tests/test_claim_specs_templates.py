@@ -42,5 +42,7 @@ def test_templated_metric_subset_and_citations(tmp_path):
     assert (pope.id, sqa.id) == ("M.POPE", "M.ScienceQA")
     assert pope.verdict == "holds" and sqa.verdict == "does not hold"  # each part reads its benchmark's rows only
     assert (pope.reported, sqa.reported) == ("34.2 vs 14.9", "35.2 vs 15.5")  # Table 12 states no budget
-    assert delta.metric == "accuracy" and delta.verdict.startswith("inconclusive")
+    # no effect at all (CI [0, 0]); the cited "score" is not this claim's metric, so δ is accuracy's 1 pp default
+    assert delta.metric == "accuracy" and delta.verdict == "does not hold"
+    assert delta.comparison.endswith("does not hold if CI < +0.01 (1 pp, no reported effect)")
     assert delta.reported == "MME-OCR: 140 vs 130, ScienceQA: 69.51 % vs 67.53 %"

@@ -41,6 +41,12 @@ Fields:
 * ``ref`` (a part): reuse a claim declared earlier in the file, e.g. ``parts: [{ref: C1}]``.
 * ``correction`` (a composite): ``holm`` (default) corrects the conclusion that rests on one part
   for the family size (:func:`studylib.claims.holm`); ``null`` judges every part on its own.
+* ``smallest_effect`` (a ``delta``, ``mean_delta`` or ``interval`` test): the smallest effect δ
+  whose exclusion makes the claim *not hold* (:mod:`studylib.claims`).  Default, for a claim
+  against 0 on a probability-scale metric (:data:`studylib.claims.SMALLEST_EFFECTS`): the paper's
+  own effect, i.e. the difference of the two cited numbers in this run's units (the smallest over
+  cited benchmarks; none if the paper's numbers do not show the claimed sign), else the metric's
+  1 pp; other claims: 0 (does not hold only when the CI lies on the opposite side).
 * ``intro``: a short line that puts the claim in the book's verdict table.
 * ``reported``: free text, or a citation ``{paper, table, metric, a, b, benchmark}`` of the
   rows of ``reported.csv`` (defaults: paper 000, the claim's own metric and configurations,
@@ -73,7 +79,7 @@ import pandas as pd
 import yaml
 
 from studylib import claims as C
-from studylib.reported import conflicting_reports, reported_value
+from studylib.reported import conflicting_reports, reported_number, reported_text
 from studylib.sweep.grid import Config, StudyParameterError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +87,9 @@ CLAIMS_DIR = REPO_ROOT / "data" / "claims"
 TESTS = ("delta", "equivalence", "mean_delta", "point", "interval", "all_of", "any_of")
 FIELDS = {"id", "source", "statement", "test", "metric", "column", "a", "b", "direction", "threshold", "margin",
           "subset", "per", "rows", "rows_b", "reported", "note", "parts", "for_each", "exclude", "intro", "ref",
-          "correction"}
+          "correction", "smallest_effect"}
+#: a cited metric of reported.csv that is the same quantity as the claim's metric under another name
+_SAME_QUANTITY = {"ece_after_ts": "ece", "selective_accuracy_80": "sel_acc_80"}
 
 
 _KEYED = re.compile(r"^(\w+)\[(.+@\d+|full)\]$")
@@ -193,6 +201,14 @@ def _untested_composite(parts: Sequence[C.Claim]) -> str:
     return f"{C.NOT_TESTED}: needs {', '.join(needs)}" if needs else C.NOT_TESTED
 
 
+def _probability(hit: tuple[float, str] | None) -> float | None:
+    """A reported number on the probability scale (``%`` or ``fraction``) as a fraction; ``None`` for
+    none or another unit (MME points, erank dimensions)."""
+    if hit is None or hit[1] not in ("%", "fraction"):
+        return None
+    return hit[0] / 100.0 if hit[1] == "%" else hit[0]
+
+
 def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -243,6 +259,7 @@ class ClaimEvaluator:
             if spec["test"] in ("all_of", "any_of"):
                 return self._composite(spec, context, fields)
             self.conflicts: list[str] = []
+            self.cited_effects: list[float] = []  # the paper's a − b per cited benchmark, in this run's units
             reported = self._reported(spec, context)
             claim = self._simple(spec, context, fields, reported)
             if self.conflicts:
@@ -297,17 +314,18 @@ class ClaimEvaluator:
         metric = _fill(spec.get("metric", ""), context)
         if test == "delta":
             return C.delta_claim(rows, **fields, a=a, b=b, metric=metric, direction=spec["direction"],
-                                 threshold=threshold, subset=subset, reported=reported, note=note, **self.common)
+                                 threshold=threshold, subset=subset, reported=reported, note=note, **self.common,
+                                 **self._smallest_effect(spec, context, metric))
         if test == "equivalence":
             return C.equivalence_claim(rows, **fields, a=a, b=b, metric=metric,
                                        margin=float(_fill(spec["margin"], context)), subset=subset,
                                        reported=reported, note=note, **self.common)
         for column, value in (subset or {}).items():
             rows = rows[rows[column] == value]
-        return C.mean_delta_claim(rows, **fields, a=a, b=b, column=_fill(spec["column"], context),
-                                  direction=spec["direction"],
+        column = _fill(spec["column"], context)
+        return C.mean_delta_claim(rows, **fields, a=a, b=b, column=column, direction=spec["direction"],
                                   threshold=threshold, per=spec.get("per", "image"), reported=reported, note=note,
-                                  **self.common)
+                                  **self.common, **self._smallest_effect(spec, context, column))
 
     def _interval(self, spec: dict, context: dict, fields: dict, reported: str, note: str) -> C.Claim:
         """An ``interval`` test: the experiment's own bootstrap interval named by ``a``."""
@@ -320,7 +338,24 @@ class ClaimEvaluator:
             return C.not_tested(fields["id"], fields["source"], fields["statement"], f"needs {name}", metric=metric,
                                 comparison=comparison, reported=reported)
         return C.interval_claim(interval, **fields, metric=metric, comparison=comparison, direction=spec["direction"],
-                                threshold=threshold, reported=reported, note=note)
+                                threshold=threshold, reported=reported, note=note,
+                                **self._smallest_effect(spec, context, metric))
+
+    def _smallest_effect(self, spec: dict, context: dict, metric: str) -> dict[str, Any]:
+        """``smallest_effect`` δ of a directional test and its origin (module docstring): the spec's
+        own; else, for a claim against 0 on a probability-scale metric, the paper's effect (its cited
+        numbers, with the claimed sign on every cited benchmark), else the metric's default."""
+        if "smallest_effect" in spec:
+            value = float(_fill(spec["smallest_effect"], context))
+            return {"smallest_effect": value, "effect_origin": "declared" if value else ""}
+        if float(_fill(spec.get("threshold", 0.0), context)) != 0 or metric not in C.SMALLEST_EFFECTS:
+            return {}
+        if self.cited_effects:
+            sign = -1.0 if spec["direction"] == "less" else 1.0
+            if not all(sign * effect > 0 for effect in self.cited_effects):
+                return {}  # the paper's numbers do not show the claimed effect: no effect to look for
+            return {"smallest_effect": min(abs(e) for e in self.cited_effects), "effect_origin": "the reported effect"}
+        return {"smallest_effect": C.SMALLEST_EFFECTS[metric], "effect_origin": "1 pp, no reported effect"}
 
     def _value(self, name: Any) -> float:
         """A point value: a number (or its text), else the run's value of ``name`` (a
@@ -344,7 +379,7 @@ class ClaimEvaluator:
     def _cited(self, spec: dict, cite: dict, context: dict, benchmark: str | None) -> str:
         """``"<a> vs <b>"``: the reported values of both sides of ``spec`` on one benchmark."""
         k_map = context.get("k_map", {})
-        texts = []
+        texts, numbers = [], []
         for side in ("a", "b"):
             text = _fill(cite.get(side, spec.get(side)), context)
             if _numeric(text):  # a point claim against a number cites only its configuration's side
@@ -355,11 +390,16 @@ class ClaimEvaluator:
             if "k" in cite:
                 paper_k = None if cite["k"] is None else int(_fill(cite["k"], context))
             paper, metric = _fill(cite.get("paper", "000"), context), _fill(cite.get("metric", spec.get("metric")), context)
-            texts.append(reported_value(paper, _fill(cite["table"], context), config.pruner, paper_k, metric,
-                                        benchmark=_fill(benchmark, context)))
+            hit = reported_number(paper, _fill(cite["table"], context), config.pruner, paper_k, metric,
+                                  benchmark=_fill(benchmark, context))
+            texts.append(reported_text(hit))
+            numbers.append(_probability(hit))
             conflict = conflicting_reports(paper, config.pruner, paper_k, metric, _fill(benchmark, context))
             if conflict:
                 self.conflicts.append(f"{config.pruner} at K={paper_k}: {conflict}")
+        claim_metric = _fill(spec.get("metric", ""), context)
+        if len(numbers) == 2 and None not in numbers and _SAME_QUANTITY.get(metric, metric) == claim_metric:
+            self.cited_effects.append(numbers[0] - numbers[1])
         return " vs ".join(texts)
 
 

@@ -18,6 +18,16 @@ metric between two configurations, with its bootstrap CI), the paper's own numbe
 * :func:`all_of` / :func:`any_of` — a claim that needs every / some part to hold (e.g. "at
   every budget"); a composite with a point-estimate part says ``(point estimate)`` too.
 
+**Smallest effect of interest.** A directional claim ("pruning *lowers* ECE") holds when its CI
+lies wholly on the claimed side of 0.  Without more, a claim whose true effect is 0 stays
+inconclusive however many questions are scored.  So a directional claim may carry a smallest
+effect δ > 0 (the paper's own effect, else :data:`SMALLEST_EFFECTS`): it **does not hold** when
+the CI excludes every effect of size δ or more on the claimed side — for ``less``, when the CI
+lies above ``threshold − δ`` (the run's effect, if any, is significantly smaller than δ: a
+minimum-effect / replication test).  A CI wholly between ``threshold − δ`` and ``threshold``
+holds (a real effect, smaller than δ).  δ = 0 is the plain test: does not hold only when the CI
+lies on the opposite side.
+
 **Families.** A composite is a family of one-sided tests, and a conclusion that rests on *one*
 part of it ("does not hold at some budget" of an ``all_of``, "holds for some p" of an ``any_of``)
 is corrected for the family size m by Holm's step-down procedure on the parts' one-sided
@@ -54,6 +64,13 @@ NOT_TESTED = "not applicable"
 VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, NOT_TESTED)
 POINT = " (point estimate)"  # qualifier of verdicts judged without a CI
 DIRECTIONS = ("less", "greater")
+
+#: smallest effect of interest of a directional claim on a metric when the paper gives no effect
+#: of its own: one percentage point on the probability scale (accuracy, F1, selective accuracy,
+#: CHAIR; ECE, MCE and AURC are probability gaps too) — the study's accuracy margin of
+#: "unchanged accuracy" (±1 pp).  Metrics not listed have none (their claims use δ = 0).
+SMALLEST_EFFECTS = {metric: 0.01 for metric in (
+    "accuracy", "f1", "sel_acc_80", "chair_s", "chair_i", "recall", "ece", "mce", "aurc")}
 
 
 @dataclass(frozen=True)
@@ -114,14 +131,21 @@ def _symbol(direction: str) -> str:
     return "<" if _ALIASES.get(direction, direction) == "less" else ">"
 
 
-def verdict(estimate_interval, direction: str, threshold: float = 0.0) -> str:
+def failure_bound(direction: str, threshold: float = 0.0, smallest_effect: float = 0.0) -> float:
+    """The value a CI must lie beyond for "does not hold": ``threshold − δ`` for ``less``,
+    ``threshold + δ`` for ``greater`` (δ = ``smallest_effect``; module docstring)."""
+    return threshold - smallest_effect if _symbol(direction) == "<" else threshold + smallest_effect
+
+
+def verdict(estimate_interval, direction: str, threshold: float = 0.0, smallest_effect: float = 0.0) -> str:
     """Judge the claim "estimate ``direction`` threshold" (``"<"`` or ``">"``) from a CI.
 
     ``estimate_interval`` is a :class:`~studylib.metrics.BootstrapInterval` (or anything with
     ``low``/``high``, or a ``(low, high)`` pair).  ``"holds"`` when the whole interval lies on
-    the claimed side (strictly), ``"does not hold"`` when it lies strictly on the other side,
-    else ``"inconclusive (CI crosses <threshold>)"`` — a CI touching the threshold is
-    inconclusive too.
+    the claimed side (strictly), ``"does not hold"`` when it lies strictly beyond
+    :func:`failure_bound` on the other side (with ``smallest_effect`` δ = 0: the other side of
+    the threshold), else ``"inconclusive (CI crosses <threshold>)"`` (with δ > 0: ``"inconclusive
+    (CI spans <threshold> and <threshold ∓ δ>)"``) — a CI touching a bound is inconclusive too.
     """
     if direction not in ("<", ">"):
         raise ValueError(f"direction must be '<' or '>', got {direction!r}")
@@ -131,13 +155,17 @@ def verdict(estimate_interval, direction: str, threshold: float = 0.0) -> str:
         low, high = (float(x) for x in estimate_interval)
     if math.isnan(low) or math.isnan(high):
         raise ValueError("the interval has NaN bounds; nothing to judge")
+    if not smallest_effect >= 0:
+        raise ValueError(f"smallest_effect must be >= 0, got {smallest_effect}")
     if low > high:
         low, high = high, low
-    below, above = high < threshold, low > threshold
-    if (direction == "<" and below) or (direction == ">" and above):
+    bound = failure_bound(direction, threshold, smallest_effect)
+    if (direction == "<" and high < threshold) or (direction == ">" and low > threshold):
         return "holds"
-    if (direction == "<" and above) or (direction == ">" and below):
+    if (direction == "<" and low > bound) or (direction == ">" and high < bound):
         return "does not hold"
+    if smallest_effect:
+        return f"inconclusive (CI spans {threshold:g} and {bound:+.3g})"
     return f"inconclusive (CI crosses {threshold:g})"
 
 
@@ -156,15 +184,26 @@ def _check_verdict(text: str) -> str:
     return text
 
 
-def judge(interval: Any, direction: str, threshold: float = 0.0) -> str:
+def judge(interval: Any, direction: str, threshold: float = 0.0, smallest_effect: float = 0.0) -> str:
     """Verdict of a CI against ``direction``/``threshold`` by :func:`verdict`:
-    ``holds`` (the whole CI strictly on the claimed side), ``does not hold`` (strictly on the
-    other side) or ``inconclusive (CI crosses <threshold>)``.  A CI with NaN bounds (the metric
-    is undefined on some resamples) gives ``not tested (CI undefined)``."""
+    ``holds`` (the whole CI strictly on the claimed side), ``does not hold`` (strictly beyond
+    :func:`failure_bound`) or ``inconclusive (...)``.  A CI with NaN bounds (the metric
+    is undefined on some resamples) gives ``inconclusive (CI undefined)``."""
     _check_direction(direction)
     if math.isnan(float(interval.low)) or math.isnan(float(interval.high)):
         return f"{INCONCLUSIVE} (CI undefined)"
-    return _check_verdict(verdict(interval, _symbol(direction), threshold))
+    return _check_verdict(verdict(interval, _symbol(direction), threshold, smallest_effect))
+
+
+def with_failure_bound(comparison: str, direction: str, threshold: float, smallest_effect: float,
+                       origin: str = "") -> str:
+    """``comparison`` plus when it fails, if δ > 0: ``"… < 0; does not hold if CI > −0.017 (the reported
+    effect)"``."""
+    if not smallest_effect:
+        return comparison
+    side = ">" if _symbol(direction) == "<" else "<"
+    bound = failure_bound(direction, threshold, smallest_effect)
+    return f"{comparison}; does not hold if CI {side} {bound:+.3g}" + (f" ({origin})" if origin else "")
 
 
 def _configs_in(rows: pd.DataFrame) -> set[str]:
@@ -202,14 +241,17 @@ def not_tested(id: str, source: str, statement: str, reason: str, *, metric: str
 
 def interval_claim(interval: Any, *, id: str, source: str, statement: str, metric: str,
                    comparison: str, direction: str, threshold: float = 0.0, reported: str = "",
-                   note: str = "") -> Claim:
+                   note: str = "", smallest_effect: float = 0.0, effect_origin: str = "") -> Claim:
     """Claim judged on an interval with ``estimate``, ``low`` and ``high`` attributes (and its
-    bootstrap ``distribution``, if any, for the one-sided p-values a family correction uses)."""
+    bootstrap ``distribution``, if any, for the one-sided p-values a family correction uses);
+    ``smallest_effect`` δ (module docstring; ``effect_origin`` says where it comes from)."""
     _check_direction(direction)
-    p_holds, p_fails = tail_p_values(float(interval.estimate), getattr(interval, "distribution", None), direction,
-                                     threshold)
-    return Claim(id, source, statement, metric, comparison, float(interval.estimate),
-                 float(interval.low), float(interval.high), judge(interval, direction, threshold),
+    estimate, distribution = float(interval.estimate), getattr(interval, "distribution", None)
+    p_holds = tail_p_values(estimate, distribution, direction, threshold)[0]
+    p_fails = tail_p_values(estimate, distribution, direction, failure_bound(direction, threshold, smallest_effect))[1]
+    comparison = with_failure_bound(comparison, direction, threshold, smallest_effect, effect_origin)
+    return Claim(id, source, statement, metric, comparison, estimate,
+                 float(interval.low), float(interval.high), judge(interval, direction, threshold, smallest_effect),
                  reported, note, p_holds=p_holds, p_fails=p_fails)
 
 
@@ -228,10 +270,11 @@ def _paired_metric_delta(rows: pd.DataFrame, a: str, b: str, metric: str, subset
 def delta_claim(rows: pd.DataFrame, *, id: str, source: str, statement: str, a: str, b: str,
                 metric: str, direction: str, threshold: float = 0.0, reported: str = "",
                 n_bootstrap: int = 1000, seed: int = 0, subset: Mapping[str, Any] | None = None,
-                note: str = "") -> Claim:
+                note: str = "", smallest_effect: float = 0.0, effect_origin: str = "") -> Claim:
     """Claim that ``metric(a) − metric(b)`` is ``direction`` (``"less"``/``"greater"``) than
     ``threshold``, tested with the paired bootstrap CI of :func:`studylib.analysis.paired_delta`
-    on ``rows`` (optionally restricted to ``subset``, e.g. ``{"split": "adversarial"}``)."""
+    on ``rows`` (optionally restricted to ``subset``, e.g. ``{"split": "adversarial"}``);
+    ``smallest_effect``: see :func:`interval_claim`."""
     _check_direction(direction)
     comparison = _comparison(metric, a, b, direction, threshold, subset)
     interval, missing = _paired_metric_delta(rows, a, b, metric, subset, n_bootstrap, seed)
@@ -240,7 +283,7 @@ def delta_claim(rows: pd.DataFrame, *, id: str, source: str, statement: str, a: 
                           metric=metric, comparison=comparison, reported=reported)
     return interval_claim(interval, id=id, source=source, statement=statement, metric=metric,
                           comparison=comparison, direction=direction, threshold=threshold,
-                          reported=reported, note=note)
+                          reported=reported, note=note, smallest_effect=smallest_effect, effect_origin=effect_origin)
 
 
 def mean_delta(rows: pd.DataFrame, a: str, b: str, column: str, *, per: str = "image",
@@ -264,7 +307,8 @@ def mean_delta(rows: pd.DataFrame, a: str, b: str, column: str, *, per: str = "i
 
 def mean_delta_claim(rows: pd.DataFrame, *, id: str, source: str, statement: str, a: str, b: str,
                      column: str, direction: str, threshold: float = 0.0, reported: str = "",
-                     per: str = "image", n_bootstrap: int = 1000, seed: int = 0, note: str = "") -> Claim:
+                     per: str = "image", n_bootstrap: int = 1000, seed: int = 0, note: str = "",
+                     smallest_effect: float = 0.0, effect_origin: str = "") -> Claim:
     """Claim on the difference of a per-unit mean (e.g. ``erank_kept`` per image) between two
     configurations, judged like :func:`delta_claim` (see :func:`mean_delta`)."""
     _check_direction(direction)
@@ -276,7 +320,7 @@ def mean_delta_claim(rows: pd.DataFrame, *, id: str, source: str, statement: str
     interval = mean_delta(rows, a, b, column, per=per, n_bootstrap=n_bootstrap, seed=seed)
     return interval_claim(interval, id=id, source=source, statement=statement, metric=column,
                           comparison=comparison, direction=direction, threshold=threshold,
-                          reported=reported, note=note)
+                          reported=reported, note=note, smallest_effect=smallest_effect, effect_origin=effect_origin)
 
 
 def equivalence_claim(rows: pd.DataFrame, *, id: str, source: str, statement: str, a: str, b: str,
@@ -330,7 +374,8 @@ def point_claim(value_a: float, value_b: float, *, id: str, source: str, stateme
 def holm(parts: Sequence[Claim], side: str) -> tuple[list[Claim], int]:
     """The parts of a family with the one-sided conclusion ``side`` (``"holds"`` or ``"fails"``)
     Holm-corrected over the m parts that carry p-values; the other conclusion keeps its CI verdict.
-    Returns ``(parts, m)``."""
+    A part that holds keeps "holds" even when its failure test rejects too (a real effect smaller
+    than its smallest effect δ; :func:`verdict`).  Returns ``(parts, m)``."""
     family = [i for i, part in enumerate(parts) if not math.isnan(part.p_holds)]
     m = len(family)
     if m < 2:
@@ -341,7 +386,7 @@ def holm(parts: Sequence[Claim], side: str) -> tuple[list[Claim], int]:
     out = list(parts)
     for i, reject in zip(family, rejected):
         part = parts[i]
-        if reject:
+        if reject and not (side == "fails" and part.holds):
             out[i] = replace(part, verdict=corrected)
         elif part.verdict.startswith(corrected):
             out[i] = replace(part, verdict=f"{INCONCLUSIVE} (not significant after Holm over {m} tests)")
@@ -430,7 +475,7 @@ def with_note(claim: Claim, note: str) -> Claim:
 
 
 __all__ = [
-    "Claim", "DIRECTIONS", "DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "NOT_TESTED", "VERDICTS",
-    "all_of", "any_of", "claims_table", "delta_claim", "equivalence_claim", "holm",
+    "Claim", "DIRECTIONS", "DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "NOT_TESTED", "SMALLEST_EFFECTS", "VERDICTS",
+    "all_of", "any_of", "claims_table", "delta_claim", "equivalence_claim", "failure_bound", "holm",
     "interval_claim", "judge", "verdict", "verdict_base", "mean_delta", "mean_delta_claim", "not_tested", "point_claim", "style_claims", "with_note",
 ]

@@ -133,9 +133,9 @@ def beside_reported(ours: pd.DataFrame, metrics: Iterable[str], *, paper: str, t
     return frame
 
 
-def reported_value(paper: str, table: str, pruner: str, k: int | None, metric: str,
-                   benchmark: str | None = None) -> str:
-    """One reported value as the paper prints it (``"0.024"``, ``"86.9 %"``), ``"—"`` when the
+def reported_number(paper: str, table: str, pruner: str, k: int | None, metric: str,
+                    benchmark: str | None = None) -> tuple[float, str] | None:
+    """One reported value and its unit as the paper prints it (``(86.9, "%")``), ``None`` when the
     paper has none.  ``pruner`` is a canonical spec; a seeded spec (``random(seed=0)``) falls
     back to the method's row (the paper reports random pruning as a mean over seeds)."""
     rows = reported(paper, table, metric=metric)
@@ -146,9 +146,22 @@ def reported_value(paper: str, table: str, pruner: str, k: int | None, metric: s
     for spec in dict.fromkeys([pruner, pruner.split("(")[0]]):
         hit = rows[rows["pruner"] == spec]
         if len(hit):
-            value, unit = float(hit["value"].iloc[0]), str(hit["unit"].iloc[0])
-            return f"{value:g} %" if unit == "%" else f"{value:g}"
-    return "—"
+            return float(hit["value"].iloc[0]), str(hit["unit"].iloc[0])
+    return None
+
+
+def reported_text(hit: tuple[float, str] | None) -> str:
+    """A :func:`reported_number` as the paper prints it (``"0.024"``, ``"86.9 %"``), ``"—"`` for none."""
+    if hit is None:
+        return "—"
+    value, unit = hit
+    return f"{value:g} %" if unit == "%" else f"{value:g}"
+
+
+def reported_value(paper: str, table: str, pruner: str, k: int | None, metric: str,
+                   benchmark: str | None = None) -> str:
+    """One reported value as text (:func:`reported_number`, :func:`reported_text`)."""
+    return reported_text(reported_number(paper, table, pruner, k, metric, benchmark))
 
 
 def conflicting_reports(paper: str, pruner: str, k: int | None, metric: str, benchmark: str | None = None) -> str:
@@ -168,4 +181,4 @@ def conflicting_reports(paper: str, pruner: str, k: int | None, metric: str, ben
 
 
 __all__ = ["PAPERS", "PAPER_UNITS", "REPORTED_COLUMNS", "REPORTED_CSV", "beside_reported", "conflicting_reports",
-           "reported", "reported_label", "reported_value", "to_paper_units"]
+           "reported", "reported_label", "reported_number", "reported_text", "reported_value", "to_paper_units"]
