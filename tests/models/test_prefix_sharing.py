@@ -14,6 +14,7 @@ import torch
 
 from studylib.models.prefix_cache import prefix_groups
 from studylib.models import prompts
+from studylib.pruners import get_pruner
 from studylib.tokens import Selection
 
 ADAPTERS = ["toy_adapter", "tiny_adapter"]
@@ -206,3 +207,34 @@ def test_bad_batches_fail_the_same_way_with_sharing(tiny_adapter, small_world):
             tiny_adapter.score(texts[:3], tokens, None, prompts.YES_NO_VERBALIZER)
         with pytest.raises(ValueError, match="exactly one '<image>'"):
             tiny_adapter.score(["no image here", texts[1]], tokens, None, prompts.YES_NO_VERBALIZER)
+
+
+
+class CountingPruner:
+    """A registry pruner that records the batch size of every call."""
+
+    def __init__(self, pruner):
+        self.pruner, self.batches = pruner, []
+
+    def __getattr__(self, name):
+        return getattr(self.pruner, name)
+
+    def __call__(self, tokens, k, query=None):
+        self.batches.append(tokens.batch_size)
+        return self.pruner(tokens, k, query)
+
+
+@pytest.mark.parametrize("name", ["scope", "visionzip", "random"])
+def test_a_question_blind_pruner_selects_once_per_image(adapter, small_world, name):
+    """Rows of one image get their image's selection, computed on the distinct images only, and
+    it equals selecting row by row."""
+    questions, texts = mixed_batch(small_world)
+    tokens = encode(adapter, small_world, questions)
+    pruner = CountingPruner(get_pruner(name))
+    keep, _, _ = adapter._route(pruner, tokens, 16, None)
+    per_row = adapter._select(pruner, tokens, 16, None)
+    assert pruner.batches == [len(set(tokens.image_keys)), len(questions)]
+    assert torch.equal(keep.indices, per_row.indices)
+    assert (keep.merged is None) == (per_row.merged is None)
+    if keep.merged is not None:
+        assert torch.allclose(keep.merged, per_row.merged, atol=1e-6)

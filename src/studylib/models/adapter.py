@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from studylib.models.batching import (ScoreResult, clip_budget, greedy_decode, merge_kept, merge_scores, pick,
-                                      sub_query)
+from studylib.models.batching import (ScoreResult, clip_budget, distinct_images, greedy_decode, merge_kept,
+                                      merge_scores, pick, repeat_selection, sub_query)
 from studylib.models.families import VisualRow, family_for, row_positions
 from studylib.models.llm_pruning import InLLMPruner, RegistryInLLMPruner, in_llm_pruning
 from studylib.models.loading import load_model
@@ -286,8 +286,16 @@ class LlavaAdapter:
         select inside the language model."""
         if getattr(pruner, "stage", "vision") == "llm":
             return None, RegistryInLLMPruner(pruner), k
+        distinct = distinct_images(tokens) if query is None else None
+        if distinct is not None:  # a question-blind pruner selects once per image, not once per question
+            first, slot = distinct
+            return repeat_selection(self._select(pruner, tokens[first], k, None), slot), None, None
+        return self._select(pruner, tokens, k, query), None, None
+
+    def _select(self, pruner, tokens: VisualTokens, k: int, query: QueryContext | None) -> Selection:
+        """A vision-stage pruner's selection, through the family's ``select`` when it has one."""
         select = getattr(self.family, "select", None)
-        return (select(pruner, tokens, k, query) if select else pruner(tokens, k, query)), None, None
+        return select(pruner, tokens, k, query) if select else pruner(tokens, k, query)
 
     def _budget(self, k: int, tokens: VisualTokens) -> int:  # clipped to N where N varies with the image
         return clip_budget(k, tokens) if self.family.variable_n else k

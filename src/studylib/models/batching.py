@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from transformers.cache_utils import DynamicCache
 
-from studylib.tokens import QueryContext, VisualTokens
+from studylib.tokens import QueryContext, Selection, VisualTokens
 
 #: marks "no token" in kept indices of rows that kept fewer tokens than the widest row
 NO_TOKEN = -1
@@ -70,6 +70,30 @@ def sub_query(query: QueryContext | None, rows: Sequence[int], tokens: VisualTok
     if attention is not None:
         attention = attention[rows, : tokens.num_patches]
     return QueryContext(query.text_embedding[rows], attention)
+
+
+def distinct_images(tokens: VisualTokens) -> tuple[list[int], list[int]] | None:
+    """``(first row of each distinct image, distinct image of each row)`` when several rows hold the
+    same image (the questions of one image in a sweep batch), else ``None``.  Rows share an image
+    when their image keys agree and their features are equal bitwise (a key reused for another
+    image is never shared)."""
+    keys = tokens.image_keys
+    if not keys or len(set(keys)) == len(keys):
+        return None
+    first: dict[str, int] = {}
+    for row, key in enumerate(keys):
+        first.setdefault(key, row)
+    if not all(torch.equal(tokens.features[row], tokens.features[first[key]]) for row, key in enumerate(keys)):
+        return None
+    slot = {key: i for i, key in enumerate(first)}
+    return list(first.values()), [slot[key] for key in keys]
+
+
+def repeat_selection(selection: Selection, rows: Sequence[int]) -> Selection:
+    """The selection of each distinct image given back to every row of it (:func:`distinct_images`)."""
+    index = torch.as_tensor(list(rows), device=selection.indices.device)
+    merged = None if selection.merged is None else selection.merged[index.to(selection.merged.device)]
+    return Selection(selection.indices[index], merged)
 
 
 def merge_kept(batch: int, parts: list[tuple[list[int], torch.Tensor]]) -> torch.Tensor:
@@ -126,5 +150,6 @@ def greedy_decode(model, embeds: torch.Tensor, mask: torch.Tensor, positions: to
     return torch.stack(generated, dim=1), first
 
 
-__all__ = ["NO_TOKEN", "ScoreResult", "clip_budget", "greedy_decode", "merge_kept", "merge_scores", "pick",
+__all__ = ["NO_TOKEN", "ScoreResult", "clip_budget", "distinct_images", "greedy_decode", "merge_kept",
+           "merge_scores", "pick", "repeat_selection",
            "sub_query"]
