@@ -13,9 +13,34 @@ scores in sub-batches of one shape (pruners run on each sub-batch as they are, n
 
 from __future__ import annotations
 
+import os
+import weakref
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import torch
+
+#: bytes of derived tensors all :class:`VisualTokens` together may keep (:meth:`VisualTokens.derived`);
+#: beyond it a derived quantity is computed and returned but not kept.  ``STUDYLIB_MEMO_BYTES``
+#: overrides it; :func:`set_memo_budget` changes it at run time (0 disables the memo).
+MEMO_BYTES_DEFAULT = 2 * 1024**3
+_memo_state = {"budget": int(os.environ.get("STUDYLIB_MEMO_BYTES", MEMO_BYTES_DEFAULT)), "used": 0}
+
+
+def set_memo_budget(n_bytes: int) -> int:
+    """Set the byte budget of the derived-quantity memo (0 = keep nothing); returns the old one.
+    Memos already kept stay until their :class:`VisualTokens` is freed."""
+    old, _memo_state["budget"] = _memo_state["budget"], int(n_bytes)
+    return old
+
+
+def memo_bytes_used() -> int:
+    """Bytes the memos of all live :class:`VisualTokens` hold now."""
+    return _memo_state["used"]
+
+
+def _release(held: list[int]) -> None:
+    _memo_state["used"] -= held[0]
 
 
 @dataclass(frozen=True)
@@ -59,6 +84,11 @@ class VisualTokens:
     grid: tuple[int, int]
     image_keys: tuple[str, ...] = field(default=())
     layout: tuple[tuple[int, int], ...] = field(default=())
+    #: derived per-image quantities (:meth:`derived`); private, not compared, hashed, shown or pickled
+    _memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+    #: the single-image parts this batch was concatenated from (:meth:`concat`), for :meth:`derived`
+    _parts: tuple = field(default=(), init=False, compare=False, repr=False)
+    _memo_bytes: list = field(default_factory=lambda: [0], init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         b, n, _ = self.features.shape
@@ -78,6 +108,54 @@ class VisualTokens:
     @property
     def batch_size(self) -> int:
         return self.features.shape[0]
+
+    def derived(self, key: Hashable, compute: Callable[["VisualTokens"], torch.Tensor]) -> torch.Tensor:
+        """``compute(self)`` — a batch-first tensor that depends on the tokens only (a similarity
+        matrix, an erank, …) — computed once per object and ``key`` and then returned from the memo.
+
+        Pruners use it so that every configuration of a sweep run on one batch pays for its
+        ``N × N`` products once.  ``key`` must name everything ``compute`` depends on besides the
+        tokens (quantity, feature space, dtype).  The returned tensor is shared: callers must not
+        modify it in place.
+
+        A batch built by :meth:`concat` (the adapter's cache of single images, stacked per batch)
+        computes the quantity on each part and concatenates the rows, so the parts' memos serve
+        every later batch holding the same images (and repeated images of one batch are computed
+        once).  The memo is kept within the byte budget shared by all objects
+        (:func:`set_memo_budget`); what does not fit is recomputed when asked again, with the same
+        result (the computation never depends on what is kept)."""
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        if self._parts:
+            rows = {id(p): p for p in self._parts}  # a repeated image is computed once
+            values = {i: p.derived(key, compute) for i, p in rows.items()}
+            value = torch.cat([values[id(p)] for p in self._parts])
+        else:
+            value = compute(self)
+        self._keep(key, value)
+        return value
+
+    def _keep(self, key: Hashable, value: torch.Tensor) -> None:
+        n_bytes = value.numel() * value.element_size()
+        if _memo_state["used"] + n_bytes > _memo_state["budget"]:
+            return
+        if not self._memo:  # the first kept value: give the bytes back when the object is freed
+            weakref.finalize(self, _release, self._memo_bytes)
+        self._memo[key] = value
+        self._memo_bytes[0] += n_bytes
+        _memo_state["used"] += n_bytes
+
+    def __getstate__(self) -> dict:
+        return {f: getattr(self, f) for f in ("features", "embeddings", "cls_attention", "cls_feature", "keys",
+                                              "grid", "image_keys", "layout")}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_memo", {})
+        object.__setattr__(self, "_parts", ())
+        object.__setattr__(self, "_memo_bytes", [0])
 
     @property
     def num_patches(self) -> int:
@@ -123,7 +201,7 @@ class VisualTokens:
             raise ValueError(f"cannot concatenate VisualTokens with different grids {sorted(grids)}; "
                              f"use stack_tokens(...) for images of several sizes")
         keys = tuple(k for p in parts for k in p.image_keys)
-        return VisualTokens(
+        batch = VisualTokens(
             features=torch.cat([p.features for p in parts]),
             embeddings=torch.cat([p.embeddings for p in parts]),
             cls_attention=torch.cat([p.cls_attention for p in parts]),
@@ -133,6 +211,9 @@ class VisualTokens:
             image_keys=keys if len(keys) == sum(p.batch_size for p in parts) else (),
             layout=parts[0].layout,
         )
+        # derived quantities are computed per part (and kept there): see derived()
+        object.__setattr__(batch, "_parts", tuple(q for p in parts for q in (p._parts or (p,))))
+        return batch
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,11 @@
 """Shared numerics of the pruners: precision, normalisation, cosine matrices, budget checks.
 
+Config-independent per-image quantities (the cosine matrices, FPS's distances, the erank) are
+memoised on the :class:`~studylib.tokens.VisualTokens` object (:func:`token_cosine`,
+:meth:`VisualTokens.derived`): a sweep of many configurations on one batch pays one ``N × N``
+product per image and space.  The memo holds the very tensors the plain call computes, so the
+selections are the same with or without it.
+
 Precision rule (all pruners): similarities are computed in ``float32`` at least; ``float64``
 inputs stay ``float64`` (the reproducible reference, see pruners.md §13 errata), ``float16`` /
 ``bfloat16`` inputs (the official code's fp16) are promoted to ``float32``.
@@ -36,6 +42,18 @@ def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
     """``(B, N, D) -> (B, N, N)`` cosine similarities ``S = X̂ X̂ᵀ`` (batched ``bmm``)."""
     xn = l2_normalize(x)
     return torch.bmm(xn, xn.transpose(1, 2))
+
+
+def space_features(tokens: VisualTokens, space: str) -> torch.Tensor:
+    """``llm``: the projected embeddings; ``vision``: the pre-projector features."""
+    return tokens.embeddings if space == "llm" else tokens.features
+
+
+def token_cosine(tokens: VisualTokens, space: str) -> torch.Tensor:
+    """:func:`cosine_matrix` of ``space``'s features, computed once per ``tokens`` object
+    (:meth:`VisualTokens.derived`) and shared by every pruner called on it: do not modify it in place."""
+    x = space_features(tokens, space)
+    return tokens.derived(("cosine", space, work_dtype(x)), lambda t: cosine_matrix(space_features(t, space)))
 
 
 def check_budget(k: int, n: int, name: str) -> int:

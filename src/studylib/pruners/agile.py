@@ -77,10 +77,10 @@ import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import (
-    as_work, cosine_matrix, flat_index, flat_rows, mask_to_indices, selection, stable_desc_order,
+    as_work, flat_index, flat_rows, mask_to_indices, selection, space_features, stable_desc_order, token_cosine,
 )
-from studylib.pruners.divprune import divprune_order, space_features
-from studylib.pruners.fps import fps_order
+from studylib.pruners.divprune import max_min_order
+from studylib.pruners.fps import token_sq_distance
 from studylib.pruners.registry import Param, register
 from studylib.pruners.vispruner import vispruner_select
 
@@ -120,9 +120,19 @@ def attention_entropy(attention: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum(dim=1)
 
 
+def token_erank(tokens: VisualTokens, space: str) -> torch.Tensor:
+    """:func:`erank` of ``space``'s features ``(B,)``, once per ``tokens`` object (shared: read only)."""
+    return tokens.derived(("erank", space), lambda t: erank(space_features(t, space)))
+
+
+def token_entropy(tokens: VisualTokens) -> torch.Tensor:
+    """:func:`attention_entropy` of the CLS attention ``(B,)``, once per ``tokens`` object."""
+    return tokens.derived(("attention_entropy",), lambda t: attention_entropy(t.cls_attention))
+
+
 def reference_erank(tokens_list: Iterable[VisualTokens], space: str = "vision") -> float:
     """Mean erank over a reference image set (every image of every batch) — ``erank_avg``."""
-    values = [erank(space_features(t, space)) for t in tokens_list]
+    values = [token_erank(t, space) for t in tokens_list]
     if not values:
         raise ValueError("reference_erank needs at least one VisualTokens batch")
     return float(torch.cat(values).mean())
@@ -130,7 +140,7 @@ def reference_erank(tokens_list: Iterable[VisualTokens], space: str = "vision") 
 
 def reference_entropy(tokens_list: Iterable[VisualTokens]) -> float:
     """Mean CLS-attention entropy over a reference image set — ``entropy_avg``."""
-    values = [attention_entropy(t.cls_attention) for t in tokens_list]
+    values = [token_entropy(t) for t in tokens_list]
     if not values:
         raise ValueError("reference_entropy needs at least one VisualTokens batch")
     return float(torch.cat(values).mean())
@@ -195,7 +205,7 @@ def threshold_order(sim: torch.Tensor, attention: torch.Tensor, k: int, scale: t
 
 
 def _agile_select(tokens: VisualTokens, k: int, scale: torch.Tensor, tau_max: float, order: str, space: str) -> torch.Tensor:
-    sim = cosine_matrix(space_features(tokens, space))
+    sim = token_cosine(tokens, space)
     picks = threshold_order(sim, as_work(tokens.cls_attention).to(sim.dtype), k, scale, tau_max, order)
     return picks.sort(dim=1).values
 
@@ -214,7 +224,7 @@ SLOPE = Param("slope", float, 1.0, "slope of the linear erank map (unpublished; 
 def agile(tokens: VisualTokens, k: int, query: QueryContext | None = None, *,
           erank_avg: float, tau_max: float, order: str, space: str) -> Selection:
     """AgilePruner adaptive thresholding with erank complexity; raster order."""
-    scale = erank(space_features(tokens, space)) / erank_avg
+    scale = token_erank(tokens, space) / erank_avg
     return selection(_agile_select(tokens, k, scale, tau_max, order, space))
 
 
@@ -229,7 +239,7 @@ def agile(tokens: VisualTokens, k: int, query: QueryContext | None = None, *,
 def agile_entropy(tokens: VisualTokens, k: int, query: QueryContext | None = None, *,
                   entropy_avg: float, tau_max: float, order: str, space: str) -> Selection:
     """AgilePruner adaptive thresholding with attention-entropy complexity; raster order."""
-    scale = attention_entropy(tokens.cls_attention) / entropy_avg
+    scale = token_entropy(tokens) / entropy_avg
     return selection(_agile_select(tokens, k, scale, tau_max, order, space))
 
 
@@ -253,11 +263,11 @@ def agile_mix(tokens: VisualTokens, k: int, query: QueryContext | None = None, *
               erank_avg: float, ratio: float, slope: float, div: str, space: str) -> Selection:
     """Erank-adaptive attention/diversity mix; raster order."""
     b, n = tokens.batch_size, tokens.num_patches
-    e = erank(space_features(tokens, space))
+    e = token_erank(tokens, space)
     k_att = (k * important_ratio(e, erank_avg, ratio, slope)).floor().long().clamp(0, k)  # int(K·r)
     attention = as_work(tokens.cls_attention)
     if div == "vispruner":
-        sim = cosine_matrix(tokens.features)
+        sim = token_cosine(tokens, "vision")
         out = torch.empty(b, k, dtype=torch.long, device=attention.device)
         for value in torch.unique(k_att).tolist():
             group = (k_att == value).nonzero().squeeze(1)
@@ -270,9 +280,9 @@ def agile_mix(tokens: VisualTokens, k: int, query: QueryContext | None = None, *
     kmax = int(k_div.max())
     if kmax > 0:
         if div == "divprune":
-            picks = divprune_order(tokens.embeddings, kmax)
-        else:
-            picks = fps_order(tokens.embeddings, kmax, torch.zeros(b, dtype=torch.long, device=dev))
+            picks = max_min_order(1.0 - token_cosine(tokens, "llm"), kmax)  # = divprune_order(embeddings, kmax)
+        else:  # = fps_order(embeddings, kmax, token 0)
+            picks = max_min_order(token_sq_distance(tokens, "llm"), kmax, torch.zeros(b, dtype=torch.long, device=dev))
         take = torch.arange(kmax, device=dev).unsqueeze(0) < k_div.unsqueeze(1)
         chosen[rows.unsqueeze(1).expand(b, kmax)[take], picks[take]] = True
     fill_order = stable_desc_order(attention.masked_fill(chosen, float("-inf")))
@@ -289,7 +299,7 @@ def _counts(e: torch.Tensor, k: int, n: int, erank_avg: float, slope: float, max
 def adaptive_count(tokens: VisualTokens, k: int, *, erank_avg: float = ERANK_AVG_PLACEHOLDER, slope: float = 1.0,
                    max_change: float = 0.2, space: str = "vision") -> torch.Tensor:
     """Per-image token counts ``(B,)`` of ``agile_count`` for the reference budget ``k``."""
-    e = erank(space_features(tokens, space))
+    e = token_erank(tokens, space)
     return _counts(e, k, tokens.num_patches, erank_avg, slope, max_change)
 
 
@@ -305,7 +315,7 @@ def adaptive_count(tokens: VisualTokens, k: int, *, erank_avg: float = ERANK_AVG
 def agile_count(tokens: VisualTokens, k: int, query: QueryContext | None = None, *,
                 erank_avg: float, max_change: float, slope: float, tau_max: float, order: str, space: str) -> Selection:
     """Adaptive count per image, then AgilePruner thresholding; raster order."""
-    e = erank(space_features(tokens, space))
+    e = token_erank(tokens, space)
     counts = _counts(e, k, tokens.num_patches, erank_avg, slope, max_change)
     if bool((counts != counts[0]).any()):
         raise ValueError(

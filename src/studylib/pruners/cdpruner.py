@@ -47,7 +47,7 @@ import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import (
-    cosine_matrix, flat_index, flat_rows, l2_normalize, require_query, selection, stable_desc_order,
+    flat_index, flat_rows, l2_normalize, require_query, selection, stable_desc_order, token_cosine,
 )
 from studylib.pruners.registry import Param, register
 
@@ -127,7 +127,7 @@ def cdpruner(tokens: VisualTokens, k: int, query: QueryContext | None = None, *,
             f"cdpruner: text_embedding has shape {tuple(text.shape)}, expected "
             f"({tokens.batch_size}, {tokens.embeddings.shape[2]})"
         )
-    sim = cosine_matrix(tokens.embeddings)
+    sim = token_cosine(tokens, "llm")
     rel = relevance(tokens.embeddings, text, negate).to(sim.dtype)
     kernel = rel.unsqueeze(2) * sim * rel.unsqueeze(1)
     order = dpp_greedy(kernel, k, rel)

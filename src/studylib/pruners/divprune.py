@@ -36,14 +36,12 @@ from __future__ import annotations
 import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
-from studylib.pruners._similarity import column_second_smallest, cosine_matrix, flat_index, flat_rows, selection
+from studylib.pruners._similarity import (
+    column_second_smallest, cosine_matrix, flat_index, flat_rows, selection, token_cosine,
+)
 from studylib.pruners.registry import Param, register
 
 SPACE = Param("space", str, "llm", "feature space: llm = projected embeddings, vision = pre-projector", choices=("llm", "vision"))
-
-
-def space_features(tokens: VisualTokens, space: str) -> torch.Tensor:
-    return tokens.embeddings if space == "llm" else tokens.features
 
 
 def most_isolated(dist: torch.Tensor) -> torch.Tensor:
@@ -82,9 +80,10 @@ def divprune_order(x: torch.Tensor, k: int) -> torch.Tensor:
     return max_min_order(1.0 - cosine_matrix(x), k)
 
 
+
 @register("divprune", SPACE, summary="DivPrune: max-min diversity on 1 - cosine of projected tokens",
           family="diversity", source="vbdi/divprune (pruners.md §3)")
 def divprune(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, space: str) -> Selection:
     """DivPrune max–min diversity, most-isolated first pick, raster-order output."""
-    order = divprune_order(space_features(tokens, space), k)
+    order = max_min_order(1.0 - token_cosine(tokens, space), k)  # = divprune_order(features, k), memoised S
     return selection(order.sort(dim=1).values)

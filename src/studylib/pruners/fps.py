@@ -27,8 +27,8 @@ from __future__ import annotations
 import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
-from studylib.pruners._similarity import as_work, selection
-from studylib.pruners.divprune import SPACE, max_min_order, most_isolated, space_features
+from studylib.pruners._similarity import as_work, selection, space_features, work_dtype
+from studylib.pruners.divprune import SPACE, max_min_order, most_isolated
 from studylib.pruners.registry import Param, register
 
 
@@ -45,13 +45,24 @@ def fps_order(x: torch.Tensor, k: int, first: torch.Tensor) -> torch.Tensor:
     return max_min_order(sq_distance_matrix(x), k, first)
 
 
-def _first_pick(tokens: VisualTokens, x: torch.Tensor, start: str) -> torch.Tensor:
+def token_sq_distance(tokens: VisualTokens, space: str) -> torch.Tensor:
+    """:func:`sq_distance_matrix` of ``space``'s features, once per ``tokens`` object (shared: read only)."""
+    key = ("sq_distance", space, work_dtype(space_features(tokens, space)))
+    return tokens.derived(key, lambda t: sq_distance_matrix(space_features(t, space)))
+
+
+def _isolated(t: VisualTokens, space: str) -> torch.Tensor:
+    xw = as_work(space_features(t, space))
+    return most_isolated(torch.cdist(xw, xw))
+
+
+def _first_pick(tokens: VisualTokens, space: str, start: str) -> torch.Tensor:
     if start == "first":
-        return torch.zeros(tokens.batch_size, dtype=torch.long, device=x.device)
+        return torch.zeros(tokens.batch_size, dtype=torch.long, device=tokens.features.device)
     if start == "saliency":
         return torch.sort(tokens.cls_attention, dim=1, descending=True, stable=True).indices[:, 0]
-    xw = as_work(x)
-    return most_isolated(torch.cdist(xw, xw))
+    return tokens.derived(("fps_isolated", space, work_dtype(space_features(tokens, space))),
+                          lambda t: _isolated(t, space))
 
 
 @register(
@@ -64,6 +75,6 @@ def _first_pick(tokens: VisualTokens, x: torch.Tensor, start: str) -> torch.Tens
 )
 def fps(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, space: str, start: str) -> Selection:
     """Farthest point sampling (L2), raster-order output."""
-    x = space_features(tokens, space)
-    order = fps_order(x, k, _first_pick(tokens, x, start))
+    # = fps_order(space_features(tokens, space), k, first) with the distances memoised per tokens object
+    order = max_min_order(token_sq_distance(tokens, space), k, _first_pick(tokens, space, start))
     return selection(order.sort(dim=1).values)

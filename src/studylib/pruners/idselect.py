@@ -38,8 +38,7 @@ from __future__ import annotations
 import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
-from studylib.pruners._similarity import as_work, cosine_matrix, require_query, selection
-from studylib.pruners.divprune import space_features
+from studylib.pruners._similarity import as_work, require_query, selection, token_cosine
 from studylib.pruners.registry import Param, register
 
 
@@ -108,6 +107,6 @@ def idselect(
 ) -> Selection:
     """ID-Selection importance + suppression, raster order."""
     score = importance_scores(tokens, query, importance, mix)
-    sim = cosine_matrix(space_features(tokens, space))
+    sim = token_cosine(tokens, space)
     order = suppression_order(score, sim, k, gamma, update)
     return selection(order.sort(dim=1).values)

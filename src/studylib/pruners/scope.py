@@ -41,7 +41,7 @@ from __future__ import annotations
 import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
-from studylib.pruners._similarity import as_work, cosine_matrix, selection
+from studylib.pruners._similarity import as_work, selection, token_cosine
 from studylib.pruners.registry import Param, register
 
 
@@ -98,7 +98,7 @@ def facility_location_order(
 def scope_inputs(tokens: VisualTokens, heads: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """SCOPE's similarity ``S`` ``(B, N, N)`` (cosine of the pre-projector features) and saliency
     ``(B, N)`` (CLS attention, head mean × ``heads`` = the official head-sum scale)."""
-    sim = cosine_matrix(tokens.features)
+    sim = token_cosine(tokens, "vision")
     return sim, as_work(tokens.cls_attention).to(sim.dtype) * heads
 
 

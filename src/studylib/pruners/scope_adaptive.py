@@ -40,7 +40,7 @@ import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import selection
-from studylib.pruners.agile import ENTROPY_AVG_PLACEHOLDER, ERANK_AVG_PLACEHOLDER, attention_entropy, erank
+from studylib.pruners.agile import ENTROPY_AVG_PLACEHOLDER, ERANK_AVG_PLACEHOLDER, token_entropy, token_erank
 from studylib.pruners.registry import Param, PrunerConfigError, register
 from studylib.pruners.scope import facility_location_order, scope_inputs
 
@@ -51,9 +51,9 @@ def image_statistic(tokens: VisualTokens, signal: str = "erank") -> torch.Tensor
     """Per image ``(B,)`` float64: the erank of all N pre-projector features, or the entropy (nats)
     of the [CLS] attention renormalised over the patches."""
     if signal == "erank":
-        return erank(tokens.features)
+        return token_erank(tokens, "vision")
     if signal == "entropy":
-        return attention_entropy(tokens.cls_attention)
+        return token_entropy(tokens)
     raise PrunerConfigError(f"unknown signal {signal!r}; choose one of {SIGNALS}")
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
-from studylib.pruners._similarity import as_work, cosine_matrix, selection, stable_desc_order
+from studylib.pruners._similarity import as_work, selection, stable_desc_order, token_cosine
 from studylib.pruners.registry import Param, register
 
 
@@ -75,5 +75,5 @@ def vispruner_select(sim: torch.Tensor, attention: torch.Tensor, k: int, importa
 )
 def vispruner(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, important_ratio: float) -> Selection:
     """VisPruner important + diverse tokens, raster order."""
-    sim = cosine_matrix(tokens.features)
+    sim = token_cosine(tokens, "vision")
     return selection(vispruner_select(sim, as_work(tokens.cls_attention), k, important_ratio))
