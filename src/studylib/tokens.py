@@ -265,7 +265,8 @@ def stack_tokens(parts: list[VisualTokens]) -> VisualTokens | RaggedTokens:
         raise ValueError("cannot stack an empty list of VisualTokens")
     if len({p.shape_key for p in parts}) == 1:
         return VisualTokens.concat(parts)
-    return RaggedTokens(tuple(p[i] for p in parts for i in range(p.batch_size)))
+    # single images as they are (the adapter's cached rows keep their memo, see VisualTokens.derived)
+    return RaggedTokens(tuple(p if p.batch_size == 1 else p[i] for p in parts for i in range(p.batch_size)))
 
 
 @dataclass(frozen=True)

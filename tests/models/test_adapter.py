@@ -114,6 +114,30 @@ def test_encode_matches_the_vision_tower_and_caches(tiny_adapter, small_world):
     assert calls == [] and torch.equal(again.features[1], tokens.features[0])
 
 
+def test_batches_of_cached_images_share_their_derived_quantities(toy_adapter, small_world, monkeypatch):
+    """A sweep stacks the cached images anew for every config's batch: the similarity of an image
+    (VisualTokens.derived) is computed for the first config and reused by the next ones."""
+    from studylib.pruners import get_pruner
+    import studylib.pruners._similarity as similarity
+
+    questions = _questions(small_world, 4, 0)
+    toy_adapter.clear_cache()
+    first = _encode(toy_adapter, small_world, questions)
+    n_images = len({q.image_key for q in questions})
+    computed = []
+    cosine = similarity.cosine_matrix
+    monkeypatch.setattr(similarity, "cosine_matrix", lambda x: computed.append(x.shape[0]) or cosine(x))
+    k = first.num_patches // 4
+    picks = get_pruner("scope")(first, k).indices
+    assert computed == [1] * n_images
+    second = _encode(toy_adapter, small_world, questions)
+    assert second is not first
+    assert torch.equal(get_pruner("scope")(second, k).indices, picks)
+    assert torch.equal(get_pruner("vispruner")(second, k).indices, get_pruner("vispruner")(
+        second[list(range(second.batch_size))], k).indices)
+    assert len(computed) == n_images + 1  # only the sliced copy (a new object) computed again
+
+
 def test_fastv_attention_row_equals_eager_attention(toy_adapter, small_world):
     """The single attention row computed by the hook equals layer k-1's full eager attention."""
     questions = _questions(small_world)

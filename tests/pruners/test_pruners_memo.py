@@ -169,6 +169,19 @@ def test_stacked_batch_shares_the_images_memo(monkeypatch):
         assert torch.equal(pruner(first, K, q4).indices, pruner(direct, K, q4).indices), spec
 
 
+def test_ragged_batches_keep_the_single_images():
+    """Images of several sizes: the rows of a RaggedTokens are the images themselves (their memo
+    serves every later batch)."""
+    small, _ = make_tokens(8, b=1, rows=4, cols=4)
+    large, _ = make_tokens(9, b=1)
+    ragged = stack_tokens([small, large, small])
+    assert ragged.rows[0] is small and ragged.rows[1] is large and ragged.rows[2] is small
+    get_pruner("scope")(small, 5)
+    (_, group), _ = ragged.groups()
+    assert torch.equal(group.derived(("cosine", "vision", torch.float32), lambda t: None)[0],
+                       small._memo["cosine", "vision", torch.float32][0])
+
+
 def test_memo_is_private_state():
     tokens, query = make_tokens(6, b=2)
     plain = fresh(tokens)
