@@ -11,12 +11,19 @@ the process CPU time (robust to other processes' load; summed over threads, so m
 ``--threads 1``).  In-LLM rules (FastV, DART) are timed on
 their own inputs (layer attention row; keys and normed hidden states of a 651-token prompt).
 
-One run prints three tables: **before** = the naive reference selection loops
+One run prints three tables of single calls: **before** = the naive reference selection loops
 (``studylib.pruners._reference``: the official / published loops, swapped in with
 ``naive_kernels``), **after** = the pruners as registered (fast kernels), and the ratio after / before.
 Pruners without a separate naive loop have one implementation; their cells are timed once,
 repeated in both tables and marked ``=`` in the ratio table.  Naive and fast calls of one cell
-are timed back to back (same machine load).  Then the shared costs that bound every pruner from
+are timed back to back (same machine load).  A single call runs on a new ``VisualTokens`` object,
+so it pays its own similarity GEMMs and erank.
+
+Then the **sweep** tables, the reuse case: the per-object memo (``VisualTokens.derived``) keeps the
+cosine matrices, FPS's distances and the erank of an object, so the configs of a sweep run on one
+batch share them.  Per config: one call on an object every config has already used (memo warm:
+the selection loop and the config-dependent work only); and the whole sweep of every vision-stage
+config on one new object, ms per image per config, next to the mean single call.  Then the shared costs that bound every pruner from
 below (similarity GEMMs, the float64 erank) and, unless ``--no-models``, the toy / tiny-random
 model's encode and prefill for scale.
 This is a script, not a test: timings depend on the machine and its load.
@@ -25,6 +32,7 @@ This is a script, not a test: timings depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -108,7 +116,42 @@ def cell_fn(spec: str, k: int, b: int, data: dict, llm_inputs: dict):
         _, keys, hidden = llm_inputs[b]
         return (lambda: pruner.rule(keys, hidden, PROMPT_BEFORE, N, k)), False
     tokens, query = data[b]
-    return (lambda: pruner(tokens, k, query)), pruner.name in NAIVE_PRUNERS
+    # a new object per call: its memo (VisualTokens.derived) starts empty, so a single call pays its GEMMs
+    return (lambda: pruner(dataclasses.replace(tokens), k, query)), pruner.name in NAIVE_PRUNERS
+
+
+def sweep_tables(specs: list[str], cols: list[tuple[int, int]], data: dict, single: dict, repeats: int, width: int):
+    """The reuse case: every vision-stage config of ``specs`` on one ``VisualTokens`` object.
+
+    Per config: its call on an object whose memo every config has already filled (the marginal
+    cost of one more config of a sweep).  Then the whole sweep on a new object (first configs pay
+    the shared GEMMs / erank once), per config, next to the mean of the single calls."""
+    vision = [s for s in specs if get_pruner(s).stage == "vision"]
+    cells, total = {}, {}
+    for k, b in cols:
+        tokens, query = data[b]
+        pruners = [get_pruner(s) for s in vision]
+        warm = dataclasses.replace(tokens)
+        for pruner in pruners:
+            pruner(warm, k, query)
+        for spec, pruner in zip(vision, pruners):
+            cells[spec, (k, b)] = f"{best_ms(lambda: pruner(warm, k, query), repeats) / b:12.1f}"
+
+        def whole_sweep():
+            shared = dataclasses.replace(tokens)
+            for pruner in pruners:
+                pruner(shared, k, query)
+
+        total[k, b] = best_ms(whole_sweep, repeats) / b / len(pruners)
+    print_table("sweep: one config on a VisualTokens object every config has already used (memo warm), "
+                "ms per image", vision, cols, cells, width)
+    width = max(width, 30)
+    print(f"\nsweep of all {len(vision)} vision-stage configs on one new object, ms per image per config")
+    print("".ljust(width) + "".join(f"K={k},B={b}".rjust(12) for k, b in cols))
+    print("single calls (mean)".ljust(width) + "".join(
+        f"{sum(float(single[s, col]) for s in vision) / len(vision):12.1f}" for col in cols))
+    print("one sweep (total / configs)".ljust(width) + "".join(f"{total[col]:12.1f}" for col in cols))
+    return cells
 
 
 def print_table(title: str, specs: list[str], cols: list[tuple[int, int]], cells: dict, width: int) -> None:
@@ -199,12 +242,13 @@ def main() -> None:
     print_table("before: naive reference selection loops (studylib.pruners._reference)", specs, cols, before, width)
     print_table("after: fast kernels (the registered pruners)", specs, cols, after, width)
     print_table("ratio after / before  (= : one implementation)", specs, cols, ratio, width)
+    sweep = sweep_tables(specs, cols, data, after, args.repeats, width)
     if (64, 1) in cols:
-        print("\nK=64, B=1 (ms per image):  before   after   after/before")
+        print("\nK=64, B=1 (ms per image):  before   after   after/before   in a sweep (memo warm)")
         for spec in specs:
             col = (64, 1)
             print(f"  {spec.ljust(width)}{before[spec, col].strip():>8}{after[spec, col].strip():>8}"
-                  f"{ratio[spec, col].strip():>9}")
+                  f"{ratio[spec, col].strip():>9}{sweep.get((spec, col), '-').strip():>12}")
 
     print("\nshared costs (ms per image; every pruner using them pays at least this):")
     for b in BATCHES:
