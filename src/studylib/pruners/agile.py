@@ -79,7 +79,7 @@ from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import (
     as_work, flat_index, flat_rows, mask_to_indices, selection, space_features, stable_desc_order, token_cosine,
 )
-from studylib.pruners.divprune import max_min_order
+from studylib.pruners.divprune import max_min_order, token_divprune_order
 from studylib.pruners.fps import token_sq_distance
 from studylib.pruners.registry import Param, register
 from studylib.pruners.vispruner import vispruner_select
@@ -280,7 +280,7 @@ def agile_mix(tokens: VisualTokens, k: int, query: QueryContext | None = None, *
     kmax = int(k_div.max())
     if kmax > 0:
         if div == "divprune":
-            picks = max_min_order(1.0 - token_cosine(tokens, "llm"), kmax)  # = divprune_order(embeddings, kmax)
+            picks = token_divprune_order(tokens, "llm", kmax)
         else:  # = fps_order(embeddings, kmax, token 0)
             picks = max_min_order(token_sq_distance(tokens, "llm"), kmax, torch.zeros(b, dtype=torch.long, device=dev))
         take = torch.arange(kmax, device=dev).unsqueeze(0) < k_div.unsqueeze(1)

@@ -80,10 +80,18 @@ def divprune_order(x: torch.Tensor, k: int) -> torch.Tensor:
     return max_min_order(1.0 - cosine_matrix(x), k)
 
 
+def token_divprune_order(tokens: VisualTokens, space: str, k: int) -> torch.Tensor:
+    """``divprune_order(space's features, k)`` with the cosine matrix and the first pick (the most
+    isolated token, a config-independent O(N²) pass) memoised per ``tokens`` object."""
+    dist = 1.0 - token_cosine(tokens, space)
+    first = tokens.derived(("divprune_first", space, dist.dtype), lambda t: most_isolated(1.0 - token_cosine(t, space)))
+    return max_min_order(dist, k, first)
+
+
 
 @register("divprune", SPACE, summary="DivPrune: max-min diversity on 1 - cosine of projected tokens",
           family="diversity", source="vbdi/divprune (pruners.md §3)")
 def divprune(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, space: str) -> Selection:
     """DivPrune max–min diversity, most-isolated first pick, raster-order output."""
-    order = max_min_order(1.0 - token_cosine(tokens, space), k)  # = divprune_order(features, k), memoised S
+    order = token_divprune_order(tokens, space, k)
     return selection(order.sort(dim=1).values)
