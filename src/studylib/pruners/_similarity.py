@@ -19,6 +19,10 @@ import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
 
+#: greedy loops of a single image on the CPU step in numpy (:func:`host_loop`); ``False`` forces the
+#: batched torch loops everywhere (the tests compare both)
+HOST_LOOPS = True
+
 #: eps of the row L2 normalisation (guards zero vectors; official code divides by the plain norm)
 NORM_EPS = 1e-12
 
@@ -54,6 +58,17 @@ def token_cosine(tokens: VisualTokens, space: str) -> torch.Tensor:
     (:meth:`VisualTokens.derived`) and shared by every pruner called on it: do not modify it in place."""
     x = space_features(tokens, space)
     return tokens.derived(("cosine", space, work_dtype(x)), lambda t: cosine_matrix(space_features(t, space)))
+
+
+def host_loop(x: torch.Tensor) -> bool:
+    """Whether a greedy loop over ``x`` (batch first) steps in numpy: one image on the CPU.
+
+    A torch operation costs ~5–10 µs of dispatch whatever its size, so at batch 1 a K-step loop of
+    four operations spends most of its time there; numpy's per-call cost is ~1 µs.  The numpy loops
+    apply the same exact operations (first-index ``argmax`` / ``argmin``, ``minimum``, comparisons,
+    fills) to the same values, so the picks are identical; batches keep the torch loop, which
+    moves every image of the batch in one operation (and runs on any device)."""
+    return HOST_LOOPS and x.device.type == "cpu" and x.shape[0] == 1
 
 
 def check_budget(k: int, n: int, name: str) -> int:

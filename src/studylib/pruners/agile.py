@@ -44,7 +44,9 @@ batched; at N = 576, D_v = 1024 it is the largest single cost of the erank-drive
 thresholding computes one cosine matrix per image and, for ``order = rank``, the whole suppression
 matrix ``kill_ji = (1 − S_ji < τ_j)`` in one vectorised pass (``τ_j`` depends on the token's own
 attention rank only); the greedy scan is then a masked ``argmin`` and one masked fill per pick for
-the whole batch (:func:`threshold_order`).  The naive loop it replaces (``_reference.py``) applies
+the whole batch (:func:`threshold_order`; a single image on the CPU scans in numpy,
+:func:`~studylib.pruners._similarity.host_loop`).  The cosine matrix and the erank are computed once
+per :class:`VisualTokens` object (shared by every config run on it).  The naive loop it replaces (``_reference.py``) applies
 the same comparisons to the same values one row at a time, so the picks are identical.
 
 Unpublished choices (all exposed as parameters, all **[unverified]**):
@@ -73,11 +75,12 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import numpy as np
 import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import (
-    as_work, flat_index, flat_rows, mask_to_indices, selection, space_features, stable_desc_order, token_cosine,
+    as_work, flat_index, flat_rows, host_loop, mask_to_indices, selection, space_features, stable_desc_order, token_cosine,
 )
 from studylib.pruners.divprune import max_min_order, token_divprune_order
 from studylib.pruners.fps import token_sq_distance
@@ -181,20 +184,23 @@ def threshold_order(sim: torch.Tensor, attention: torch.Tensor, k: int, scale: t
         steps = torch.arange(1, k + 1, device=dev).to(sim.dtype)
         tau = (steps.unsqueeze(0) * scale.unsqueeze(1) * TAU_STEP).clamp(max=tau_max)  # (B, k): τ of pick t
         rows, base = flat_rows(dist)
-    key = rank_of.clone()
-    picks, keys = [], []
-    for t in range(k):
-        best, j = key.min(dim=1)
-        idx = flat_index(j, base)
-        if order == "rank":
-            key.masked_fill_(rows.index_select(0, idx), n)
-        else:
-            key.masked_fill_(rows.index_select(0, idx) < tau[:, t : t + 1], n)
-            key.view(-1).index_fill_(0, idx, n)
-        picks.append(j)
-        keys.append(best)
-    out = torch.stack(picks, dim=1)
-    ran_out = torch.stack(keys, dim=1) == n  # no candidate left at that step
+    if host_loop(sim):
+        out, best = _threshold_scan_host(rows, rank_of, k, None if order == "rank" else tau)
+    else:
+        key = rank_of.clone()
+        picks, keys = [], []
+        for t in range(k):
+            best, j = key.min(dim=1)
+            idx = flat_index(j, base)
+            if order == "rank":
+                key.masked_fill_(rows.index_select(0, idx), n)
+            else:
+                key.masked_fill_(rows.index_select(0, idx) < tau[:, t : t + 1], n)
+                key.view(-1).index_fill_(0, idx, n)
+            picks.append(j)
+            keys.append(best)
+        out, best = torch.stack(picks, dim=1), torch.stack(keys, dim=1)
+    ran_out = best == n  # no candidate left at that step
     for i in ran_out.any(dim=1).nonzero().flatten().tolist():
         t0 = int(ran_out[i].nonzero()[0])
         taken = torch.zeros(n, dtype=torch.bool, device=dev)
@@ -202,6 +208,28 @@ def threshold_order(sim: torch.Tensor, attention: torch.Tensor, k: int, scale: t
         rest = by_attention[i][~taken[by_attention[i]]]
         out[i, t0:] = rest[: k - t0]
     return out
+
+
+def _threshold_scan_host(rows: torch.Tensor, rank_of: torch.Tensor, k: int,
+                         tau: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scan of :func:`threshold_order` for one image in numpy
+    (:func:`~studylib.pruners._similarity.host_loop`): the same first-minimum pick and the same
+    fills (``rows`` = the kill matrix, or with ``tau`` = the distance compared with ``τ_t``)."""
+    n = rank_of.shape[1]
+    rows_np = rows.detach().numpy()
+    key = rank_of[0].numpy().copy()
+    tau_np = None if tau is None else tau[0].numpy()
+    picks, keys = [], []
+    for t in range(k):
+        j = int(key.argmin())
+        keys.append(int(key[j]))
+        if tau_np is None:
+            key[rows_np[j]] = n
+        else:
+            key[rows_np[j] < tau_np[t]] = n
+            key[j] = n
+        picks.append(j)
+    return torch.tensor([picks], device=rows.device), torch.tensor([keys], device=rows.device)
 
 
 def _agile_select(tokens: VisualTokens, k: int, scale: torch.Tensor, tau_max: float, order: str, space: str) -> torch.Tensor:

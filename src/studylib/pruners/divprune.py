@@ -22,7 +22,10 @@ loop keeps a running minimum ``r_j = min_{s ∈ T} D_sj`` updated with the new p
 all selected rows.  ``min`` is exact in floating point, so ``r`` holds bit for bit the values the
 official loop recomputes, and the argmax (first maximum) is the same.  Picked tokens are set to
 ``−∞`` in ``r`` (``min(−∞, ·) = −∞``), the explicit mask below.  The loop runs over the whole
-batch at once: four small tensor operations per step.
+batch at once: four small tensor operations per step; a single image on the CPU steps in numpy
+instead (the same operations without torch's per-call overhead,
+:func:`~studylib.pruners._similarity.host_loop`).  The cosine matrix and the first pick are
+computed once per :class:`VisualTokens` object and shared by every config run on it.
 
 Deviations: already-selected tokens are masked explicitly (the official code relies on their
 self-distance ≈ 0, which can re-pick a token when exact duplicates or rounding make every
@@ -33,11 +36,12 @@ the official space.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import (
-    column_second_smallest, cosine_matrix, flat_index, flat_rows, selection, token_cosine,
+    column_second_smallest, cosine_matrix, flat_index, flat_rows, host_loop, selection, token_cosine,
 )
 from studylib.pruners.registry import Param, register
 
@@ -61,6 +65,8 @@ def max_min_order(dist: torch.Tensor, k: int, first: torch.Tensor | None = None)
     """
     if first is None:
         first = most_isolated(dist)
+    if host_loop(dist):
+        return _max_min_order_host(dist, k, first)
     flat, base = flat_rows(dist)
     idx = flat_index(first, base)
     running = flat.index_select(0, idx)  # (B, N): distance to the set {first}
@@ -73,6 +79,22 @@ def max_min_order(dist: torch.Tensor, k: int, first: torch.Tensor | None = None)
         running.view(-1).index_fill_(0, idx, float("-inf"))
         picks.append(j)
     return torch.stack(picks, dim=1)
+
+
+def _max_min_order_host(dist: torch.Tensor, k: int, first: torch.Tensor) -> torch.Tensor:
+    """:func:`max_min_order` of one image in numpy (:func:`~studylib.pruners._similarity.host_loop`):
+    the same running minimum, first-maximum ``argmax`` and ``−∞`` fill, step for step."""
+    rows = dist[0].detach().numpy()
+    j = int(first[0])
+    running = rows[j].copy()
+    running[j] = -np.inf
+    picks = [j]
+    for _ in range(1, k):
+        j = int(running.argmax())
+        np.minimum(running, rows[j], out=running)
+        running[j] = -np.inf
+        picks.append(j)
+    return torch.tensor([picks], dtype=torch.long, device=dist.device)
 
 
 def divprune_order(x: torch.Tensor, k: int) -> torch.Tensor:
