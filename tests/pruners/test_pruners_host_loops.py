@@ -1,4 +1,4 @@
-"""Single-image CPU greedy loops step in numpy (``_similarity.host_loop``); batches and other
+"""Single-image CPU greedy loops (divprune, fps, agile, idselect) step in numpy (``_similarity.host_loop``); batches and other
 devices keep the torch loops.  Both must pick the same tokens, for every registered configuration,
 including ties (duplicate tokens) and AgilePruner's fallback when every candidate is removed."""
 
@@ -17,6 +17,7 @@ from _pruner_helpers import VISION_SPECS, make_tokens
 
 SPECS = [s for s in VISION_SPECS if not s.startswith("full")] + [
     "agile(order=pick,tau_max=2)", "agile_count(order=pick)", "fps(start=isolated,space=vision)",
+    "idselect(gamma=0.3)", "idselect(gamma=7.7,update=max,space=llm)",  # γ not exact in float32
     # every candidate removed before K picks: the fallback after the scan
     "agile(erank_avg=0.1,tau_max=2)", "agile(erank_avg=0.1,tau_max=2,order=pick)",
 ]

@@ -30,15 +30,18 @@ on the penultimate vision features (``space = vision``; ``llm`` = projected embe
 ``γ = 20`` (fixed across the paper's experiments).  ``γ = 0`` is plain top-K by importance.
 Scores are kept in log space (``log s⁰ − γ·…``, ``s⁰`` floored at 1e-30) so the compounding
 exponentials never underflow into ties; the argmax is the same as in linear space.  Ties: lower
-index.  Output in raster order.  ``relevance``/``unified`` need ``query.text_attention``.
+index.  The cosine matrix is computed once per :class:`VisualTokens` object (shared by every config
+run on it); a single image on the CPU steps in numpy
+(:func:`~studylib.pruners._similarity.host_loop`, the same operations and picks).  Output in raster order.  ``relevance``/``unified`` need ``query.text_attention``.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
-from studylib.pruners._similarity import as_work, require_query, selection, token_cosine
+from studylib.pruners._similarity import as_work, host_loop, require_query, selection, token_cosine
 from studylib.pruners.registry import Param, register
 
 
@@ -73,6 +76,8 @@ def suppression_order(score: torch.Tensor, sim: torch.Tensor, k: int, gamma: flo
     b, n = score.shape
     rows = torch.arange(b, device=score.device)
     base = torch.log(score.to(sim.dtype).clamp_min(1e-30))
+    if host_loop(sim):
+        return _suppression_order_host(base, sim, k, gamma, update)
     pressure = torch.zeros_like(base)
     neg_inf = torch.tensor(float("-inf"), dtype=sim.dtype, device=sim.device)
     chosen = torch.zeros(b, n, dtype=torch.bool, device=sim.device)
@@ -87,6 +92,30 @@ def suppression_order(score: torch.Tensor, sim: torch.Tensor, k: int, gamma: flo
         else:
             torch.maximum(pressure, s, out=pressure)
     return order
+
+
+def _suppression_order_host(base: torch.Tensor, sim: torch.Tensor, k: int, gamma: float, update: str) -> torch.Tensor:
+    """:func:`suppression_order` of one image in numpy (:func:`~studylib.pruners._similarity.host_loop`):
+    the same float operations in the same order (``gamma`` rounded to the working dtype, as torch
+    does with a Python scalar), the same first-maximum ``argmax``."""
+    logs = base[0].numpy()
+    rows = sim[0].detach().numpy()
+    pressure = np.zeros_like(logs)
+    chosen = np.zeros(logs.shape[0], dtype=bool)
+    g = logs.dtype.type(gamma)
+    picks = []
+    for _ in range(k):
+        score = logs - g * pressure
+        score[chosen] = -np.inf
+        j = int(score.argmax())
+        picks.append(j)
+        chosen[j] = True
+        s = np.maximum(rows[j], 0.0, dtype=logs.dtype)
+        if update == "sum":
+            pressure += s
+        else:
+            np.maximum(pressure, s, out=pressure)
+    return torch.tensor([picks], dtype=torch.long, device=sim.device)
 
 
 @register(
