@@ -1,4 +1,4 @@
-"""Single-image CPU greedy loops (divprune, fps, agile, idselect) step in numpy (``_similarity.host_loop``); batches and other
+"""Single-image CPU greedy loops (divprune, fps, agile, idselect, cdpruner) step in numpy (``_similarity.host_loop``); batches and other
 devices keep the torch loops.  Both must pick the same tokens, for every registered configuration,
 including ties (duplicate tokens) and AgilePruner's fallback when every candidate is removed."""
 
@@ -63,3 +63,14 @@ def test_only_single_cpu_images_take_the_numpy_loop():
     one, _ = make_tokens(0, b=1)
     two, _ = make_tokens(0, b=2)
     assert similarity.host_loop(one.features) and not similarity.host_loop(two.features)
+
+
+@pytest.mark.parametrize("spec", ["divprune", "fps", "agile", "agile(order=pick)", "agile_mix", "idselect",
+                                  "cdpruner", "cdpruner(negate=false)"])
+def test_numpy_and_torch_loops_agree_at_llava_size(spec, monkeypatch):
+    """N = 576 (24 × 24), K = 64 and 192: the products of the DPP loop take BLAS's blocked path here."""
+    tokens, query = make_tokens(11, b=1, rows=24, cols=24, dv=48, dl=64)
+    for k in (64, 192):
+        host = selections(tokens, query, spec, k, True, monkeypatch)
+        loop = selections(tokens, query, spec, k, False, monkeypatch)
+        assert torch.equal(host.indices, loop.indices), (spec, k)

@@ -17,7 +17,9 @@ Computation: ``d²_i`` is the Schur complement ``L_ii − L_iT L_T⁻¹ L_Ti = d
 ``C`` (row ``t`` = the new factor column extended to every token): O(t·N) per pick instead of a
 determinant.  The whole batch is updated in lockstep (one gathered kernel row, one batched
 ``1 × t`` by ``t × N`` product and elementwise updates per pick; the rank-exhaustion check below
-runs once after the loop).  The kernel and the similarity are computed once per image.  Picks are
+runs once after the loop; a single image on the CPU steps in numpy, :func:`_dpp_scan_host`).  The
+kernel is computed once per call, the cosine similarity once per :class:`VisualTokens` object
+(shared by every config run on it).  Picks are
 identical to the official loop's (transcribed in ``_reference.py``): same operations, same
 order, same values.
 
@@ -43,11 +45,12 @@ Documented deviations:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import (
-    flat_index, flat_rows, l2_normalize, require_query, selection, stable_desc_order, token_cosine,
+    flat_index, flat_rows, host_loop, l2_normalize, require_query, selection, stable_desc_order, token_cosine,
 )
 from studylib.pruners.registry import Param, register
 
@@ -86,29 +89,63 @@ def dpp_greedy(kernel: torch.Tensor, k: int, fill_score: torch.Tensor) -> torch.
     d2 = torch.diagonal(kernel, dim1=1, dim2=2).clone()
     tol = 10.0 * torch.finfo(dtype).eps * d2.amax(dim=1).clamp_min(torch.finfo(dtype).tiny)
     cis = torch.zeros(b, k, n, dtype=dtype, device=kernel.device)
-    rows, base = flat_rows(kernel)
-    picks, bests = [], []
-    for t in range(k):
-        best, j = d2.max(dim=1)
-        idx = flat_index(j, base)
-        lj = rows.index_select(0, idx)  # L[j, :]
-        if t > 0:
-            cj = cis[:, :t, :].gather(2, j.view(b, 1, 1).expand(b, t, 1)).view(b, 1, t)  # C[:t, j]
-            lj = lj - torch.bmm(cj, cis[:, :t, :]).squeeze(1)
-        torch.div(lj, torch.sqrt(best).unsqueeze(1), out=cis[:, t, :])
-        e = cis[:, t, :]
-        d2.sub_(e * e)
-        d2.view(-1).index_fill_(0, idx, float("-inf"))
-        picks.append(j)
-        bests.append(best)
-    out = torch.stack(picks, dim=1)
-    exhausted = ~(torch.stack(bests, dim=1) > tol.unsqueeze(1))  # also catches NaN
+    if host_loop(kernel):
+        out, best = _dpp_scan_host(kernel, k, d2, cis)
+    else:
+        rows, base = flat_rows(kernel)
+        picks, bests = [], []
+        for t in range(k):
+            best, j = d2.max(dim=1)
+            idx = flat_index(j, base)
+            lj = rows.index_select(0, idx)  # L[j, :]
+            if t > 0:
+                cj = cis[:, :t, :].gather(2, j.view(b, 1, 1).expand(b, t, 1)).view(b, 1, t)  # C[:t, j]
+                lj = lj - torch.bmm(cj, cis[:, :t, :]).squeeze(1)
+            torch.div(lj, torch.sqrt(best).unsqueeze(1), out=cis[:, t, :])
+            e = cis[:, t, :]
+            d2.sub_(e * e)
+            d2.view(-1).index_fill_(0, idx, float("-inf"))
+            picks.append(j)
+            bests.append(best)
+        out, best = torch.stack(picks, dim=1), torch.stack(bests, dim=1)
+    exhausted = ~(best > tol.unsqueeze(1))  # also catches NaN
     for i in exhausted.any(dim=1).nonzero().flatten().tolist():
         t0 = int(exhausted[i].nonzero()[0])
         score = fill_score[i].clone()
         score[out[i, :t0]] = float("-inf")
         out[i, t0:] = stable_desc_order(score)[: k - t0]
     return out
+
+
+def _dpp_scan_host(kernel: torch.Tensor, k: int, d2: torch.Tensor, cis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loop of :func:`dpp_greedy` for one image, stepping in numpy
+    (:func:`~studylib.pruners._similarity.host_loop`) on the same buffers.  The ``1 × t`` by
+    ``t × N`` product stays ``torch.bmm`` on operands of the same shapes, strides and allocator
+    (the gathered ``C[:t, j]`` is copied into a torch buffer), so it returns the same bits; the
+    rest is elementwise (``−``, ``/``, ``sqrt``, ``·``: correctly rounded in both) and the
+    first-maximum ``argmax`` of ``torch.max``."""
+    rows = kernel[0].detach().numpy()
+    d2_np = d2[0].numpy()  # d2 and cis are fresh torch buffers: the numpy views write into them
+    cis_np = cis[0].numpy()
+    cj = torch.empty(1, 1, k, dtype=kernel.dtype)
+    cj_np = cj.view(-1).numpy()
+    picks, bests = [], []
+    with np.errstate(invalid="ignore", divide="ignore"):  # an exhausted kernel's NaNs, as in torch (replaced later)
+        for t in range(k):
+            j = int(d2_np.argmax())
+            best = d2_np[j]
+            lj = rows[j]
+            if t > 0:
+                cj_np[:t] = cis_np[:t, j]
+                lj = lj - torch.bmm(cj[:, :, :t], cis[:, :t, :])[0, 0].numpy()
+            np.divide(lj, np.sqrt(best), out=cis_np[t])
+            e = cis_np[t]
+            d2_np -= e * e
+            d2_np[j] = -np.inf
+            picks.append(j)
+            bests.append(best)
+    return (torch.tensor([picks], dtype=torch.long, device=kernel.device),
+            torch.from_numpy(np.array([bests], dtype=d2_np.dtype)).to(kernel.device))
 
 
 @register(
