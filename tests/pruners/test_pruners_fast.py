@@ -150,3 +150,18 @@ def test_naive_kernels_swap_and_restore():
         assert divprune.max_min_order is ref.max_min_order and fps.max_min_order is ref.max_min_order
         assert agile.threshold_order is ref.threshold_order and cdpruner.dpp_greedy is ref.dpp_greedy
     assert (divprune.max_min_order, fps.max_min_order, agile.threshold_order, cdpruner.dpp_greedy) == fast
+
+
+@pytest.mark.parametrize("b", [1, 3])
+def test_vispruner_block_max_equals_the_advanced_indexing_gather(b):
+    from studylib.pruners.vispruner import _block_max
+
+    tokens, _ = make_tokens(12, b=b, rows=12, cols=12)
+    sim = cosine_matrix(tokens.features)
+    g = torch.Generator().manual_seed(0)
+    for size in (144, 61, 9, 2):
+        perm = torch.stack([torch.randperm(144, generator=g)[:size] for _ in range(b)])
+        a_idx, b_idx = perm[:, 0::2], perm[:, 1::2]
+        rows = torch.arange(b)
+        block = sim[rows[:, None, None], a_idx[:, :, None], b_idx[:, None, :]]
+        assert torch.equal(_block_max(sim, a_idx, b_idx), block.amax(dim=2))

@@ -27,7 +27,9 @@ rule with ``A`` = all ``ceil(R/2)`` even positions and ``r_t = min(8, R − K_di
 identical whenever the official code runs and returns exactly ``K`` tokens for every valid ``K`` and
 ``r``.  Ties (equal ``s_a`` or attention) keep the lower position first (stable sorts; the official
 ``argsort`` is unstable).  Similarities are precomputed once (``N × N``, float32, float64 for float64
-inputs — the reproducible reference per the errata) and gathered per round.
+inputs — the reproducible reference per the errata; once per :class:`VisualTokens` object, shared by
+every config run on it) and each round's block ``S[A, B]`` is gathered by ``index_select`` /
+``gather`` (the same values as an advanced-indexing gather, several times faster).
 """
 
 from __future__ import annotations
@@ -45,26 +47,34 @@ def vispruner_select(sim: torch.Tensor, attention: torch.Tensor, k: int, importa
 
     ``k_imp`` overrides ``int(k · important_ratio)`` (used by the erank-adaptive mix).
     """
-    b, n, _ = sim.shape
     if k_imp is None:
         k_imp = int(k * important_ratio)
     k_div = k - k_imp
     order = stable_desc_order(attention)
     important = order[:, :k_imp]
     residual = order[:, k_imp:]
-    rows = torch.arange(b, device=sim.device)
     while k_div > 0:
         r_len = residual.shape[1]
         a_idx, b_idx = residual[:, 0::2], residual[:, 1::2]
         drop = min(8, r_len - k_div, a_idx.shape[1])
         if drop <= 0:
             break
-        block = sim[rows[:, None, None], a_idx[:, :, None], b_idx[:, None, :]]  # (B, |A|, |B|)
-        s_a = block.amax(dim=2)
+        s_a = _block_max(sim, a_idx, b_idx)
         keep_a = stable_desc_order(s_a)[:, drop:]
         residual = torch.cat([a_idx.gather(1, keep_a), b_idx], dim=1)
     chosen = torch.cat([important, residual], dim=1) if k_div > 0 else important
     return chosen.sort(dim=1).values
+
+
+def _block_max(sim: torch.Tensor, a_idx: torch.Tensor, b_idx: torch.Tensor) -> torch.Tensor:
+    """``s_a = max_{b ∈ B} S_ab`` ``(B, |A|)``: the block ``S[A, B]`` gathered by two ``index_select``
+    (one image) or two ``gather`` (a batch) — the same values as one advanced-indexing gather
+    ``sim[rows, A, B]``, several times faster — then ``amax`` (exact)."""
+    b, n, _ = sim.shape
+    if b == 1:
+        return sim[0].index_select(0, a_idx[0]).index_select(1, b_idx[0]).amax(dim=1).unsqueeze(0)
+    rows = sim.gather(1, a_idx.unsqueeze(2).expand(b, a_idx.shape[1], n))  # (B, |A|, N)
+    return rows.gather(2, b_idx.unsqueeze(1).expand(b, a_idx.shape[1], b_idx.shape[1])).amax(dim=2)
 
 
 @register(
