@@ -9,6 +9,13 @@ different token counts ``N``.  A :class:`VisualTokens` always holds images of on
 ``N``, ``grid`` and ``layout``); a batch of images of several shapes is a :class:`RaggedTokens`
 (one :class:`VisualTokens` per image), which :func:`stack_tokens` builds and the model adapter
 scores in sub-batches of one shape (pruners run on each sub-batch as they are, no padding).
+
+Quantities that depend on the tokens only (cosine matrices, the erank, …) are computed once per
+:class:`VisualTokens` object and kept in a private memo (:meth:`VisualTokens.derived`), so every
+pruner configuration run on one batch shares them; a batch stacked from single images computes
+them per image and keeps them there, so the batches of later configurations, stacked anew from
+the adapter's cache, reuse them too.  The memo is bounded by a byte budget
+(:func:`set_memo_budget`) and never part of equality, hashing, ``repr`` or pickles.
 """
 
 from __future__ import annotations
