@@ -174,14 +174,13 @@ class VisualTokens:
         return self.num_patches, self.grid, self.layout
 
     def __getitem__(self, index: int | slice | list[int] | torch.Tensor) -> "VisualTokens":
-        """Sub-batch of images (an int keeps the batch dimension)."""
+        """Sub-batch of images (an int keeps the batch dimension).  Of a batch stacked from single
+        images, the sub-batch keeps those images as its parts (:meth:`derived`)."""
         if isinstance(index, int):
             index = [index]
-        keys = self.image_keys
-        if keys:
-            picked = torch.arange(len(keys))[index].tolist()
-            keys = tuple(keys[i] for i in picked)
-        return VisualTokens(
+        picked = torch.arange(self.batch_size)[index].tolist()
+        keys = tuple(self.image_keys[i] for i in picked) if self.image_keys else ()
+        sub = VisualTokens(
             features=self.features[index],
             embeddings=self.embeddings[index],
             cls_attention=self.cls_attention[index],
@@ -191,6 +190,9 @@ class VisualTokens:
             image_keys=keys,
             layout=self.layout,
         )
+        if len(self._parts) == self.batch_size:  # stacked from single images: keep computing on (and memoising in) them
+            object.__setattr__(sub, "_parts", tuple(self._parts[i] for i in picked))
+        return sub
 
     def to(self, device: torch.device | str) -> "VisualTokens":
         return VisualTokens(

@@ -115,27 +115,33 @@ def test_encode_matches_the_vision_tower_and_caches(tiny_adapter, small_world):
 
 
 def test_batches_of_cached_images_share_their_derived_quantities(toy_adapter, small_world, monkeypatch):
-    """A sweep stacks the cached images anew for every config's batch: the similarity of an image
-    (VisualTokens.derived) is computed for the first config and reused by the next ones."""
+    """A sweep stacks the cached images anew for every config's batch (and the adapter selects once
+    per distinct image): the similarity of an image (VisualTokens.derived) is computed for the first
+    config and reused by the next ones."""
     from studylib.pruners import get_pruner
     import studylib.pruners._similarity as similarity
 
-    questions = _questions(small_world, 4, 0)
+    pope = small_world.pope("random").questions
+    by_image = {}
+    for q in pope:
+        by_image.setdefault(q.image_key, []).append(q)
+    questions = [qs[0] for qs in list(by_image.values())[:3]] + [list(by_image.values())[0][1]]
+    texts = [toy_adapter.build_prompt(q) for q in questions]
     toy_adapter.clear_cache()
-    first = _encode(toy_adapter, small_world, questions)
-    n_images = len({q.image_key for q in questions})
     computed = []
     cosine = similarity.cosine_matrix
     monkeypatch.setattr(similarity, "cosine_matrix", lambda x: computed.append(x.shape[0]) or cosine(x))
+    first = _encode(toy_adapter, small_world, questions)
     k = first.num_patches // 4
-    picks = get_pruner("scope")(first, k).indices
-    assert computed == [1] * n_images
+    scores = toy_adapter.score_pruned(texts, first, get_pruner("scope"), k, prompts.YES_NO_VERBALIZER)
+    assert computed == [1, 1, 1]  # once per distinct image
     second = _encode(toy_adapter, small_world, questions)
     assert second is not first
-    assert torch.equal(get_pruner("scope")(second, k).indices, picks)
-    assert torch.equal(get_pruner("vispruner")(second, k).indices, get_pruner("vispruner")(
-        second[list(range(second.batch_size))], k).indices)
-    assert len(computed) == n_images + 1  # only the sliced copy (a new object) computed again
+    again = toy_adapter.score_pruned(texts, second, get_pruner("scope(alpha=0)"), k, prompts.YES_NO_VERBALIZER)
+    toy_adapter.score_pruned(texts, second, get_pruner("vispruner"), k, prompts.YES_NO_VERBALIZER)
+    assert computed == [1, 1, 1]  # the next configs' batches reuse the images' similarity
+    assert torch.equal(get_pruner("scope")(second[[3, 1]], k).indices, scores.kept[[3, 1]])
+    assert computed == [1, 1, 1] and again.kept.shape == scores.kept.shape
 
 
 def test_fastv_attention_row_equals_eager_attention(toy_adapter, small_world):

@@ -160,6 +160,10 @@ def test_stacked_batch_shares_the_images_memo(monkeypatch):
     second = stack_tokens([rows[2], rows[0]])
     get_pruner("vispruner")(second, K, None)
     assert counts == {"cosine_matrix": 3}
+    sub = first[[3, 1]]  # a sub-batch (the adapter's distinct images) keeps the images as its parts
+    assert sub._parts[0] is rows[2] and sub._parts[1] is rows[1]
+    get_pruner("idselect")(sub, K, None)
+    assert counts == {"cosine_matrix": 3}
     # and the selections are those of the directly built batch (batched computation)
     direct = fresh(VisualTokens.concat([fresh(r) for r in (rows[0], rows[1], rows[0], rows[2])]))
     for spec in SPECS:
