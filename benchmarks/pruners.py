@@ -17,15 +17,16 @@ One run prints three tables of single calls: **before** = the naive reference se
 Pruners without a separate naive loop have one implementation; their cells are timed once,
 repeated in both tables and marked ``=`` in the ratio table.  Naive and fast calls of one cell
 are timed back to back (same machine load).  A single call runs on a new ``VisualTokens`` object,
-so it pays its own similarity GEMMs and erank.
+so it pays its own similarity GEMMs and erank.  At B = 1 the fast greedy loops step in numpy
+(``studylib.pruners._similarity.host_loop``), at B = 8 in batched torch operations.
 
 Then the **sweep** tables, the reuse case: the per-object memo (``VisualTokens.derived``) keeps the
 cosine matrices, FPS's distances and the erank of an object, so the configs of a sweep run on one
 batch share them.  Per config: one call on an object every config has already used (memo warm:
 the selection loop and the config-dependent work only); and the whole sweep of every vision-stage
-config on one new object, ms per image per config, next to the mean single call.  Then the shared costs that bound every pruner from
-below (similarity GEMMs, the float64 erank) and, unless ``--no-models``, the toy / tiny-random
-model's encode and prefill for scale.
+config on one new object, ms per image per config, next to the mean single call.  Then the shared
+costs that bound every single call from below (similarity GEMMs, the float64 erank) and, unless
+``--no-models``, the toy / tiny-random model's encode and prefill for scale.
 This is a script, not a test: timings depend on the machine and its load.
 """
 

@@ -1,4 +1,5 @@
-"""Single-image CPU greedy loops (divprune, fps, agile, idselect, cdpruner) step in numpy (``_similarity.host_loop``); batches and other
+"""Single-image CPU greedy loops (divprune, fps, agile, idselect, cdpruner) step in numpy
+(``_similarity.host_loop``); batches and other
 devices keep the torch loops.  Both must pick the same tokens, for every registered configuration,
 including ties (duplicate tokens) and AgilePruner's fallback when every candidate is removed."""
 

@@ -46,8 +46,9 @@ matrix ``kill_ji = (1 − S_ji < τ_j)`` in one vectorised pass (``τ_j`` depend
 attention rank only); the greedy scan is then a masked ``argmin`` and one masked fill per pick for
 the whole batch (:func:`threshold_order`; a single image on the CPU scans in numpy,
 :func:`~studylib.pruners._similarity.host_loop`).  The cosine matrix and the erank are computed once
-per :class:`VisualTokens` object (shared by every config run on it).  The naive loop it replaces (``_reference.py``) applies
-the same comparisons to the same values one row at a time, so the picks are identical.
+per :class:`VisualTokens` object (shared by every config run on it).  The naive loop it replaces
+(``_reference.py``) applies the same comparisons to the same values one row at a time, so the picks
+are identical.
 
 Unpublished choices (all exposed as parameters, all **[unverified]**):
 
@@ -80,7 +81,8 @@ import torch
 
 from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import (
-    as_work, flat_index, flat_rows, host_loop, mask_to_indices, selection, space_features, stable_desc_order, token_cosine,
+    as_work, flat_index, flat_rows, host_loop, mask_to_indices, selection, space_features, stable_desc_order,
+    token_cosine,
 )
 from studylib.pruners.divprune import max_min_order, token_divprune_order
 from studylib.pruners.fps import token_sq_distance

@@ -117,7 +117,8 @@ def dpp_greedy(kernel: torch.Tensor, k: int, fill_score: torch.Tensor) -> torch.
     return out
 
 
-def _dpp_scan_host(kernel: torch.Tensor, k: int, d2: torch.Tensor, cis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _dpp_scan_host(kernel: torch.Tensor, k: int, d2: torch.Tensor,
+                   cis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The loop of :func:`dpp_greedy` for one image, stepping in numpy
     (:func:`~studylib.pruners._similarity.host_loop`) on the same buffers.  The ``1 × t`` by
     ``t × N`` product stays ``torch.bmm`` on operands of the same shapes, strides and allocator

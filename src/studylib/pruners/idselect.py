@@ -32,7 +32,8 @@ Scores are kept in log space (``log s⁰ − γ·…``, ``s⁰`` floored at 1e-3
 exponentials never underflow into ties; the argmax is the same as in linear space.  Ties: lower
 index.  The cosine matrix is computed once per :class:`VisualTokens` object (shared by every config
 run on it); a single image on the CPU steps in numpy
-(:func:`~studylib.pruners._similarity.host_loop`, the same operations and picks).  Output in raster order.  ``relevance``/``unified`` need ``query.text_attention``.
+(:func:`~studylib.pruners._similarity.host_loop`, the same operations and picks).  Output in raster
+order.  ``relevance``/``unified`` need ``query.text_attention``.
 """
 
 from __future__ import annotations
