@@ -84,8 +84,8 @@ from studylib.pruners._similarity import (
     as_work, flat_index, flat_rows, host_loop, mask_to_indices, selection, space_features, stable_desc_order,
     token_cosine,
 )
-from studylib.pruners.divprune import max_min_order, token_divprune_order
-from studylib.pruners.fps import token_sq_distance
+from studylib.pruners.divprune import token_divprune_order
+from studylib.pruners.fps import token_fps_order
 from studylib.pruners.registry import Param, register
 from studylib.pruners.vispruner import vispruner_select
 
@@ -311,8 +311,8 @@ def agile_mix(tokens: VisualTokens, k: int, query: QueryContext | None = None, *
     if kmax > 0:
         if div == "divprune":
             picks = token_divprune_order(tokens, "llm", kmax)
-        else:  # = fps_order(embeddings, kmax, token 0)
-            picks = max_min_order(token_sq_distance(tokens, "llm"), kmax, torch.zeros(b, dtype=torch.long, device=dev))
+        else:
+            picks = token_fps_order(tokens, "llm", kmax, torch.zeros(b, dtype=torch.long, device=dev))
         take = torch.arange(kmax, device=dev).unsqueeze(0) < k_div.unsqueeze(1)
         chosen[rows.unsqueeze(1).expand(b, kmax)[take], picks[take]] = True
     fill_order = stable_desc_order(attention.masked_fill(chosen, float("-inf")))

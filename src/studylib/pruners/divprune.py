@@ -110,7 +110,6 @@ def token_divprune_order(tokens: VisualTokens, space: str, k: int) -> torch.Tens
     return max_min_order(dist, k, first)
 
 
-
 @register("divprune", SPACE, summary="DivPrune: max-min diversity on 1 - cosine of projected tokens",
           family="diversity", source="vbdi/divprune (pruners.md §3)")
 def divprune(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, space: str) -> Selection:

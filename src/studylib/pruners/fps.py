@@ -51,6 +51,11 @@ def token_sq_distance(tokens: VisualTokens, space: str) -> torch.Tensor:
     return tokens.derived(key, lambda t: sq_distance_matrix(space_features(t, space)))
 
 
+def token_fps_order(tokens: VisualTokens, space: str, k: int, first: torch.Tensor) -> torch.Tensor:
+    """``fps_order(space's features, k, first)`` with the squared distances memoised per ``tokens`` object."""
+    return max_min_order(token_sq_distance(tokens, space), k, first)
+
+
 def _isolated(t: VisualTokens, space: str) -> torch.Tensor:
     xw = as_work(space_features(t, space))
     return most_isolated(torch.cdist(xw, xw))
@@ -75,6 +80,5 @@ def _first_pick(tokens: VisualTokens, space: str, start: str) -> torch.Tensor:
 )
 def fps(tokens: VisualTokens, k: int, query: QueryContext | None = None, *, space: str, start: str) -> Selection:
     """Farthest point sampling (L2), raster-order output."""
-    # = fps_order(space_features(tokens, space), k, first) with the distances memoised per tokens object
-    order = max_min_order(token_sq_distance(tokens, space), k, _first_pick(tokens, space, start))
+    order = token_fps_order(tokens, space, k, _first_pick(tokens, space, start))
     return selection(order.sort(dim=1).values)
