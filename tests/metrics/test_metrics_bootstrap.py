@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from studylib.metrics import bootstrap_ci, expected_calibration_error, paired_bootstrap_ci, resample_indices
+from studylib.metrics import (bootstrap_ci, expected_calibration_error, paired_bootstrap_ci, resample_counts,
+                              resample_indices)
 
 
 def mean(x):
@@ -71,6 +72,18 @@ def test_cluster_bootstrap_draws_whole_groups():
         for g in np.unique(drawn):
             assert np.sum(drawn == g) % np.sum(groups == g) == 0
         assert set(index[drawn == "img-b"]) <= {1, 2}
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("chunk", [1, 7, None])
+def test_resample_counts_are_the_multiplicities_of_resample_indices(grouped, chunk):
+    rng = np.random.default_rng(9)
+    groups = rng.permutation(np.repeat([f"img{i}" for i in range(30)], rng.integers(1, 6, 30))) if grouped else None
+    n = len(groups) if grouped else 50
+    blocks = list(resample_counts(n, 40, 4, groups, chunk=chunk))
+    assert all(len(b) <= (chunk or 40) for b in blocks)
+    expected = np.stack([np.bincount(index, minlength=n) for index in resample_indices(n, 40, 4, groups)])
+    assert np.array_equal(np.concatenate(blocks), expected)
 
 
 def test_cluster_bootstrap_widens_the_interval_for_correlated_questions():

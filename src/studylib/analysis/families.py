@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from studylib.analysis.summaries import _aligned
-from studylib.analysis.views import CHAIR_METRICS, LEVEL, METRICS, _ChairView, _cluster_ids, _percentiles, _View
-from studylib.metrics import BootstrapInterval, resample_indices
+from studylib.analysis.views import (CHAIR_METRICS, LEVEL, METRICS, _ChairView, _cluster_ids, _percentiles, _View,
+                                     resampled_metrics)
+from studylib.metrics import BootstrapInterval
 
 def _metric_views(rows: pd.DataFrame, configs: Sequence[str], metric: str):
     """The metric function and one view per config, every view on the questions of ``configs[0]``
@@ -42,14 +43,13 @@ def family_mean_delta(rows: pd.DataFrame, family_a: Sequence[str], family_b: Seq
     fn, views, base = _metric_views(rows, family_a + family_b, metric)
     n_a = len(family_a)
 
-    def gap(index=None) -> float:
-        values = [fn(v if index is None else v.take(index)) for v in views]
-        return float(np.mean(values[:n_a]) - np.mean(values[n_a:]))
+    def gap(values: np.ndarray) -> np.ndarray:  # configurations along the last axis
+        return np.mean(values[..., :n_a], axis=-1) - np.mean(values[..., n_a:], axis=-1)
 
-    distribution = np.array([gap(index) for index in resample_indices(len(base), n_bootstrap, seed,
-                                                                      _cluster_ids(base, cluster))], dtype=np.float64)
+    estimate = gap(np.array([fn(v) for v in views]))
+    distribution = gap(_resampled(views, metric, base, n_bootstrap, seed, cluster))
     low, high = _percentiles(distribution)
-    return BootstrapInterval(gap(), low, high, LEVEL, distribution)
+    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution)
 
 
 def rank_correlation(rows: pd.DataFrame, configs: Sequence[str], x: str = "mean_erank_kept", y: str = "chair_i",
@@ -67,18 +67,24 @@ def rank_correlation(rows: pd.DataFrame, configs: Sequence[str], x: str = "mean_
     fx, views_x, base = _metric_views(rows, configs, x)
     fy, views_y, _ = _metric_views(rows, configs, y)
 
-    def rho(index=None) -> float:
-        take = (lambda v: v) if index is None else (lambda v: v.take(index))
-        a = [fx(take(v)) for v in views_x]
-        b = [fy(take(v)) for v in views_y]
+    def rho(a: np.ndarray, b: np.ndarray) -> float:
         if np.ptp(a) == 0 or np.ptp(b) == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
             return float("nan")
         return float(spearmanr(a, b).statistic)
 
-    distribution = np.array([rho(index) for index in resample_indices(len(base), n_bootstrap, seed,
-                                                                      _cluster_ids(base, cluster))], dtype=np.float64)
+    estimate = rho(np.array([fx(v) for v in views_x]), np.array([fy(v) for v in views_y]))
+    draws_x = _resampled(views_x, x, base, n_bootstrap, seed, cluster)
+    draws_y = _resampled(views_y, y, base, n_bootstrap, seed, cluster)
+    distribution = np.array([rho(a, b) for a, b in zip(draws_x, draws_y)], dtype=np.float64)
     low, high = _percentiles(distribution)
-    return BootstrapInterval(rho(), low, high, LEVEL, distribution)
+    return BootstrapInterval(estimate, low, high, LEVEL, distribution)
+
+
+def _resampled(views, metric: str, base: pd.DataFrame, n_bootstrap: int, seed: int, cluster) -> np.ndarray:
+    """The metric of every configuration on the same resamples: n_bootstrap × configurations."""
+    groups = _cluster_ids(base, cluster)
+    return np.column_stack([resampled_metrics(v, [metric], len(base), n_bootstrap, seed, groups)[metric]
+                            for v in views])
 
 
 __all__ = ["family_mean_delta", "rank_correlation"]

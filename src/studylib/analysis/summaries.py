@@ -9,9 +9,8 @@ import pandas as pd
 from studylib.analysis.temperature import temperature_delta
 from studylib.analysis.views import (CARRIED, CHAIR_CI_METRICS, CHAIR_METRICS, CI_METRICS, LEVEL, METRICS, _by, _captions,
                                      _carried, _ChairView, _cluster_ids, _bootstrap, _groups, _percentiles, _scored,
-                                     _select, _View)
-from studylib.metrics import BootstrapInterval, ReliabilityBins, RiskCoverage, reliability_bins, \
-    resample_indices, risk_coverage_curve
+                                     _select, _View, resampled_metrics)
+from studylib.metrics import BootstrapInterval, ReliabilityBins, RiskCoverage, reliability_bins, risk_coverage_curve
 from studylib.pruners import parse_spec
 
 def calibration_summary(rows: pd.DataFrame, by=("config",), n_bootstrap: int = 1000, seed: int = 0, ci=CI_METRICS,
@@ -34,7 +33,7 @@ def calibration_summary(rows: pd.DataFrame, by=("config",), n_bootstrap: int = 1
         record["n_clusters"] = len(np.unique(groups)) if groups is not None else len(group)
         for name, fn in METRICS.items():
             record[name] = fn(view)
-        record |= _bootstrap(view, METRICS, ci, len(group), n_bootstrap, seed, groups)
+        record |= _bootstrap(view, ci, len(group), n_bootstrap, seed, groups)
         records.append(record)
     frame = pd.DataFrame(records)
     order = (by + [c for c in CARRIED if c in frame and c not in by] + ["n", "n_clusters"]
@@ -77,11 +76,11 @@ def paired_delta(rows: pd.DataFrame, config_a: str, config_b: str, metric: str =
     if metric == "t_star_dev":
         return temperature_delta(_View(a), _View(b), n_bootstrap, seed, _cluster_ids(a, cluster))
     make, fn = (_ChairView, CHAIR_METRICS[metric]) if captions else (_View, METRICS[metric])
-    both = make(pd.concat([b, a], ignore_index=True))  # rows 0..n-1: b, n..2n-1: a
+    view_a, view_b = make(a), make(b)
     groups = _cluster_ids(a, cluster)
-    estimate = fn(both.take(np.arange(n))) - fn(both.take(np.arange(n, 2 * n)))
-    distribution = np.array([fn(both.take(index)) - fn(both.take(index + n))
-                             for index in resample_indices(n, n_bootstrap, seed, groups)], dtype=np.float64)
+    estimate = fn(view_b) - fn(view_a)
+    distribution = (resampled_metrics(view_b, [metric], n, n_bootstrap, seed, groups)[metric]
+                    - resampled_metrics(view_a, [metric], n, n_bootstrap, seed, groups)[metric])
     low, high = _percentiles(distribution)
     return BootstrapInterval(float(estimate), low, high, LEVEL, distribution)
 
@@ -117,7 +116,7 @@ def chair_summary(rows: pd.DataFrame, by=("config",), n_bootstrap: int = 1000, s
         record["mean_mentions"] = float(np.mean(view.mentions))
         record["mean_erank_kept"] = float(np.mean(view.erank))
         record["mean_entropy_kept"] = float(group["entropy_kept"].mean()) if "entropy_kept" in group else float("nan")
-        record |= _bootstrap(view, CHAIR_METRICS, CHAIR_CI_METRICS, len(group), n_bootstrap, seed,
+        record |= _bootstrap(view, CHAIR_CI_METRICS, len(group), n_bootstrap, seed,
                              _cluster_ids(group, cluster))
         records.append(record)
     frame = pd.DataFrame(records)

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
+from studylib.analysis.resampled import CaptionResamples, ScoredResamples
 from studylib.metrics import (ReliabilityBins, binned_calibration_error, chair_from_counts, reliability_bins,
-                              resample_indices, selective_metrics)
+                              resample_counts, selective_metrics)
 
 SCORED_TASKS = ("yesno", "mc")
 CI_METRICS = ("accuracy", "f1", "ece", "mce", "brier", "nll", "aurc", "e_aurc", "sel_acc_80")
@@ -40,10 +41,6 @@ def _captions(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         raise ValueError("no caption rows with ground-truth objects to summarise")
     return rows
-
-
-#: the per-question vectors a resampled view carries (all that :data:`METRICS` read)
-_RESAMPLED = ("confidence", "correct", "prediction", "yesno", "says_yes", "is_yes", "brier", "nll")
 
 
 class _View:
@@ -85,15 +82,6 @@ class _View:
 
         self._selective: dict[str, float] | None = None
         self._bins: ReliabilityBins | None = None
-
-    def take(self, index: np.ndarray) -> "_View":
-        """The view of the rows ``index`` (a bootstrap resample): the per-question vectors the
-        metrics read; the class matrices (probs, logits) stay with the full view."""
-        view = object.__new__(type(self))
-        for name in _RESAMPLED:
-            setattr(view, name, getattr(self, name)[index])
-        view._selective = view._bins = None
-        return view
 
     def bins(self) -> ReliabilityBins:
         """The 15 equal-width reliability bins of the view (computed once; ECE and MCE share them)."""
@@ -168,12 +156,6 @@ class _ChairView:
         self.length = frame["length"].to_numpy(dtype=np.float64)
         self.erank = frame["erank_kept"].to_numpy(dtype=np.float64) if "erank_kept" in frame else np.full(len(frame), np.nan)
 
-    def take(self, index: np.ndarray) -> "_ChairView":
-        view = object.__new__(type(self))
-        for name, value in vars(self).items():
-            setattr(view, name, value[index])
-        return view
-
     def rates(self) -> dict[str, float]:
         return chair_from_counts(self.mentions, self.hallucinated, self.recalled, self.ground_truth)
 
@@ -233,19 +215,24 @@ def _percentiles(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _bootstrap(view, metrics: dict, names: Sequence[str], n: int, n_bootstrap: int, seed: int, groups) -> dict:
+def _bootstrap(view, names: Sequence[str], n: int, n_bootstrap: int, seed: int, groups) -> dict:
     """Percentile CIs of several metrics from the same resamples."""
     if not n_bootstrap:
         return {f"{m}_{side}": float("nan") for m in names for side in ("low", "high")}
-    draws = {m: [] for m in names}
-    for index in resample_indices(n, n_bootstrap, seed, groups):
-        sample = view.take(index)
-        for m in names:
-            draws[m].append(metrics[m](sample))
+    draws = resampled_metrics(view, names, n, n_bootstrap, seed, groups)
     out = {}
     for m in names:
-        out[f"{m}_low"], out[f"{m}_high"] = _percentiles(np.asarray(draws[m], dtype=np.float64))
+        out[f"{m}_low"], out[f"{m}_high"] = _percentiles(draws[m])
     return out
+
+
+def resampled_metrics(view, names: Sequence[str], n: int, n_bootstrap: int, seed: int, groups) -> dict[str, np.ndarray]:
+    """``{metric: its value on each of the n_bootstrap resamples}`` of a scored or caption view
+    (:func:`studylib.metrics.resample_counts`, evaluated by :mod:`studylib.analysis.resampled`)."""
+    evaluate = (CaptionResamples(view) if isinstance(view, _ChairView)
+                else ScoredResamples(view, SELECTIVE_COVERAGE)).metrics
+    blocks = [evaluate(counts, names) for counts in resample_counts(n, n_bootstrap, seed, groups)]
+    return {m: np.concatenate([block[m] for block in blocks]) for m in names}
 
 
 def _select(rows: pd.DataFrame, config) -> pd.DataFrame:

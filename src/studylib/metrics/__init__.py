@@ -11,7 +11,8 @@ Pure numpy/scipy.  Definitions and conventions follow ``../shared/reference/eval
 Invalid input raises :class:`MetricInputError` (a ``ValueError``) naming the problem.
 """
 
-from studylib.metrics.bootstrap import BootstrapInterval, bootstrap_ci, paired_bootstrap_ci, resample_indices
+from studylib.metrics.bootstrap import (BootstrapInterval, bootstrap_ci, paired_bootstrap_ci, resample_counts,
+                                        resample_indices)
 from studylib.metrics.calibration import (
     DEFAULT_EDGES,
     DEFAULT_N_BINS,
@@ -135,6 +136,7 @@ __all__ = [
     "pope_metrics",
     "pope_metrics_by_split",
     "reliability_bins",
+    "resample_counts",
     "resample_indices",
     "risk_coverage_curve",
     "scaled_probabilities",

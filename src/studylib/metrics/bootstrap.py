@@ -63,6 +63,25 @@ def _as_sample_arrays(arrays: Sequence, name: str) -> tuple[np.ndarray, ...]:
     return converted
 
 
+def _group_layout(n_samples: int, groups) -> np.ndarray | None:
+    """Each sample's group number 0 … G−1 (numbered in sorted order of the ids), or ``None``
+    without groups."""
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or len(groups) != n_samples:
+        raise MetricInputError(f"groups: need one group id per sample ({n_samples}), got shape {groups.shape}.")
+    return np.unique(groups, return_inverse=True)[1].reshape(-1)
+
+
+def _draws(n_units: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """The units (samples or groups) each resample draws: ``n_units`` of them with replacement."""
+    n_resamples = check_positive_int(n_resamples, "n_resamples")
+    rng = np.random.default_rng(seed)
+    for _ in range(n_resamples):
+        yield rng.integers(0, n_units, size=n_units)
+
+
 def resample_indices(
     n_samples: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, groups=None
 ) -> Iterator[np.ndarray]:
@@ -71,24 +90,48 @@ def resample_indices(
     With ``groups``, draw G of the G groups with replacement and yield the indices of all
     members of the drawn groups (so resample sizes vary with group sizes).
     """
-    n_resamples = check_positive_int(n_resamples, "n_resamples")
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        for _ in range(n_resamples):
-            yield rng.integers(0, n_samples, size=n_samples)
+    group_of = _group_layout(n_samples, groups)
+    if group_of is None:
+        yield from _draws(n_samples, n_resamples, seed)
         return
-    groups = np.asarray(groups)
-    if groups.ndim != 1 or len(groups) != n_samples:
-        raise MetricInputError(f"groups: need one group id per sample ({n_samples}), got shape {groups.shape}.")
-    _, group_of = np.unique(groups, return_inverse=True)
     members_in_order = np.argsort(group_of, kind="stable")
     sizes = np.bincount(group_of)
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
-    for _ in range(n_resamples):
-        drawn = rng.integers(0, len(sizes), size=len(sizes))
+    for drawn in _draws(len(sizes), n_resamples, seed):
         drawn_sizes = sizes[drawn]
         offsets = np.repeat(starts[drawn] - np.r_[0, np.cumsum(drawn_sizes)[:-1]], drawn_sizes)
         yield members_in_order[offsets + np.arange(drawn_sizes.sum())]
+
+
+def resample_counts(
+    n_samples: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, groups=None, chunk: int | None = None
+) -> Iterator[np.ndarray]:
+    """The resamples of :func:`resample_indices` (same ``seed``, same draws) as multiplicities:
+    blocks of rows, row r giving how often each of the N samples enters resample r (an
+    ``int64`` array R × N, R ≤ ``chunk``; default: as many as fit in about 2 million entries).
+
+    Every metric that depends on the resampled multiset only (means, binned ECE, AURC under
+    the tie policy of :mod:`studylib.metrics.selective`) is a weighted sum of per-sample terms
+    under these counts, so whole blocks of resamples are evaluated with array algebra.
+    """
+    group_of = _group_layout(n_samples, groups)
+    n_units = n_samples if group_of is None else int(group_of.max()) + 1
+    chunk = chunk or max(1, min(256, 2_000_000 // n_samples))
+    block: list[np.ndarray] = []
+    for drawn in _draws(n_units, n_resamples, seed):
+        block.append(drawn)
+        if len(block) == chunk:
+            yield _unit_counts(block, n_units, group_of)
+            block = []
+    if block:
+        yield _unit_counts(block, n_units, group_of)
+
+
+def _unit_counts(block: list[np.ndarray], n_units: int, group_of: np.ndarray | None) -> np.ndarray:
+    drawn = np.stack(block)
+    offsets = np.arange(len(block))[:, None] * n_units
+    counts = np.bincount((drawn + offsets).ravel(), minlength=len(block) * n_units).reshape(len(block), n_units)
+    return counts if group_of is None else counts[:, group_of]
 
 
 def _interval(estimate: float, distribution: np.ndarray, confidence_level: float) -> BootstrapInterval:
