@@ -24,7 +24,10 @@ SRC = HELPERS.parents[1] / "src"
 SCRIPT = textwrap.dedent("""
     import sys
     from _sweep_helpers import slow_small_adapter
+    import studylib.sweep.run
     from studylib.sweep import run_sweep
+
+    studylib.sweep.run.PART_SECONDS = 0.0  # a part per batch, so that the kill lands between parts
 
     adapter = slow_small_adapter(0.15)  # slow enough that the test can kill it mid-run
     run_sweep(adapter, "toy-pope", {configs!r}, results_dir=sys.argv[1], **{sweep!r})

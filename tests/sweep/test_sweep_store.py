@@ -193,6 +193,27 @@ def test_part_writes_are_atomic(adapter, reference, tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_parts_group_batches_by_scoring_time(adapter, reference, tmp_path, monkeypatch):
+    """A part holds the batches scored within PART_SECONDS: one part per slice when scoring is
+    fast, one per batch at 0; either way the cell consolidates to the same rows."""
+    written = []
+    real_write = sweep_store.Cell.write_part
+
+    def counting_write(cell, rows, seconds, batch=None):
+        written.append((cell.key, batch, len(rows)))
+        return real_write(cell, rows, seconds, batch=batch)
+
+    monkeypatch.setattr(sweep_store.Cell, "write_part", counting_write)
+    monkeypatch.setattr(sweep_run, "PART_SECONDS", 1e9)
+    grouped = _run(adapter, tmp_path / "grouped")
+    assert [(batch, n) for _, batch, n in written] == [(0, 30), (0, 30)]  # one part per cell of 5 batches
+    written.clear()
+    monkeypatch.setattr(sweep_run, "PART_SECONDS", 0.0)
+    _run(adapter, tmp_path / "per-batch")
+    assert [(batch, n) for _, batch, n in written] == [(j, BATCH) for _ in CONFIGS for j in range(5)]
+    pd.testing.assert_frame_equal(grouped, reference, check_exact=True)
+
+
 def test_caption_rows_and_adaptive_count(adapter, tmp_path):
     rows = run_sweep(adapter, "toy-captions", ["scope(alpha=0)@16", "agile_count@16"], dataset_options={"n_images": 4},
                      limit=3, batch_size=2, max_new_tokens=6, results_dir=tmp_path, progress=False)

@@ -14,7 +14,9 @@ keeps every image), "questions", "prompts", "images": <digests>, "config": str(c
 (+ ``"max_new_tokens"`` and ``"objects"`` when the dataset has caption questions;
 :mod:`studylib.sweep.identity` says what each covers).  A finished cell is read (and verified),
 never recomputed, and the model is not even loaded when every cell is finished; an unfinished
-one resumes from its part files.  ``batch_size`` and the device are not part of the key (they
+one resumes from its part files: the rows scored since the last part are written as a part every
+:data:`PART_SECONDS` of scoring (and at the end of a slice), so a killed run loses at most that
+much work and a fast cell is not slowed by a file per batch.  ``batch_size`` and the device are not part of the key (they
 change no number beyond float rounding); the dtype is.
 
 The work is a list of :class:`Slice` s: batches ``start..stop-1`` of one cell on the cell's
@@ -52,6 +54,7 @@ from studylib.sweep.validate import layer_problems, load_checked_dataset, select
 
 
 CACHE_INPUTS = "_studylib_cache_inputs"
+PART_SECONDS = 30.0  #: scoring time between two part files of a cell being computed
 
 
 def _resolve_device(device) -> str:
@@ -285,11 +288,17 @@ class SliceRunner:
         pruner = config.build()
         self._bar.total += sum(len(batch) for _, batch in todo)
         self._bar.set_description(f"{self.plan.dataset.name} {config}")
+        pending, first, seconds = [], None, 0.0
         for j, batch in todo:
             start = time.perf_counter()
-            rows = score_batch(adapter, encoder, batch, pruner, config.k, self.max_new_tokens, self.plan.dataset)
-            cell.write_part(rows, time.perf_counter() - start, batch=j)
+            pending.append(score_batch(adapter, encoder, batch, pruner, config.k, self.max_new_tokens,
+                                       self.plan.dataset))
+            first = j if first is None else first
+            seconds += time.perf_counter() - start
             self._bar.update(len(batch))
+            if seconds >= PART_SECONDS or j == todo[-1][0]:
+                cell.write_part(pd.concat(pending, ignore_index=True), seconds, batch=first)
+                pending, first, seconds = [], None, 0.0
 
 
 def collect(plan: SweepPlan, dataset: str, display: str) -> pd.DataFrame:
