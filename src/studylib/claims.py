@@ -47,6 +47,7 @@ declare their claims in ``data/claims/<experiment>.yaml`` (:mod:`studylib.claim_
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -458,9 +459,19 @@ def claims_table(claims: Iterable[Claim], expand: bool = True, digits: int = 3) 
 
 
 def _row(claim: Claim, digits: int, indent: str = "") -> dict[str, str]:
-    return {"id": indent + claim.id, "source": claim.source, "claim": claim.statement,
-            "test on this run": claim.comparison, "estimate [95% CI]": claim.estimate_text(digits),
+    return {"id": indent + readable(claim.id), "source": claim.source, "claim": readable(claim.statement),
+            "test on this run": readable(claim.comparison), "estimate [95% CI]": claim.estimate_text(digits),
             "reported": claim.reported, "verdict": claim.verdict, "note": claim.note}
+
+
+_LONG_DECIMAL = re.compile(r"(?<![\w.])\d+\.\d{5,}(?![\d.])")
+
+
+def readable(text: str) -> str:
+    """``text`` with every number of five or more decimals shown to 4 significant digits, e.g. a
+    configuration ``agile(erank_avg=20.211923587046698,tau_max=0.25)`` as ``agile(erank_avg=20.21,tau_max=0.25)``
+    (display only: the configuration's name in the store and the rows keeps every digit)."""
+    return _LONG_DECIMAL.sub(lambda m: f"{float(m.group()):.4g}", text)
 
 
 def style_claims(table: pd.DataFrame):
@@ -477,5 +488,6 @@ def with_note(claim: Claim, note: str) -> Claim:
 __all__ = [
     "Claim", "DIRECTIONS", "DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "NOT_TESTED", "SMALLEST_EFFECTS", "VERDICTS",
     "all_of", "any_of", "claims_table", "delta_claim", "equivalence_claim", "failure_bound", "holm",
-    "interval_claim", "judge", "verdict", "verdict_base", "mean_delta", "mean_delta_claim", "not_tested", "point_claim", "style_claims", "with_note",
+    "interval_claim", "judge", "verdict", "verdict_base", "mean_delta", "mean_delta_claim", "not_tested", "point_claim",
+    "readable", "style_claims", "with_note",
 ]

@@ -12,7 +12,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from studylib.claims import Claim, claims_table, style_claims
+from studylib.claims import Claim, claims_table, readable, style_claims
 from studylib.reported import PAPER_UNITS
 
 # Tables styled without style_table (a plain ``frame.style``) still read: 2 decimals, NaN as an empty cell.
@@ -268,7 +268,7 @@ def glue_claims(claims: Iterable[Claim], prefix: str = "") -> None:
         glue_value(f"{prefix}{claim.id}_verdict", claim.verdict)
         glue_value(f"{prefix}{claim.id}_estimate", claim.estimate_text())
         glue_value(f"{prefix}{claim.id}_reported", claim.reported)
-        glue_value(f"{prefix}{claim.id}_test", claim.comparison)
+        glue_value(f"{prefix}{claim.id}_test", readable(claim.comparison))
 
 
 #: claims-table columns -> cell class (book/_static/study.css: prose wraps; the verdict stays in view)
