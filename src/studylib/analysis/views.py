@@ -44,7 +44,8 @@ def _captions(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 class _View:
-    """Per-question arrays of a set of scored rows, indexable by a resample."""
+    """Per-question arrays of a set of scored rows: what :data:`METRICS` read (their resamples are
+    evaluated from the same arrays by :mod:`studylib.analysis.resampled`)."""
 
     def __init__(self, frame: pd.DataFrame):
         n = len(frame)

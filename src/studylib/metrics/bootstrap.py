@@ -128,6 +128,8 @@ def resample_counts(
 
 
 def _unit_counts(block: list[np.ndarray], n_units: int, group_of: np.ndarray | None) -> np.ndarray:
+    """Per resample of the block, how often each unit was drawn; per sample with groups (a
+    sample enters as often as its group was drawn)."""
     drawn = np.stack(block)
     offsets = np.arange(len(block))[:, None] * n_units
     counts = np.bincount((drawn + offsets).ravel(), minlength=len(block) * n_units).reshape(len(block), n_units)
