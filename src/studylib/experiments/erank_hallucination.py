@@ -122,6 +122,7 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
         "full_chair_s": chair_by.loc[full, "chair_s"],
         "n_questions": len(adaptive_rows.drop_duplicates(["benchmark", "qid"])),  # POPE + ScienceQA, scored
     }
+    result.notes["run"] = run_note(rows)
     source = "mean over this run's POPE images" if erank_avg is None else "given"
     result.notes["reference"] = (f"reference erank {erank_ref:.2f} ({source}); reference attention entropy "
                                  f"{entropy_ref:.3f} nats; {len(image_erank)} POPE images")
@@ -134,6 +135,14 @@ def _check_values(mix_ratios, taus, erank_avg, entropy_avg) -> None:
     require(len(taus) > 1 and all(t >= 0 for t in taus), f"taus = {taus} needs at least two thresholds >= 0")
     require(erank_avg is None or erank_avg > 0, f"erank_avg = {erank_avg!r} must be positive or None")
     require(entropy_avg is None or entropy_avg > 0, f"entropy_avg = {entropy_avg!r} must be positive or None")
+
+
+def run_note(rows: Mapping[str, pd.DataFrame]) -> str:
+    """The sizes that ran: POPE and ScienceQA questions and images, captions."""
+    adaptive = rows["adaptive"]
+    parts = [f"{task}: {frame['qid'].nunique()} questions about {frame['image'].nunique()} images"
+             for task, frame in adaptive.groupby("benchmark", sort=False)]
+    return "; ".join(parts) + f"; captions of {rows['captions']['qid'].nunique()} images"
 
 
 def image_complexity(full_rows: pd.DataFrame, n_tokens: int) -> tuple[pd.Series, pd.Series]:
