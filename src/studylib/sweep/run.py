@@ -16,8 +16,8 @@ keeps every image), "questions", "prompts", "images": <digests>, "config": str(c
 never recomputed, and the model is not even loaded when every cell is finished; an unfinished
 one resumes from its part files: the rows scored since the last part are written as a part every
 :data:`PART_SECONDS` of scoring (and at the end of a slice), so a killed run loses at most that
-much work and a fast cell is not slowed by a file per batch.  ``batch_size`` and the device are not part of the key (they
-change no number beyond float rounding); the dtype is.
+much work and a fast cell is not slowed by a file per batch.  ``batch_size`` and the device are
+not part of the key (they change no number beyond float rounding); the dtype is.
 
 The work is a list of :class:`Slice` s: batches ``start..stop-1`` of one cell on the cell's
 batch grid (batch ``j`` = questions ``j*B .. j*B+B-1`` in dataset order, whatever is already
