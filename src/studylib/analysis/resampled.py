@@ -88,7 +88,8 @@ class ScoredResamples:
         })
         self.order = np.argsort(-confidence, kind="stable")
         ranked = confidence[self.order]
-        self.block_ends = np.r_[np.flatnonzero(ranked[1:] != ranked[:-1]), len(ranked) - 1]  # last rank of each tie block
+        # the last rank of each block of tied confidences
+        self.block_ends = np.r_[np.flatnonzero(ranked[1:] != ranked[:-1]), len(ranked) - 1]
         self.ranked_correct = correct[self.order]
 
     def metrics(self, counts: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
