@@ -85,8 +85,8 @@ def main() -> None:
     frame = synthetic_rows(args.questions, args.per_image)
     view, groups = _View(frame), frame["image"].to_numpy()
     old_seconds, old = best_of(1, lambda: per_resample(view, args.old_resamples, groups))
-    new_seconds, new = best_of(args.repeats, lambda: resampled_metrics(view, CI_METRICS, len(frame), args.resamples,
-                                                                       0, groups))
+    new_seconds, new = best_of(args.repeats, lambda: resampled_metrics([view], CI_METRICS, len(frame),
+                                                                       args.resamples, 0, groups)[0])
     difference = max(float(np.nanmax(np.abs(new[m][: args.old_resamples] - old[m]))) for m in CI_METRICS)
     scale = args.resamples / args.old_resamples
     print(f"{args.questions} questions, {args.questions // args.per_image} images, {len(CI_METRICS)} metrics, "

@@ -83,8 +83,8 @@ def rank_correlation(rows: pd.DataFrame, configs: Sequence[str], x: str = "mean_
 def _resampled(views, metric: str, base: pd.DataFrame, n_bootstrap: int, seed: int, cluster) -> np.ndarray:
     """The metric of every configuration on the same resamples: n_bootstrap × configurations."""
     groups = _cluster_ids(base, cluster)
-    return np.column_stack([resampled_metrics(v, [metric], len(base), n_bootstrap, seed, groups)[metric]
-                            for v in views])
+    return np.column_stack([draws[metric] for draws in resampled_metrics(views, [metric], len(base), n_bootstrap,
+                                                                         seed, groups)])
 
 
 __all__ = ["family_mean_delta", "rank_correlation"]

@@ -79,8 +79,8 @@ def paired_delta(rows: pd.DataFrame, config_a: str, config_b: str, metric: str =
     view_a, view_b = make(a), make(b)
     groups = _cluster_ids(a, cluster)
     estimate = fn(view_b) - fn(view_a)
-    distribution = (resampled_metrics(view_b, [metric], n, n_bootstrap, seed, groups)[metric]
-                    - resampled_metrics(view_a, [metric], n, n_bootstrap, seed, groups)[metric])
+    draws_b, draws_a = resampled_metrics([view_b, view_a], [metric], n, n_bootstrap, seed, groups)
+    distribution = draws_b[metric] - draws_a[metric]
     low, high = _percentiles(distribution)
     return BootstrapInterval(float(estimate), low, high, LEVEL, distribution)
 

@@ -220,20 +220,24 @@ def _bootstrap(view, names: Sequence[str], n: int, n_bootstrap: int, seed: int, 
     """Percentile CIs of several metrics from the same resamples."""
     if not n_bootstrap:
         return {f"{m}_{side}": float("nan") for m in names for side in ("low", "high")}
-    draws = resampled_metrics(view, names, n, n_bootstrap, seed, groups)
+    draws = resampled_metrics([view], names, n, n_bootstrap, seed, groups)[0]
     out = {}
     for m in names:
         out[f"{m}_low"], out[f"{m}_high"] = _percentiles(draws[m])
     return out
 
 
-def resampled_metrics(view, names: Sequence[str], n: int, n_bootstrap: int, seed: int, groups) -> dict[str, np.ndarray]:
-    """``{metric: its value on each of the n_bootstrap resamples}`` of a scored or caption view
-    (:func:`studylib.metrics.resample_counts`, evaluated by :mod:`studylib.analysis.resampled`)."""
-    evaluate = (CaptionResamples(view) if isinstance(view, _ChairView)
-                else ScoredResamples(view, SELECTIVE_COVERAGE)).metrics
-    blocks = [evaluate(counts, names) for counts in resample_counts(n, n_bootstrap, seed, groups)]
-    return {m: np.concatenate([block[m] for block in blocks]) for m in names}
+def resampled_metrics(views: Sequence, names: Sequence[str], n: int, n_bootstrap: int, seed: int,
+                      groups) -> list[dict[str, np.ndarray]]:
+    """Per view, ``{metric: its value on each of the n_bootstrap resamples}``; the views are scored
+    or caption views of the same n questions in the same order, so each resample
+    (:func:`studylib.metrics.resample_counts`, drawn once for all of them) holds the same
+    questions in every view (evaluated by :mod:`studylib.analysis.resampled`)."""
+    evaluators = [(CaptionResamples(v) if isinstance(v, _ChairView)
+                   else ScoredResamples(v, SELECTIVE_COVERAGE)).metrics for v in views]
+    blocks = [[evaluate(counts, names) for evaluate in evaluators]
+              for counts in resample_counts(n, n_bootstrap, seed, groups)]
+    return [{m: np.concatenate([block[i][m] for block in blocks]) for m in names} for i in range(len(views))]
 
 
 def _select(rows: pd.DataFrame, config) -> pd.DataFrame:
