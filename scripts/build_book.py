@@ -100,7 +100,7 @@ def execute(name: str, params: dict, timeout: int | None, log_output: bool) -> t
         try:
             papermill.execute_notebook(str(source), str(target), parameters=params, kernel_name=build.KERNEL_NAME,
                                        log_output=log_output, progress_bar=False, cwd=str(REPO),
-                                       execution_timeout=timeout)
+                                       execution_timeout=timeout, extra_arguments=build.KERNEL_ARGUMENTS)
         except Exception as exc:  # noqa: BLE001  (papermill raises PapermillExecutionError and others)
             lines = str(exc).strip().splitlines()
             return time.perf_counter() - start, f"{type(exc).__name__}: {lines[-1] if lines else exc}"
@@ -109,6 +109,7 @@ def execute(name: str, params: dict, timeout: int | None, log_output: bool) -> t
         build.hide_parameter_cells(nb)
         model = params.get("model", build.declared_parameters(source).get("model", ""))
         label_title(nb, str(model).strip("'\""), str(params.get("profile", "")))
+        build.lead_with_findings(nb, name, pages.is_toy(str(model).strip("'\"")))
         nb.metadata.setdefault("studylib", {}).update({"profile": params.get("profile"), "seconds": round(seconds, 1)})
         EXPERIMENTS.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(target))
@@ -143,6 +144,7 @@ def status_page(profile: dict, times: dict, book_seconds: float | None) -> str:
     lines.append(f"| **all notebooks** | **{total:.1f}** | | |")
     if book_seconds is not None:
         lines.append(f"| jupyter-book build (previous build) | {book_seconds:.1f} | | |")
+    lines += ["", build.sizes_section(ORDER, EXPERIMENTS)]
     lines += ["", "## Environment", "", "| package | version |", "|---|---|", f"| python | {platform.python_version()} |"]
     lines += [f"| {pkg} | {version(pkg)} |" for pkg in PACKAGES]
     return "\n".join(lines) + "\n"
@@ -231,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_execute:
         build.ensure_kernel(build.KERNEL_NAME)
         build.kernel_environment()
-        logging.getLogger("papermill").addFilter(_QuietPapermill())
+        for logger in ("papermill", "papermill.translators", "papermill.execute"):  # filters do not inherit
+            logging.getLogger(logger).addFilter(_QuietPapermill())
         for name in names:
             print(f"\n=== {name}: profile {profile['name']}, parameters {json.dumps(params_by[name], default=str)}",
                   flush=True)
@@ -256,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         if not page.exists() and (NOTEBOOKS / f"{name}.ipynb").exists():
             nbformat.write(build.not_run_notebook(name, build.notebook_title(NOTEBOOKS / f"{name}.ipynb")), str(page))
     (BOOK / "verdicts.md").write_text(build.verdicts_page(ORDER, EXPERIMENTS))
+    build.write_answer(BOOK, ORDER, EXPERIMENTS)
+    (BOOK / build.REPORTED_TABLE).write_text(build.reported_page_table())
     (BOOK / "pruners.md").write_text(build.pruners_page())
     book_seconds = previous.get("book_seconds") if same_profile else None
     (BOOK / "status.md").write_text(status_page(profile, times, book_seconds))

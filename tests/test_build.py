@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from studylib import build, claims, pages, reported
+from studylib import build, claims, pages, reported, summary
+from studylib.claims import Claim
 from studylib.experiments import common
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +144,7 @@ def test_style_table_formats_per_metric():
     headers, rows = _cells(pages.style_table(frame, hide_index=True))
     assert headers == ["configuration", "questions", "accuracy (%)", "selective accuracy at 80 % coverage (%)",
                        "CHAIR_s (%)", "ECE", "Brier", "NLL", "T* (cross-validated)", "erank of kept tokens"]
-    assert rows == [["full", "2400", "86.9", "90.1", "25.0", "0.041", "0.100", "0.410", "1.23", "12.35"]]
+    assert rows == [["unpruned", "2400", "86.9", "90.1", "25.0", "0.041", "0.100", "0.410", "1.23", "12.35"]]
     assert frame["accuracy"].iloc[0] == 0.8691, "display only: the data stay fractions"
 
 
@@ -215,12 +216,38 @@ def test_read_glued(tmp_path):
 
 
 def test_hide_parameter_cells():
+    """The page shows no code: the default parameters cell is removed, the injected one shows its values in a
+    collapsed block, hidden inputs become removed ones; a second pass changes nothing."""
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("a = 2", metadata={"tags": ["injected-parameters"]})])
+        nbformat.v4.new_code_cell("# Parameters\na = 2", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("result", metadata={"tags": ["hide-input"]})])
     build.hide_parameter_cells(nb)
     assert nb.cells[0].metadata["tags"] == ["parameters", "remove-cell"]
-    assert nb.cells[1].metadata["tags"] == ["injected-parameters", "hide-input"]
+    assert nb.cells[1].metadata["tags"] == ["injected-parameters", "remove-input"]
+    assert nb.cells[2].cell_type == "markdown" and nb.cells[2].source.startswith("````{dropdown} Parameters of this run")
+    assert "a = 2" in nb.cells[2].source and "# Parameters" not in nb.cells[2].source
+    assert nb.cells[3].metadata["tags"] == ["remove-input"]
+    build.hide_parameter_cells(nb)
+    assert len(nb.cells) == 4
+
+
+def test_findings_open_the_page():
+    """"What this run found" goes right under the title and the run banner, generated from the glued claims."""
+    claims = [Claim("C1", "seed 000", "lower ECE", "ece", "ece[a@1] − ece[b@1] < 0", -0.02, -0.03, -0.01, "holds",
+                    "0.024 vs 0.041")]
+    glue = nbformat.v4.new_code_cell("glue")
+    glue.outputs.append(nbformat.v4.new_output(
+        "display_data", data={f"{build.GLUE_PREFIX}text/plain": repr(summary.claims_to_json(claims))},
+        metadata={"scrapbook": {"name": "u_curve_claims", "mime_prefix": build.GLUE_PREFIX}}))
+    title = "# U-curve — TOY model\n\n```{warning}\nTOY model results.\n```\n\n**Paper:** seed 000."
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(title), glue])
+    build.lead_with_findings(nb, "u_curve", toy=True)
+    assert nb.cells[0].source.endswith("```") and nb.cells[1].source.startswith("## What this run found")
+    assert "holds" in nb.cells[1].source and "−0.017 in the paper" in nb.cells[1].source
+    assert nb.cells[2].source.strip() == "**Paper:** seed 000."
+    build.lead_with_findings(nb, "u_curve", toy=True)  # a second build replaces the block
+    assert sum(c.source.startswith("## What this run found") for c in nb.cells) == 1
 
 
 # ----------------------------------------------------------------------------- claims
@@ -307,7 +334,9 @@ def test_book_css_makes_wide_tables_scroll():
     css = (REPO / "book" / "_static" / "study.css").read_text()
     assert ".cell_output .output.text_html" in css and "overflow-x: auto" in css
     assert "table.study-table.claims td.verdict" in css and ".verdicts table" in css
-    assert ":::{container} verdicts" in (REPO / "book" / "intro.md").read_text()
+    assert "position: sticky" not in css, "no column is pinned over another"
+    intro = (REPO / "book" / "intro.md").read_text()
+    assert ":::{container} verdicts" in intro and ":::{container} study-answer" in intro
     built = REPO / "book" / "_build" / "html" / "intro.html"
     if built.exists():
         assert "_static/study.css" in built.read_text(), "the built pages link study.css"

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from studylib import build, pages
+from studylib import build, pages, summary
 from studylib.claims import VERDICTS, verdict_base
 from studylib.experiments import RUN_SETTINGS
 
@@ -130,7 +130,7 @@ RANGES = {  # suffix -> (low, high), inclusive
     "_ece_after": (0.0, 1.0), "_ece_change": (-1.0, 1.0),
     "_chair_i": (0.0, 1.0), "_chair_s": (0.0, 1.0), "_temperature": (1e-3, 1e3), "_erank_divprune": (1.0, 1e4),
     "_erank_ref": (1.0, 1e4), "_moderate_k": (1, 1e4), "_n_questions": (1, 1e9), "_n_better": (0, 1e6),
-    "_n_comparisons": (1, 1e6), "_n_pruners": (1, 1e4), "_focus_k": (1, 1e5),
+    "_n_comparisons": (1, 1e6), "_n_bootstrap": (0, 1e6), "_n_pruners": (1, 1e4), "_focus_k": (1, 1e5),
 }
 
 
@@ -154,6 +154,9 @@ def test_glued_headline_values_are_valid():
                 assert isinstance(value, str) and value, (path.name, name)
             elif name.endswith(("_reported", "_test")):
                 assert isinstance(value, str), (path.name, name)
+            elif name == f"{path.stem}_claims":
+                claims = summary.claims_from_json(value)
+                assert claims or path.stem not in WITH_CLAIMS, (path.name, name)
             else:
                 assert isinstance(value, (int, float)) and not isinstance(value, bool), (path.name, name, value)
                 assert math.isfinite(value), (path.name, name, value)
@@ -184,7 +187,11 @@ def test_executed_pages_are_labelled():
     for path in _executed():
         nb = nbformat.read(str(path), as_version=4)
         injected = [c for c in nb.cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
-        assert injected and "hide-input" in injected[0].metadata["tags"], f"{path.name}: injected cell not hidden"
+        assert injected and "remove-input" in injected[0].metadata["tags"], f"{path.name}: injected cell shown"
+        assert any("run-parameters" in c.metadata.get("tags", []) for c in nb.cells), \
+            f"{path.name}: no collapsed block with the run's parameters"
+        assert not any("hide-input" in c.metadata.get("tags", []) for c in nb.cells), \
+            f"{path.name}: a 'show code cell source' toggle"
         model = build.declared_parameters(REPO / "notebooks" / path.name).get("model")
         for cell in injected:
             if 'model = "toy"' in cell.source:

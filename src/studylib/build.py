@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import nbformat
+import pandas as pd
 import yaml
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
@@ -113,12 +114,16 @@ GLUE_PREFIX = "application/papermill.record/"
 
 
 def read_glued(path: str | Path) -> dict[str, Any]:
-    """Values glued with ``myst_nb.glue`` in an executed notebook, by name.
+    """Values glued with ``myst_nb.glue`` in an executed notebook, by name (:func:`glued_values`)."""
+    return glued_values(nbformat.read(str(path), as_version=4))
+
+
+def glued_values(nb) -> dict[str, Any]:
+    """Values glued with ``myst_nb.glue`` in an executed notebook (a ``NotebookNode``), by name.
 
     Plain values come back as Python values (from their ``text/plain`` repr where it parses as
     a literal, else the string); figures and tables come back as their mime bundle.
     """
-    nb = nbformat.read(str(path), as_version=4)
     values: dict[str, Any] = {}
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -137,6 +142,16 @@ def read_glued(path: str | Path) -> dict[str, Any]:
             else:
                 values[meta["name"]] = data
     return values
+
+
+def glued_claims(nb_or_path, name: str) -> list | None:
+    """The claims an executed notebook glued (``<name>_claims``, :func:`studylib.summary.claims_to_json`),
+    ``None`` when it glued none (not executed, or executed before claims were glued)."""
+    from studylib.summary import claims_from_json
+
+    values = read_glued(nb_or_path) if isinstance(nb_or_path, (str, Path)) else glued_values(nb_or_path)
+    text = values.get(f"{name}_claims")
+    return claims_from_json(text) if isinstance(text, str) else None
 
 
 def declared_parameters(notebook: str | Path) -> dict[str, Any]:
@@ -162,20 +177,76 @@ def declared_parameters(notebook: str | Path) -> dict[str, Any]:
 
 
 def hide_parameter_cells(nb) -> None:
-    """In an executed notebook: remove the default ``parameters`` cell (papermill's injected
-    cell supersedes it) and collapse the injected cell (``hide-input``), so the page shows the
-    parameters of this run behind a toggle."""
+    """In an executed notebook: remove the default ``parameters`` cell (papermill's injected cell
+    supersedes it), show the injected cell's values in a collapsed "Parameters of this run" block
+    instead of a code cell, and turn every other hidden input (``hide-input``) into a removed one
+    (``remove-input``): a page shows outputs and prose, no "show code cell source" bars."""
+    cells = []
     for cell in nb.cells:
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if "injected-parameters" in tags:
-            for tag in ("hide-input",):
-                if tag not in tags:
-                    tags.append(tag)
-        elif "parameters" in tags and "remove-cell" not in tags:
+            if "remove-input" not in tags:
+                tags[:] = [t for t in tags if t != "hide-input"] + ["remove-input"]
+            cells += [cell, nbformat.v4.new_markdown_cell(parameters_block(cell.source),
+                                                          metadata={"tags": ["run-parameters"]})]
+            continue
+        if "parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
+        if "run-parameters" in tags:  # a block written by an earlier pass
+            continue
+        if "hide-input" in tags:
+            tags[:] = [t if t != "hide-input" else "remove-input" for t in tags]
+        cells.append(cell)
+    nb.cells = cells
+
+
+def parameters_block(source: str) -> str:
+    """A collapsed MyST block that lists a run's parameters (the injected cell's assignments)."""
+    lines = [line for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    code = "\n".join(lines)
+    return (f"````{{dropdown}} Parameters of this run\nRerun with other values: `python scripts/build_book.py --only "
+            f"<notebook> --set key=value` (see *Reproducing*).\n\n```python\n{code}\n```\n````")
+
+
+def lead_with_findings(nb, name: str, toy: bool) -> None:
+    """Put "What this run found" (:func:`studylib.summary.findings`, from the notebook's glued claims)
+    right under the page's title and run banner; an earlier block is replaced, a notebook without
+    claims is left as it is."""
+    from studylib.summary import findings
+
+    nb.cells = [c for c in nb.cells if "findings" not in c.get("metadata", {}).get("tags", [])]
+    claims = glued_claims(nb, name)
+    if not claims:
+        return
+    text = findings(claims, name, toy=toy)
+    cell = nbformat.v4.new_markdown_cell(f"## What this run found\n\n{text}\n", metadata={"tags": ["findings"]})
+    for index, existing in enumerate(nb.cells):
+        if existing.cell_type == "markdown" and existing.source.lstrip().startswith("# "):
+            head, rest = _split_after_banner(existing.source)
+            existing.source = head
+            nb.cells[index + 1:index + 1] = [cell] + ([nbformat.v4.new_markdown_cell(rest)] if rest.strip() else [])
+            return
+
+
+def _split_after_banner(source: str) -> tuple[str, str]:
+    """``source`` cut after its title line and the admonition right under it (the run banner)."""
+    lines = source.splitlines()
+    end = 1
+    while end < len(lines) and not lines[end].strip():
+        end += 1
+    if end < len(lines) and lines[end].startswith("```{"):
+        end += 1
+        while end < len(lines) and not lines[end].startswith("```"):
+            end += 1
+        end += 1
+    return "\n".join(lines[:end]), "\n".join(lines[end:])
 
 
 KERNEL_NAME = "studylib"
+#: arguments of every papermill kernel: warnings of the kernel application itself (e.g. "Kernel is running
+#: over TCP without encryption", about a kernel that listens on the loopback interface only) stay out of the
+#: build's output; errors still show
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def ensure_kernel(name: str = KERNEL_NAME) -> str:
@@ -266,30 +337,146 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
-    """Markdown table of the headline claims (claims with an ``intro`` line in
-    ``data/claims/<experiment>.yaml``): reported numbers, this run's estimate and CI, verdict,
-    the test and the number of questions, read from the executed notebooks' glued values; rows
-    of experiments that were not executed say so."""
-    lines = ["| claim (source) | reported (LLaVA-1.5-7B) | this run: estimate [95 % CI] | verdict | test | n questions |",
-             "|---|---|---|---|---|---:|"]
+def executed_claims(experiments: Iterable[str], executed_dir: Path) -> dict[str, list]:
+    """The claims glued by each executed notebook of ``experiments`` (those that glued some), in order."""
+    out = {}
     for name in experiments:
         path = Path(executed_dir) / f"{name}.ipynb"
+        claims = glued_claims(path, name) if path.is_file() else None
+        if claims:
+            out[name] = claims
+    return out
+
+
+def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
+    """Markdown table of the headline claims (claims with an ``intro`` line in
+    ``data/claims/<experiment>.yaml``): this run's effect and CI (a composite's deciding part,
+    :func:`studylib.summary.deciding_part`), the paper's numbers, the verdict and the number of questions,
+    read from the executed notebooks' glued claims; rows of experiments that were not executed say so."""
+    from studylib import summary
+
+    claims = executed_claims(experiments, executed_dir)
+    lines = ["| claim (source) | this run [95 % CI] | paper (LLaVA-1.5-7B) | verdict | questions |",
+             "|---|---|---|---|---:|"]
+    for name in experiments:
         if not (CLAIMS_DIR / f"{name}.yaml").is_file():  # an experiment without claims (gallery, explore)
             continue
-        glued = read_glued(path) if path.is_file() else {}
+        by_id = {c.id: c for c in claims.get(name, [])}
+        n_questions = read_glued(Path(executed_dir) / f"{name}.ipynb").get(f"{name}_n_questions", "") if by_id else ""
         for spec in load_specs(name):
             if "intro" not in spec:
                 continue
-            key = f"{name}_{spec['id']}"
             page = f"[{_cell(spec.get('source', ''))}](experiments/{name}.ipynb)"
-            if f"{key}_verdict" not in glued:
-                lines.append(f"| {_cell(spec['intro'])} ({page}) | | | *{NOT_RUN}* | | |")
+            claim = by_id.get(str(spec["id"]))
+            if claim is None:
+                lines.append(f"| {_cell(spec['intro'])} ({page}) | | | *{NOT_RUN}* | |")
                 continue
-            lines.append(f"| {_cell(spec['intro'])} ({page}) | {_cell(glued.get(f'{key}_reported', ''))} | "
-                         f"{_cell(glued.get(f'{key}_estimate', ''))} | **{_cell(glued[f'{key}_verdict'])}** | "
-                         f"{_cell(glued.get(f'{key}_test', ''))} | {glued.get(f'{name}_n_questions', '')} |")
+            part = summary.deciding_part(claim)
+            effect = summary.effect_text(part) + (f" (part {summary.readable_test(part.id)})" if part is not claim else "")
+            detail = summary.readable_test(summary.verdict_detail(claim))
+            verdict = f"**{summary.outcome(claim)}**" + (f" ({_cell(detail)})" if detail else "")
+            questions = f"{n_questions:,}" if isinstance(n_questions, int) else ""
+            lines.append(f"| {_cell(spec['intro'])} ({page}) | {_cell(effect)} | {_cell(summary.readable_test(claim.reported))} | "
+                         f"{verdict} | {questions} |")
     return "\n".join(lines) + "\n"
+
+
+def answer_page(experiments: Iterable[str], executed_dir: Path, figure: str | None = None) -> str:
+    """The intro's opening (``book/answer.md``): the answer generated from the executed notebooks'
+    claims (:func:`studylib.summary.answer`) and, when ``figure`` names the written forest plot, the
+    figure with its caption."""
+    from studylib import summary
+
+    claims = executed_claims(experiments, executed_dir)
+    text = summary.answer(claims, toy=_toy_build(executed_dir))
+    rest = summary.departures(claims)
+    if figure:
+        text += (f"\n```{{figure}} {figure}\n:name: forest-plot\n:width: 100%\n\nEvery headline claim of the book "
+                 "on this run: the effect the claim is about (a difference between two configurations, in the "
+                 "metric's units) with its 95 % paired bootstrap CI, coloured by verdict; a composite claim by the part "
+                 "its verdict turns on. The open diamond is the paper's reported effect, where the paper gives both "
+                 "numbers on the probability scale (erank and MME scores depend on the model and are not drawn).\n```\n")
+    return text + ("\n" + rest if rest else "")
+
+
+def sizes_section(experiments: Iterable[str], executed_dir: Path) -> str:
+    """The status page's section "Sizes of this build": per executed experiment the questions it scored
+    and the bootstrap resamples of its CIs (glued by each notebook), the one place the book states them."""
+    lines = ["## Sizes of this build", "", "What each executed notebook scored and how many bootstrap resamples its "
+             "95 % confidence intervals use (each page prints its own sizes under its first cell).", "",
+             "| notebook | questions scored | bootstrap resamples |", "|---|---:|---:|"]
+    for name in experiments:
+        path = Path(executed_dir) / f"{name}.ipynb"
+        values = read_glued(path) if path.is_file() else {}
+        if f"{name}_n_questions" in values or f"{name}_n_bootstrap" in values:
+            lines.append(f"| {name} | {_count(values.get(f'{name}_n_questions'))} | "
+                         f"{_count(values.get(f'{name}_n_bootstrap'))} |")
+    return "\n".join(lines) + "\n"
+
+
+REPORTED_TABLE = "reported_table.html"
+
+
+def reported_page_table() -> str:
+    """Every number of ``data/reference/reported.csv`` as one interactive table (sortable, searchable,
+    paged; the DataTables library inlined, so the static page works offline) for ``book/reported.md``:
+    the value right after what it measures, then where it is printed, the study's pruner and the note."""
+    from studylib.labels import pruner_label
+    from studylib.pages import interactive_table
+    from studylib.reported import PAPERS, reported
+
+    frame = reported()
+    table = pd.DataFrame({
+        "paper": [f"seed {p}" for p in frame["paper"]], "table": frame["table"], "benchmark": frame["benchmark"],
+        "method (paper's label)": frame["method"], "K": frame["k"].astype("string").fillna(""),
+        "metric": frame["metric"], "value": frame["value"], "unit": frame["unit"], "section": frame["section"],
+        "setting": frame["setting"].fillna(""),
+        "study's pruner": [pruner_label(p) if p else "" for p in frame["pruner"]], "note": frame["note"]})
+    caption = "; ".join(f"seed {key}: {title}" for key, title in PAPERS.items())
+    return interactive_table(table, caption=f"The papers' numbers ({caption})", page_length=25, bundle=True).html
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "—"
+
+
+ANSWER_PAGE = "answer.md"
+FOREST_FIGURE = "answer_forest.png"
+
+
+def write_answer(book: Path, experiments: Iterable[str], executed_dir: Path) -> None:
+    """Write the intro's opening, ``book/answer.md`` (:func:`answer_page`), and its forest plot,
+    ``book/answer_forest.png`` (removed when there is nothing to plot)."""
+    experiments = list(experiments)
+    figure = forest_plot(experiments, executed_dir)
+    path = Path(book) / FOREST_FIGURE
+    if figure is None:
+        path.unlink(missing_ok=True)
+    else:
+        figure.savefig(path, dpi=FIGURE_DPI)
+    (Path(book) / ANSWER_PAGE).write_text(answer_page(experiments, executed_dir, FOREST_FIGURE if figure else None))
+
+
+#: resolution of the figures the build writes (the notebooks' figures: matplotlib's inline default, 100 dpi)
+FIGURE_DPI = 100
+
+
+def forest_plot(experiments: Iterable[str], executed_dir: Path):
+    """The forest plot of every headline claim (:func:`studylib.summary.forest_figure`), ``None`` when no
+    executed notebook glued claims."""
+    from studylib import summary
+
+    claims = executed_claims(experiments, executed_dir)
+    if not claims:
+        return None
+    titles = {name: notebook_title(Path(executed_dir) / f"{name}.ipynb").split(" — ")[0] for name in claims}
+    return summary.forest_figure(claims, titles, toy=_toy_build(executed_dir))
+
+
+def _toy_build(executed_dir: Path) -> bool:
+    """Whether the executed notebooks are toy results (their titles say "TOY model")."""
+    titles = [notebook_title(p) for p in Path(executed_dir).glob("*.ipynb")]
+    return any("TOY model" in t for t in titles)
 
 
 def pruners_page() -> str:

@@ -6,14 +6,15 @@ of an experiment lives in its module, the page shows its :class:`~studylib.exper
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from studylib.claims import Claim, claims_table, readable, style_claims
-from studylib.reported import PAPER_UNITS
+from studylib import labels, metric_catalog as mc, summary
+from studylib.claims import Claim, readable
 
 # Tables styled without style_table (a plain ``frame.style``) still read: 2 decimals, NaN as an empty cell.
 pd.set_option("styler.format.precision", 2)
@@ -49,38 +50,19 @@ def run_label(model: str) -> str:
     return "this run (TOY)" if is_toy(model) else "this run"
 
 
-#: code names of columns -> the words shown in table headers (see :func:`header_words`)
+#: headers in words of columns that are not metrics of :mod:`studylib.metric_catalog` (or read differently here)
 HEADER_WORDS = {
-    "accuracy": "accuracy (%)", "accuracy_sd": "sd of accuracy (pp)",
-    "ece": "ECE", "ece_before": "ECE before scaling", "ece_after": "ECE after scaling", "ece_change": "change of ECE",
-    "mce": "MCE", "brier": "Brier", "nll": "NLL", "aurc": "AURC", "e_aurc": "E-AURC", "eaurc": "E-AURC",
-    "mean_confidence": "mean confidence (%)", "overconfidence": "overconfidence (pp)",
-    "temperature": "T* (cross-validated)", "t_mean": "T* (cross-validated)", "t_std": "sd of T* over folds",
-    "t_at_bound": "folds with T* at a bound",
-    "n": "questions", "n_questions": "questions", "n_images": "images", "config": "configuration", "k": "K",
-    "paper K": "paper's K", "gap_power": "gap power p",
-    "erank": "erank of kept tokens", "erank_kept": "erank of kept tokens",
-    "mean_erank_kept": "mean erank of kept tokens", "entropy_kept": "attention entropy of kept tokens",
-    "mean_entropy_kept": "mean attention entropy of kept tokens",
-    "chair_s": "CHAIR_s (%)", "chair_i": "CHAIR_i (%)", "recall": "recall (%)", "precision": "precision (%)",
-    "f1": "F1 (%)", "sel_acc_80": "selective accuracy at 80 % coverage (%)",
-    "selective_accuracy_80": "selective accuracy at 80 % coverage (%)",
-    "length": "caption length (words)", "mean_length": "mean caption length (words)",
-    "hallucinated_objects": "hallucinated objects",
+    "config": "configuration", "paper K": "paper's K", "accuracy_sd": "sd of accuracy (pp)",
+    "ece_before": "ECE before scaling", "ece_after": "ECE after scaling", "nll_before": "NLL before scaling",
+    "nll_after": "NLL after scaling", "brier_before": "Brier before scaling", "brier_after": "Brier after scaling",
+    "t_mean": "T* (cross-validated)", "t_at_bound": "folds with T* at a bound", "erank": "erank of kept tokens",
 }
-
-#: metrics shown in percent (one decimal); fraction-valued columns are multiplied by 100 for display
-PERCENT_PREFIXES = ("accuracy", "acc_", "sel_acc", "selective_accuracy", "f1", "precision", "recall", "chair_s",
-                    "chair_i", "mean_confidence", "overconfidence")
-#: metrics shown with three decimals (also the default for any other float)
-THREE_DECIMAL_PREFIXES = ("ece", "mce", "brier", "nll", "aurc", "e_aurc", "eaurc")
-#: metrics shown with two decimals
-TWO_DECIMAL_PREFIXES = ("temperature", "t_", "erank", "mean_erank", "entropy", "mean_entropy", "length",
-                        "mean_length", "mean_tokens", "n_kept", "attention_share")
 CI_SUFFIXES = ("_low", "_high")
 #: second-level labels of the CI bounds that :func:`studylib.reported.beside_reported` adds (``ci=True``)
 CI_SOURCES = ("95% CI low", "95% CI high")
 CI_HEADER = "[95 % CI]"
+#: columns whose cells are pruner specs or configurations (shown by :func:`studylib.labels.config_label`)
+CONFIG_COLUMNS = ("config", "configuration", "pruner", "method")
 
 
 def _key(name: Any) -> str:
@@ -97,28 +79,57 @@ def _base(name: Any) -> str:
 
 
 def is_percent_metric(name: Any) -> bool:
-    """Accuracy-like metrics (accuracy, selective accuracy, F1, precision, recall, CHAIR, confidence)."""
+    """Accuracy-like metrics (accuracy, selective accuracy, F1, precision, recall, CHAIR, confidence): the
+    catalogue's percent metrics, also under a longer code name that starts with one (``accuracy_pope``,
+    ``sel_acc_90``), or a name that says "%"."""
     base = _base(name)
-    return base in PAPER_UNITS or base.startswith(PERCENT_PREFIXES) or "%" in base
+    if mc.is_percent(base) or "%" in base:
+        return True
+    names = [key for key, m in mc.CATALOG.items() if m.percent] + [a for a, key in mc.ALIASES.items()
+                                                                    if key and mc.CATALOG[key].percent]
+    return any(base.startswith(f"{key}_") for key in names)
 
 
 def header_words(name: Any) -> str:
-    """The header of a column in words: :data:`HEADER_WORDS`, else the name with spaces for underscores
-    (percent metrics with a code name not in the mapping get " (%)")."""
+    """The header of a column in words: :data:`HEADER_WORDS`, else the metric catalogue's header
+    (:mod:`studylib.metric_catalog`), else the name with spaces for underscores (percent metrics with
+    a code name the catalogue lacks get " (%)")."""
     if not isinstance(name, str):
         return str(name)
-    if name in HEADER_WORDS:
-        return HEADER_WORDS[name]
     key = _key(name)
-    if key in HEADER_WORDS:
-        return HEADER_WORDS[key]
+    if name in HEADER_WORDS or key in HEADER_WORDS:
+        return HEADER_WORDS.get(name, HEADER_WORDS.get(key))
+    if _catalogued(key):
+        return _catalogued(key).header
     for suffix, words in (("_low", "{} low"), ("_high", "{} high"), ("_sd", "sd of {}")):
-        if key.endswith(suffix) and key[: -len(suffix)] in HEADER_WORDS:
-            return words.format(HEADER_WORDS[key[: -len(suffix)]])
+        inner = key[: -len(suffix)]
+        if key.endswith(suffix) and (inner in HEADER_WORDS or _catalogued(inner)):
+            return words.format(header_words(inner))
     words = name.replace("_", " ")
     if is_percent_metric(name) and name.isidentifier() and not key.endswith("_sd"):  # a code name
         words += " (%)"
     return words
+
+
+def _catalogued(key: str) -> "mc.Metric | None":
+    """The catalogue's record of exactly ``key`` or of its alias (no suffix stripping)."""
+    return mc.CATALOG.get(key) or mc.CATALOG.get(mc.ALIASES.get(key) or "")
+
+
+def display_text(value: Any, column: Any = None) -> str:
+    """A text cell as a reader sees it: configurations and pruner specs by their names
+    (:mod:`studylib.labels`; whole cells in :data:`CONFIG_COLUMNS`, specs with parameters or a budget
+    anywhere else), lists joined with commas, booleans as yes / no, long decimals shortened."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(display_text(v) for v in value)
+    if isinstance(value, float):
+        return mc.number_text(value, 3)
+    text = readable(str(value))
+    if column is not None and _key(column if not isinstance(column, tuple) else column[0]) in CONFIG_COLUMNS:
+        return labels.config_label(text)
+    return labels.humanize(text)
 
 
 def _breakable(value: Any) -> str:
@@ -159,16 +170,55 @@ def _ci_merges(frame: pd.DataFrame) -> dict:
     return merges
 
 
+#: sources of a :func:`~studylib.reported.beside_reported` column that describe this run's value (kept on its row)
+RUN_DETAILS = {"95% CI low": "_low", "95% CI high": "_high", "sd over seeds": "_sd"}
+
+
+def rows_by_source(side: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`~studylib.reported.beside_reported` table (columns ``(metric, source)``) turned into one
+    row per configuration and source — this run's row (its CI as ``<metric>_low``/``_high``, a seed spread
+    as ``<metric>_sd``), then the paper's row where the paper has a number — and one column per metric,
+    so that a table of many metrics fits a page.  The budget and the paper's budget share one index
+    level ``K (paper's K)``; values stay in the paper's units (``attrs["paper_units"]``)."""
+    metrics = list(dict.fromkeys(side.columns.get_level_values(0)))
+    sources = [s for s in dict.fromkeys(side.columns.get_level_values(1)) if s not in RUN_DETAILS]
+    index = side.index.to_frame(index=False)
+    if {"k", "paper K"} <= set(index.columns):
+        index.insert(list(index.columns).index("k"), "K (paper's K)",
+                     [f"{k} ({p})" if pd.notna(p) and p != k else str(k) for k, p in zip(index["k"], index["paper K"])])
+        index = index.drop(columns=["k", "paper K"])
+    keys, records = [], []
+    for position, (_, row) in enumerate(side.iterrows()):
+        for source in sources:
+            record = {}
+            for metric in metrics:
+                record[metric] = row.get((metric, source), float("nan"))
+                if source != "reported":
+                    for detail, suffix in RUN_DETAILS.items():
+                        if (metric, detail) in side.columns:
+                            record[f"{metric}{suffix}"] = row[(metric, detail)]
+            if source == "reported" and all(pd.isna(record[m]) for m in metrics):
+                continue
+            keys.append((*index.iloc[position], source))
+            records.append(record)
+    names = [*index.columns, "source"]
+    frame = pd.DataFrame(records, index=pd.MultiIndex.from_tuples(keys, names=names))
+    frame.attrs["paper_units"] = metrics
+    return frame
+
+
 def style_table(frame: pd.DataFrame, caption: str = "", digits: Mapping[Any, int] | None = None,
                 hide_index: bool = False):
     """A Styler for a (possibly two-level) table, formatted for reading; the data stay as they are.
 
-    * Numbers per metric: accuracy-like metrics (:data:`PERCENT_PREFIXES`) in % with one decimal
-      (a fraction-valued column, all values within [-1, 1] and not marked as converted by
-      :func:`~studylib.reported.to_paper_units`, is multiplied by 100 for display only; two-level
-      tables from :func:`~studylib.reported.beside_reported` are already in the paper's units);
-      temperatures, erank, entropy and lengths with two decimals; ECE, Brier, NLL, AURC and any other
-      float with three.  ``digits`` overrides by column or metric name.  NaN is an empty cell.
+    * Numbers per metric, as the metric catalogue says (:mod:`studylib.metric_catalog`): accuracy-like
+      metrics (:func:`is_percent_metric`) in % with one decimal (a fraction-valued column, all values
+      within [-1, 1] and not marked as converted by :func:`~studylib.reported.to_paper_units`, is
+      multiplied by 100 for display only; two-level tables from
+      :func:`~studylib.reported.beside_reported` are already in the paper's units); temperatures and
+      erank with two decimals; ECE, Brier, NLL, AURC and any float the catalogue lacks with three.
+      ``digits`` overrides by column or metric name.  NaN is an empty cell, booleans read yes / no.
+    * Text: configurations and pruner specs by their names (:func:`display_text`), lists joined.
     * CIs: ``m``, ``m_low``, ``m_high`` become one column "<m in words> [95 % CI]" reading
       ``0.024 [0.018, 0.030]`` (see :func:`_ci_merges`).
     * Headers in words (:func:`header_words`), also the index names; second header levels are kept.
@@ -189,12 +239,10 @@ def style_table(frame: pd.DataFrame, caption: str = "", digits: Mapping[Any, int
                     return digits[name]
             except TypeError:
                 pass
-        key = _base(metric)
         if is_percent_metric(metric):
             return 1
-        if key.startswith(TWO_DECIMAL_PREFIXES):
-            return 2
-        return 3
+        record = mc.lookup(_base(metric)) if isinstance(metric, str) else None
+        return record.digits if record is not None and not record.percent else 3
 
     def factor(column) -> float:
         metric = metric_of(column)
@@ -209,10 +257,12 @@ def style_table(frame: pd.DataFrame, caption: str = "", digits: Mapping[Any, int
 
     def number(column):
         places, scale = decimals(column), factor(column)
-        return lambda v: "" if pd.isna(v) else f"{v * scale:.{places}f}"
+        signed = "change" in _key(metric_of(column))  # a difference reads with its sign
+        return lambda v: "" if pd.isna(v) else mc.number_text(v * scale, places, signed=signed)
 
     floats = [c for c in columns if pd.api.types.is_float_dtype(frame[c])]
-    styler = frame.style.format({c: number(c) for c in floats}, na_rep="")
+    flags = [c for c in columns if pd.api.types.is_bool_dtype(frame[c])]
+    styler = frame.style.format({**{c: number(c) for c in floats}, **{c: display_text for c in flags}}, na_rep="")
     merges = _ci_merges(frame)
     for column, (low, high) in merges.items():
         show = number(column)
@@ -245,8 +295,11 @@ def style_table(frame: pd.DataFrame, caption: str = "", digits: Mapping[Any, int
     text = [c for c in columns if c not in merges and not pd.api.types.is_numeric_dtype(frame[c])]
     if text:  # words left-aligned and wrapping (book/_static/study.css), numbers right-aligned
         styler = styler.set_td_classes(pd.DataFrame({c: "text" for c in text}, index=frame.index, columns=columns))
-        styler = styler.format(lambda v: "" if _missing(v) else _breakable(v), subset=text)
-    styler = styler.format_index(_breakable, axis="index")
+        for column in text:
+            styler = styler.format(lambda v, c=column: "" if _missing(v) else _breakable(display_text(v, c)),
+                                   subset=[column])
+    for level, name in enumerate(frame.index.names):
+        styler = styler.format_index(lambda v, n=name: _breakable(display_text(v, n)), axis="index", level=level)
     if caption:
         styler = styler.set_caption(caption)
     if hide_index:
@@ -263,7 +316,11 @@ def glue_value(name: str, value: Any) -> None:
 
 
 def glue_claims(claims: Iterable[Claim], prefix: str = "") -> None:
-    """Glue ``<prefix><id>_verdict``, ``_estimate``, ``_reported`` and ``_test`` of every claim."""
+    """Glue ``<prefix><id>_verdict``, ``_estimate``, ``_reported`` and ``_test`` of every claim, and
+    ``<prefix>claims``: every claim as JSON (:func:`studylib.summary.claims_to_json`; the build writes the
+    page's findings and the intro from it)."""
+    claims = list(claims)
+    glue_value(f"{prefix}claims", summary.claims_to_json(claims))
     for claim in claims:
         glue_value(f"{prefix}{claim.id}_verdict", claim.verdict)
         glue_value(f"{prefix}{claim.id}_estimate", claim.estimate_text())
@@ -271,26 +328,128 @@ def glue_claims(claims: Iterable[Claim], prefix: str = "") -> None:
         glue_value(f"{prefix}{claim.id}_test", readable(claim.comparison))
 
 
-#: claims-table columns -> cell class (book/_static/study.css: prose wraps; the verdict stays in view)
-CLAIM_CLASSES = {"claim": "prose", "test on this run": "prose", "note": "prose", "reported": "prose",
-                 "verdict": "verdict"}
-#: the verdict's header cell sticks to the right edge like its cells (td.verdict in study.css)
-VERDICT_HEADER = ("position: sticky; right: 0; z-index: 1; background: var(--pst-color-background, #fff); "
-                  "box-shadow: -6px 0 6px -6px rgba(0, 0, 0, 0.35); text-align: left")
+#: a composite with more parts than this lists them in a collapsed block under its row
+MAX_OPEN_PARTS = 6
 
 
-def show_claims(claims: Iterable[Claim], expand: bool = True):
-    """The claims table of a page (verdict in bold; cell classes for book/_static/study.css)."""
-    table = claims_table(claims, expand=expand)
-    classes = pd.DataFrame({c: CLAIM_CLASSES.get(c, "text") for c in table.columns}, index=table.index,
-                           columns=table.columns)
-    return (style_claims(table).set_table_attributes('class="study-table claims"').set_td_classes(classes)
-            .map_index(lambda name: VERDICT_HEADER if name == "verdict" else "", axis="columns"))
+class HTMLTable:
+    """An HTML table for a notebook output (``_repr_html_``), with the Styler's ``set_caption`` and
+    ``to_html`` so that pages and tests treat it like one."""
 
+    def __init__(self, html: str, caption: str = ""):
+        self.html, self.caption = html, caption
+
+    def set_caption(self, caption: str) -> "HTMLTable":
+        return HTMLTable(self.html, caption)
+
+    def to_html(self) -> str:
+        if not self.caption:
+            return self.html
+        return self.html.replace(">", f"><caption>{escape(self.caption)}</caption>", 1)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+_ITABLES_BUNDLE_SHOWN = False
+
+
+def itables_bundle() -> str:
+    """The HTML that loads the DataTables library of ``itables`` from the page itself (offline: no
+    network, ~1 MB inlined); a page needs it once, before or after its tables."""
+    from itables import options
+    from itables.javascript import generate_init_offline_itables_html
+
+    return generate_init_offline_itables_html(options.dt_bundle)
+
+
+class InteractiveTable(HTMLTable):
+    """An ``itables`` table (sortable, searchable, paged) that works in a static page without network: the
+    first one a kernel displays carries the DataTables library (:func:`itables_bundle`)."""
+
+    def _repr_html_(self) -> str:
+        global _ITABLES_BUNDLE_SHOWN
+        html = self.html if _ITABLES_BUNDLE_SHOWN else itables_bundle() + self.html
+        _ITABLES_BUNDLE_SHOWN = True
+        return html
+
+
+def interactive_table(frame: pd.DataFrame, caption: str = "", *, order: list | None = None, page_length: int = 10,
+                      bundle: bool = False) -> InteractiveTable:
+    """``frame`` (values as they should read: numbers already rounded by the metric catalogue, words as
+    words) as an offline ``itables`` DataTable: sortable, searchable, ``page_length`` rows a page, wide
+    tables scroll inside their box; ``order`` is DataTables' initial order, e.g. ``[[1, "asc"]]``.
+    ``bundle`` puts the DataTables library into this table's own HTML (for a page written by the build)."""
+    import itables
+
+    html = itables.to_html_datatable(frame, caption=caption or None, connected=False, showIndex=False,
+                                     display_logo_when_loading=False, maxBytes=0, pageLength=page_length,
+                                     lengthMenu=[10, 25, 50, 100, 500], order=order or [], scrollX=True,
+                                     classes="display compact study-interactive", style="width: 100%")
+    return InteractiveTable(itables_bundle() + html if bundle else html)
+
+
+def _claim_row(claim: Claim, part: bool = False) -> str:
+    """One row of the claims table: the claim with its test, source and note behind a toggle; this run's
+    effect and CI (metric units of the catalogue); the paper's numbers; the verdict."""
+    colour = summary.outcome_colours().get(summary.outcome(claim), "#555")
+    base, detail = summary.outcome(claim), summary.verdict_detail(claim)
+    details = [("test on this run", summary.readable_test(claim.comparison)), ("source", claim.source),
+               ("note", labels.humanize(readable(claim.note)))]
+    body = "".join(f"<div><i>{name}:</i> {escape(text)}</div>" for name, text in details if text)
+    ident = escape(summary.readable_test(claim.id))
+    statement = escape(labels.humanize(readable(claim.statement)))
+    head = f"{'↳ ' if part else ''}<b>{ident}</b> {statement}"
+    claim_cell = f"{head}<details><summary>test</summary>{body}</details>" if body else head
+    verdict = (f'<span class="outcome" style="color: {colour}">●</span> <b>{escape(base)}</b>'
+               + (f"<div class='detail'>{escape(summary.readable_test(detail))}</div>" if detail else ""))
+    return (f'<tr class="{"part" if part else "claim"}"><td class="prose">{claim_cell}</td>'
+            f'<td class="estimate">{escape(summary.effect_text(claim, unit=True))}</td>'
+            f'<td class="prose">{escape(labels.humanize(readable(claim.reported)))}</td>'
+            f'<td class="verdict">{verdict}</td></tr>')
+
+
+CLAIMS_HEADER = ("<thead><tr><th>claim (test behind the toggle)</th><th>this run [95 % CI]</th><th>paper</th>"
+                 "<th>verdict</th></tr></thead>")
+
+
+def claims_html(claims: Iterable[Claim], expand: bool = True) -> str:
+    """The claims table as HTML: four columns (claim, this run's effect with its CI, the paper's numbers,
+    verdict) that fit a page; each claim's test formula, source and note behind a toggle; the parts of a
+    composite as indented rows, or, beyond :data:`MAX_OPEN_PARTS`, in a collapsed table of their own."""
+    rows = []
+    for claim in claims:
+        rows.append(_claim_row(claim))
+        if not (expand and claim.parts):
+            continue
+        parts = "".join(_claim_row(p, part=True) for p in claim.parts)
+        if len(claim.parts) <= MAX_OPEN_PARTS:
+            rows.append(parts)
+        else:
+            rows.append(f'<tr class="parts"><td colspan="4"><details><summary>the {len(claim.parts)} parts of '
+                        f'{escape(claim.id)}</summary><table class="study-table claims">{CLAIMS_HEADER}<tbody>{parts}'
+                        "</tbody></table></details></td></tr>")
+    return f'<table class="study-table claims">{CLAIMS_HEADER}<tbody>{"".join(rows)}</tbody></table>'
+
+
+def claims_interactive(claims: Iterable[Claim], caption: str = "") -> InteractiveTable:
+    """A long list of claims (e.g. the parts of a large family) as an interactive table: the claim, its
+    test, this run's effect with its 95 % CI, the paper's numbers and the verdict; sortable and searchable."""
+    rows = [{"claim": f"{summary.readable_test(c.id)}: {labels.humanize(readable(c.statement))}",
+             "this run [95 % CI]": summary.effect_text(c).replace(" ", "\u00a0"),
+             "verdict": summary.outcome(c), "test": summary.readable_test(c.comparison),
+             "paper": labels.humanize(readable(c.reported)), "detail": summary.readable_test(summary.verdict_detail(c))}
+            for c in claims]
+    return interactive_table(pd.DataFrame(rows), caption=caption, page_length=10)
+
+
+def show_claims(claims: Iterable[Claim], expand: bool = True, caption: str = "") -> HTMLTable:
+    """The claims table of a page (:func:`claims_html`)."""
+    return HTMLTable(claims_html(claims, expand=expand), caption)
 
 
 CLAIMS_LEGEND = (
-    "Each row states a claim of the paper, the comparison that tests it on this run, the estimate with its 95 % "
+    "Each row states a claim of the paper, the comparison that tests it on this run (behind its toggle), the estimate with its 95 % "
     "paired bootstrap CI (whole images resampled), the paper's own numbers, and the verdict computed from the CI: "
     "**holds** (the whole CI on the claimed side), **does not hold** (the whole CI on the other side), "
     "**inconclusive** (the CI crosses the threshold) or **not applicable** (this run's grid lacks a configuration "
@@ -303,5 +462,7 @@ def claims_section(result, expand: bool = True) -> None:
     display(Markdown(CLAIMS_LEGEND), result.claims_table(expand=expand))
 
 
-__all__ = ["CLAIMS_LEGEND", "HEADER_WORDS", "TOY_MODELS", "claims_section", "glue_claims", "glue_value", "header_words",
-           "is_percent_metric", "is_toy", "model_label", "run_banner", "run_label", "show_claims", "style_table"]
+__all__ = ["CLAIMS_LEGEND", "HEADER_WORDS", "TOY_MODELS", "HTMLTable", "InteractiveTable", "claims_html",
+           "claims_interactive", "claims_section", "display_text", "glue_claims", "glue_value", "header_words",
+           "interactive_table", "is_percent_metric", "is_toy", "model_label", "rows_by_source", "run_banner", "run_label",
+           "show_claims", "style_table"]

@@ -43,6 +43,8 @@ from studylib.models.prompts import SHORT_ANSWER
 
 POPE_SPLITS = ("random", "popular", "adversarial")
 LLAVA_POPE_FILE = "llava_pope_test.jsonl"
+#: questions in LLaVA-1.5's POPE file, the set the papers score
+LLAVA_POPE_QUESTIONS = 8910
 LLAVA_PINNED_COMMIT = "e3e39262c85a"
 
 OFFICIAL = Layout(

@@ -114,7 +114,7 @@ class Setup:
 
     def result(self, **parts: Any) -> Result:
         """An empty :class:`Result` of this experiment and model (``parts``: its fields)."""
-        return Result(self.name, self.model, self.label, **parts)
+        return Result(self.name, self.model, self.label, n_bootstrap=self.n_bootstrap, **parts)
 
     def load_adapter(self) -> LlavaAdapter:
         """The model, loaded on the run's device in its dtype."""
@@ -154,6 +154,19 @@ class Setup:
                          results_dir=self.results_dir, batch_size=self.batch_size,
                          limit=self.limit if limit == "default" else limit, max_new_tokens=max_new_tokens,
                          progress=False, device=self.device, dtype=self.dtype)
+
+    def size_note(self, rows: pd.DataFrame, dataset: str) -> str:
+        """What ran, for the line under a page's first cell: ``8,970 questions about 556 images × 5
+        configurations``, and for the toy POPE why its count differs from the papers' 8,910."""
+        from studylib.data.pope import LLAVA_POPE_QUESTIONS
+
+        note = (f"{rows['qid'].nunique():,} questions about {rows['image'].nunique():,} images × "
+                f"{rows['config'].nunique()} configurations")
+        if str(dataset).startswith("toy-pope"):
+            note += (f" (the toy POPE asks up to three yes/no pairs per image and split about every image with two "
+                     f"or more kinds of object, so its count follows the images drawn; the papers score LLaVA-1.5's "
+                     f"POPE file of {LLAVA_POPE_QUESTIONS:,} questions)")
+        return note
 
     def claims(self, frames: Mapping[str, pd.DataFrame] | pd.DataFrame, context: Mapping[str, Any],
                values: Mapping[str, float] | None = None) -> list[Claim]:

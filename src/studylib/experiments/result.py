@@ -34,11 +34,15 @@ class Result:
     rows: dict[str, pd.DataFrame] = field(default_factory=dict)
     summary: pd.DataFrame | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    n_bootstrap: int | None = None  # resamples of every CI of the experiment (glued for the status page)
 
     def _repr_markdown_(self) -> str:
         """What ran (the notes: questions, images, configurations, reference values), shown under
         a notebook's run cell."""
-        return "\n\n".join(f"**{name}:** {text}".replace("\n", "  \n") for name, text in self.notes.items())
+        notes = dict(self.notes)
+        if self.n_bootstrap:
+            notes["confidence intervals"] = f"95 %, {self.n_bootstrap:,} bootstrap resamples of whole images"
+        return "\n\n".join(f"**{name}:** {text}".replace("\n", "  \n") for name, text in notes.items())
 
     def table(self, name: str):
         try:
@@ -65,11 +69,14 @@ class Result:
         return show_claims(self.claims, expand=expand)
 
     def glue(self) -> None:
-        """Glue every headline value, the number of questions scored (``n_questions``, for the
-        intro's verdict table) and every claim's verdict, estimate, reported and test."""
+        """Glue every headline value, the number of questions scored (``n_questions``) and of bootstrap
+        resamples (``n_bootstrap``; both for the intro and the status page) and every claim
+        (:func:`studylib.pages.glue_claims`)."""
         values = dict(self.values)
         if "n_questions" not in values and "rows" in self.rows:
             values["n_questions"] = int(self.rows["rows"]["qid"].nunique())
+        if self.n_bootstrap is not None:
+            values["n_bootstrap"] = int(self.n_bootstrap)
         for key, value in values.items():
             glue_value(f"{self.name}_{key}", value)
         glue_claims(self.claims, prefix=f"{self.name}_")
