@@ -80,7 +80,7 @@ def test_ranked_table_has_one_row_per_registered_pruner(throwaway):
     assert "[" in ranked.set_index("pruner").loc["saliency", "ECE"]
     assert ranked.set_index("pruner").loc["saliency", "reported"] == 84.4
     assert ranked.set_index("pruner").loc[throwaway, "family"] == "diversity"
-    assert "POPE F1 %" in ranked.columns and "erank of kept tokens" in ranked.columns
+    assert "F1 (%)" in ranked.columns and "erank of kept tokens" in ranked.columns
 
 
 def test_family_mean_delta_and_rank_correlation_are_paired_over_images():

@@ -5,6 +5,10 @@ the caller's back: in a notebook a figure appears when it is the cell's value (o
 ``display``), exactly once, and ``fig.savefig(...)`` works under any backend.  Functions that
 take ``ax=`` draw into that axes instead and return its figure.  With ``toy=True`` titles
 start with "TOY —" so that toy results are never mistaken for the paper's.
+
+Every figure is drawn for the book's text column (:data:`PAGE_WIDTH` inches wide at the notebooks'
+100 dpi, shown at its own size) with the type sizes of :data:`STYLE` (9–11 pt as read on the page);
+metrics are shown in the units of :mod:`studylib.metric_catalog` (accuracy-like rates in %).
 """
 
 from __future__ import annotations
@@ -12,16 +16,25 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from PIL import Image
 
+from studylib import metric_catalog as mc
 from studylib.analysis import pruner_params
+from studylib.labels import pruner_label
 from studylib.metrics import ReliabilityBins, RiskCoverage
 
 TOY_PREFIX = "TOY — "
+#: width of a full-width figure in inches: the book's text column (~790 px) at the notebooks' 100 dpi
+PAGE_WIDTH = 7.8
+#: type sizes in points; at PAGE_WIDTH a figure is shown at its own size, so these are the sizes a reader sees
+STYLE = {"font.size": 10.5, "axes.titlesize": 10.5, "axes.labelsize": 10, "xtick.labelsize": 9.5,
+         "ytick.labelsize": 9.5, "legend.fontsize": 9, "legend.title_fontsize": 9, "figure.titlesize": 11}
+matplotlib.rcParams.update(STYLE)
 
 
 def _title(text: str, toy: bool) -> str:
@@ -45,13 +58,18 @@ def series_label(spec: str) -> str:
 
 def u_curve(summary: pd.DataFrame, x: str = "k", y: str = "ece", hue: str | None = None, *, ci: bool = True,
             reference: str = "full", ax=None, toy: bool = False, title: str | None = None,
-            logx: bool | None = None, ylabel: str | None = None) -> Figure:
+            logx: bool | None = None, ylabel: str | None = None,
+            reported: Mapping[str, Mapping[float, float]] | None = None, legend: bool = True) -> Figure:
     """``y`` against the budget ``x``, one line per ``hue`` value (default: the pruner spec
     without its seed, so random seeds are averaged: mean ± sd across seeds as error bars).
     Single-seed points get their bootstrap interval (``<y>_low``/``<y>_high``) as error bars
     when ``ci``.  Rows of the ``reference`` method (``full``, K = N) are drawn as a dashed
-    horizontal line with its interval as a band.  ``logx`` (default: only when ``x == "k"``)
-    puts the x axis on a log2 scale."""
+    horizontal line with its 95 % CI as a grey band.  ``reported`` maps a series (or
+    ``reference``) to the paper's values by ``x`` (in the paper's units, at our budgets that stand
+    for the paper's), drawn as open diamonds on a dotted line (the reference: a dotted horizontal
+    line).  Values are shown in the metric catalogue's units (accuracy in %).  ``logx`` (default:
+    only when ``x == "k"``) puts the x axis on a log2 scale; ``legend=False`` leaves the legend to the
+    caller (:func:`shared_legend` for a figure of several panels)."""
     if y not in summary or x not in summary:
         raise ValueError(f"summary needs columns {x!r} and {y!r}; it has {list(summary.columns)}")
     frame = summary.copy()
@@ -61,25 +79,38 @@ def u_curve(summary: pd.DataFrame, x: str = "k", y: str = "ece", hue: str | None
         frame["series"] = [series_label(p) for p in frame["pruner"]]
         hue = "series"
     is_reference = (frame["method"] == reference) if "method" in frame else frame[hue].astype(str).eq(reference)
-    fig, ax = _axes(ax, (6.4, 4.2))
+    scale = mc.metric(y).scale
+    for column in (y, f"{y}_low", f"{y}_high"):
+        if column in frame:
+            frame[column] = frame[column] * scale
+    fig, ax = _axes(ax, (PAGE_WIDTH / 2, 3.6))
     palette = sns.color_palette("colorblind", max(1, frame.loc[~is_reference, hue].nunique()))
+    reported = dict(reported or {})
     for colour, (label, group) in zip(palette, frame[~is_reference].groupby(hue, sort=False)):
         stats = group.groupby(x, sort=True)[y].agg(["mean", "std", "count"])
         xs = stats.index.to_numpy(dtype=float)
+        name = _series_name(label, hue)
         if (stats["count"] > 1).any():
             yerr = stats["std"].fillna(0).to_numpy()
-            name = f"{label} (mean ± sd, {int(stats['count'].max())} seeds)"
+            name = f"{name} (mean ± sd, {int(stats['count'].max())} seeds)"
         elif ci and f"{y}_low" in group and f"{y}_high" in group:
             ordered = group.sort_values(x)
             yerr = np.vstack([ordered[y] - ordered[f"{y}_low"], ordered[f"{y}_high"] - ordered[y]]).clip(min=0)
-            name = str(label)
+            name += ", 95 % CI"
         else:
-            yerr, name = None, str(label)
+            yerr = None
         ax.errorbar(xs, stats["mean"].to_numpy(), yerr=yerr, marker="o", capsize=3, color=colour, label=name)
+        points = reported.get(label) or reported.get(str(label))
+        if points:
+            px = sorted(points)
+            ax.plot(px, [points[p] for p in px], linestyle=":", marker="D", markerfacecolor="none", color=colour,
+                    label="reported (LLaVA-1.5-7B, the paper's K)")
     for _, row in frame[is_reference].iterrows():
-        ax.axhline(row[y], color="0.3", linestyle="--", label=f"{reference} (K={row[x]})")
+        ax.axhline(row[y], color="0.3", linestyle="--", label=f"unpruned (K={row[x]})")
         if ci and f"{y}_low" in frame and pd.notna(row.get(f"{y}_low")):
-            ax.axhspan(row[f"{y}_low"], row[f"{y}_high"], color="0.5", alpha=0.15)
+            ax.axhspan(row[f"{y}_low"], row[f"{y}_high"], color="0.5", alpha=0.15, label="unpruned, 95 % CI")
+        if reference in reported:
+            ax.axhline(reported[reference], color="0.3", linestyle=":", label="unpruned, reported")
     budgets = sorted(frame.loc[~is_reference, x].unique())
     if logx is None:
         logx = x == "k"
@@ -89,20 +120,37 @@ def u_curve(summary: pd.DataFrame, x: str = "k", y: str = "ece", hue: str | None
         ax.set_xticks(budgets, [str(int(b)) if float(b).is_integer() else f"{b:g}" for b in budgets])
         ax.minorticks_off()
     ax.set_xlabel("visual tokens kept (K)" if x == "k" else x)
-    ax.set_ylabel(ylabel or (y.upper() if y in ("ece", "mce", "nll", "aurc") else y))
-    ax.set_title(_title(title or f"{ylabel or y} vs. token budget", toy))
+    ax.set_ylabel(ylabel or mc.metric(y).header)
+    ax.set_title(_title(title or f"{ylabel or mc.metric(y).name} vs. token budget", toy))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    if legend:
+        ax.legend()
     return fig
+
+
+def shared_legend(fig: Figure, ax, ncol: int = 3) -> None:
+    """One legend under the panels of ``fig``, from the lines of ``ax`` (panels drawn with ``legend=False``)."""
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    fig.legend(unique.values(), unique.keys(), loc="outside lower center", ncol=ncol, frameon=False)
+
+
+def _series_name(label, hue: str) -> str:
+    """A line's legend entry: a pruner spec by its name (:func:`studylib.labels.pruner_label`), a
+    parameter value as ``α = 0.5``."""
+    if hue in ("series", "pruner"):
+        return pruner_label(str(label))
+    symbol = {"alpha": "α", "gap_power": "p"}.get(hue, hue)
+    return f"{symbol} = {label:g}" if isinstance(label, (int, float)) else f"{label}"
 
 
 def alpha_heatmap(summary: pd.DataFrame, value: str = "ece", x: str = "k", y: str = "alpha", *,
                   where: Mapping[str, object] | None = None, ax=None, toy: bool = False, title: str | None = None,
-                  fmt: str = ".3f", cmap: str = "viridis") -> Figure:
+                  fmt: str | None = None, cmap: str = "viridis") -> Figure:
     """Heatmap of ``value`` over budget (``x``) × pruner parameter (``y``, default SCOPE's
-    ``alpha``), annotated.  Parameters missing from ``summary`` are parsed from its ``pruner``
-    column; ``where`` filters rows first (e.g. ``{"method": "scope", "gap_power": 1.0}``);
-    duplicates are averaged."""
+    ``alpha``), annotated in the metric catalogue's units and digits (``fmt`` overrides).  Parameters
+    missing from ``summary`` are parsed from its ``pruner`` column; ``where`` filters rows first (e.g.
+    ``{"method": "scope", "gap_power": 1.0}``); duplicates are averaged."""
     frame = summary
     needed = [c for c in [x, y, *(where or {})] if c not in frame]
     if needed:
@@ -118,17 +166,20 @@ def alpha_heatmap(summary: pd.DataFrame, value: str = "ece", x: str = "k", y: st
     frame = frame[frame[y].notna()]
     if frame.empty:
         raise ValueError(f"no rows with a {y!r} value to plot")
+    record = mc.metric(value)
     table = frame.pivot_table(index=y, columns=x, values=value, aggfunc="mean").sort_index(ascending=False)
+    table = table * record.scale
     fig, ax = _axes(ax, (1.0 + 0.9 * table.shape[1], 1.0 + 0.5 * table.shape[0]))
-    sns.heatmap(table, annot=True, fmt=fmt, cmap=cmap, ax=ax, cbar_kws={"label": value})
+    sns.heatmap(table, annot=True, fmt=fmt or f".{record.digits}f", cmap=cmap, ax=ax, cbar_kws={"label": record.header},
+                annot_kws={"fontsize": 9})
     ax.set_xlabel("visual tokens kept (K)" if x == "k" else x)
-    ax.set_ylabel(y)
+    ax.set_ylabel({"alpha": "saliency exponent α", "gap_power": "gap power p"}.get(y, y))
     ax.set_title(_title(title or f"{value} by {y} and {x}", toy))
     return fig
 
 
 def reliability_diagram(bins_by_label: Mapping[str, ReliabilityBins], *, toy: bool = False, title: str | None = None,
-                        panel_width: float = 3.2) -> Figure:
+                        panel_width: float = PAGE_WIDTH / 3) -> Figure:
     """One panel per label: accuracy bars per confidence bin against the diagonal (gap to the
     bin's mean confidence shaded), and below it the per-bin count histogram.  The panel title
     gives the ECE computed from the bins (same bins and edges as the bins were built with)."""
@@ -155,11 +206,11 @@ def reliability_diagram(bins_by_label: Mapping[str, ReliabilityBins], *, toy: bo
         top.set_xlim(0, 1)
         top.set_ylim(0, 1)
         ece = float(np.sum(bins.weight[filled] * gap_height)) if filled.any() else float("nan")
-        top.set_title(f"{label}\nECE = {ece:.3f}", fontsize="medium")
+        top.set_title(f"{label}\nECE = {mc.value_text('ece', ece)}")
         top.tick_params(labelbottom=False)
         if j == 0:
             top.set_ylabel("accuracy")
-            top.legend(fontsize="x-small", loc="upper left")
+            top.legend(loc="upper left")
             bottom.set_ylabel("count")
         bottom.bar(centres, bins.count, width=width, color="0.5", edgecolor="white")
         bottom.set_xlabel("confidence")
@@ -172,15 +223,15 @@ def risk_coverage_plot(curves: Mapping[str, RiskCoverage], *, ax=None, toy: bool
     """Selective risk against coverage, one line per label; the legend gives each AURC."""
     if not curves:
         raise ValueError("curves is empty; pass {label: analysis.risk_coverage(rows, config)}")
-    fig, ax = _axes(ax, (5.6, 4.0))
+    fig, ax = _axes(ax, (PAGE_WIDTH * 0.75, 4.0))
     for label, curve in curves.items():
-        ax.plot(curve.coverage, curve.risk, label=f"{label} (AURC {float(np.mean(curve.risk)):.3f})")
+        ax.plot(curve.coverage, curve.risk, label=f"{label} (AURC {mc.value_text('aurc', float(np.mean(curve.risk)))})")
     ax.set_xlim(0, 1)
     ax.set_xlabel("coverage")
     ax.set_ylabel("selective risk")
     ax.set_title(_title(title or "Risk–coverage", toy))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend()
     return fig
 
 
@@ -220,30 +271,33 @@ def token_overlay(image, kept, grid: tuple[int, int], ax=None, *, dim: float = 0
     ax.imshow(np.clip(shown, 0, 1), interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(_title(title if title is not None else f"{int(mask.sum())}/{rows * cols} tokens kept", toy),
-                 fontsize="small")
+    ax.set_title(_title(title if title is not None else f"{int(mask.sum())}/{rows * cols} tokens kept", toy))
     return fig
 
 
 def overlay_gallery(images: Sequence, selections: Mapping[str, Sequence[Sequence[int]]], grid: tuple[int, int], *,
-                    toy: bool = False, title: str | None = None, cell: float = 2.2, dim: float = 0.25) -> Figure:
-    """A grid of :func:`token_overlay` panels: one row per image, one column per selection
-    label; ``selections[label][i]`` are the kept indices of image i under that label."""
+                    toy: bool = False, title: str | None = None, image_titles: Sequence[str] | None = None,
+                    width: float = PAGE_WIDTH, dim: float = 0.25) -> Figure:
+    """A grid of :func:`token_overlay` panels: one row per selection label (a pruner spec is shown by
+    its name), one column per image (``image_titles`` above them); ``selections[label][i]`` are the kept
+    indices of image i under that label.  ``width`` inches wide, so the labels read at the page's sizes."""
     if not images or not selections:
         raise ValueError("overlay_gallery needs at least one image and one selection")
     for label, kept in selections.items():
         if len(kept) != len(images):
             raise ValueError(f"selection {label!r} has {len(kept)} entries for {len(images)} images")
-    n_rows, n_cols = len(images), len(selections)
-    fig = Figure(figsize=(cell * n_cols, cell * n_rows + 0.4), layout="constrained")
+    n_rows, n_cols = len(selections), len(images)
+    cell = (width - 1.7) / n_cols
+    fig = Figure(figsize=(width, cell * n_rows + 0.8), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    for j, (label, kept_lists) in enumerate(selections.items()):
-        for i, image in enumerate(images):
-            token_overlay(image, kept_lists[i], grid, ax=axes[i, j], dim=dim,
-                          title=f"{label}" if i == 0 else "")
+    for i, (label, kept_lists) in enumerate(selections.items()):
+        for j, image in enumerate(images):
+            token_overlay(image, kept_lists[j], grid, ax=axes[i, j], dim=dim,
+                          title=(image_titles[j] if image_titles and i == 0 else ""))
+        axes[i, 0].set_ylabel(pruner_label(label), rotation=0, ha="right", va="center", fontsize=10)
     fig.suptitle(_title(title or "Kept visual tokens", toy))
     return fig
 
 
-__all__ = ["alpha_heatmap", "overlay_gallery", "reliability_diagram", "risk_coverage_plot", "series_label",
+__all__ = ["PAGE_WIDTH", "STYLE", "alpha_heatmap", "overlay_gallery", "shared_legend", "reliability_diagram", "risk_coverage_plot", "series_label",
            "token_overlay", "u_curve"]

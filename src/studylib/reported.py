@@ -133,6 +133,25 @@ def beside_reported(ours: pd.DataFrame, metrics: Iterable[str], *, paper: str, t
     return frame
 
 
+def reported_points(side: pd.DataFrame, metric: str, reference: str = "full") -> dict:
+    """The paper's values of ``metric`` in a :func:`beside_reported` table, for a figure: ``{pruner spec
+    (seed left out): {our K: value}}`` and ``{reference: value}`` for the unpruned model (paper's units)."""
+    from studylib.plots import series_label
+
+    if (metric, "reported") not in side.columns:
+        return {}
+    values = side[(metric, "reported")].dropna()
+    out: dict = {}
+    for key, value in values.items():
+        labels = dict(zip(side.index.names, key if isinstance(key, tuple) else (key,)))
+        spec = series_label(str(labels.get("pruner", "")))
+        if spec == reference:
+            out[reference] = float(value)
+        else:
+            out.setdefault(spec, {})[labels.get("k")] = float(value)
+    return out
+
+
 def reported_number(paper: str, table: str, pruner: str, k: int | None, metric: str,
                     benchmark: str | None = None) -> tuple[float, str] | None:
     """One reported value and its unit as the paper prints it (``(86.9, "%")``), ``None`` when the
@@ -181,4 +200,4 @@ def conflicting_reports(paper: str, pruner: str, k: int | None, metric: str, ben
 
 
 __all__ = ["PAPERS", "PAPER_UNITS", "REPORTED_COLUMNS", "REPORTED_CSV", "beside_reported", "conflicting_reports",
-           "reported", "reported_label", "reported_number", "reported_text", "reported_value", "to_paper_units"]
+           "reported", "reported_label", "reported_number", "reported_points", "reported_text", "reported_value", "to_paper_units"]

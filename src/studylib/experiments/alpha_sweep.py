@@ -15,8 +15,9 @@ from matplotlib.figure import Figure
 from studylib import analysis, plots
 from studylib.experiments.common import Setup, budget_map, check_choice, metric_at, require
 from studylib.experiments.result import Result
-from studylib.pages import style_table
-from studylib.reported import beside_reported, to_paper_units
+from studylib.pages import rows_by_source, style_table
+from studylib.pruners import parse_spec
+from studylib.reported import beside_reported, reported_points, to_paper_units
 
 REFERENCE_COLUMNS = ["config", "n", "accuracy", "ece", "ece_low", "ece_high"]
 PURE, HYBRID = "scope(alpha=0)", "scope(alpha=1)"
@@ -42,15 +43,14 @@ def run(*, dataset, dataset_options, alphas, budgets, reported_budgets, moderate
                "accuracy_margin": accuracy_margin, "accuracy_margin_pp": accuracy_margin * 100}
     result = setup.result(rows={"rows": rows}, summary=summary)
     result.tables = {
-        "table2": style_table(side, caption=f"SCOPE alpha sweep on {dataset}: {setup.label} vs. reported "
+        "table2": style_table(rows_by_source(side), caption=f"SCOPE alpha sweep on {dataset}: {setup.label} vs. reported "
                                             "(seed 000 Table 2)"),
         "full": style_table(reference, caption="Unpruned model (reference)", hide_index=True),
     }
-    result.figures = {"figure2": _figure(summary, setup.toy)}
+    result.figures = {"figure2": _figure(summary, side, setup.toy)}
     result.claims = setup.claims(rows, context)
     result.values = _headline_values(summary, setup, moderate_k)
-    result.notes["run"] = (f"{rows['qid'].nunique()} questions about {rows['image'].nunique()} images x "
-                           f"{rows['config'].nunique()} configurations")
+    result.notes["run"] = setup.size_note(rows, dataset)
     return result
 
 
@@ -66,12 +66,20 @@ def _headline_values(summary, setup: Setup, moderate_k: int) -> dict[str, float]
     }
 
 
-def _figure(summary, toy: bool) -> Figure:
+def _figure(summary, side, toy: bool) -> Figure:
     """Fig. 2: ECE and accuracy heatmaps over α × K, and ECE against K per α."""
-    fig = Figure(figsize=(11, 3.8), layout="constrained")
-    left, middle, right = fig.subplots(1, 3)
+    fig = Figure(figsize=(plots.PAGE_WIDTH, 6.4), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=(1, 1.25))
+    left, middle = top.subplots(1, 2)
     plots.alpha_heatmap(summary, value="ece", where={"method": "scope"}, ax=left, toy=toy, title="ECE")
-    plots.alpha_heatmap(summary, value="accuracy", where={"method": "scope"}, ax=middle, toy=toy, title="accuracy")
-    plots.u_curve(summary[summary["method"] == "scope"], y="ece", hue="alpha", ax=right, toy=toy, ci=True,
-                  title="ECE vs. K per alpha")
+    plots.alpha_heatmap(summary, value="accuracy", where={"method": "scope"}, ax=middle, toy=toy,
+                        title="accuracy (%)")
+    plots.u_curve(summary[summary["method"] == "scope"], y="ece", hue="alpha", ax=bottom.subplots(), toy=toy,
+                  ci=True, title="ECE vs. K per α (95 % CIs)", reported=_reported_by_alpha(side, "ece"))
     return fig
+
+
+def _reported_by_alpha(side, metric: str) -> dict:
+    """The paper's Table 2 values of ``metric`` by α: ``{alpha: {our K: value}}`` (the figure's series)."""
+    return {float(parse_spec(spec).params["alpha"]) if spec != "full" else spec: points
+            for spec, points in reported_points(side, metric).items()}

@@ -18,14 +18,15 @@ from matplotlib.figure import Figure
 from studylib import analysis, plots
 from studylib.experiments.common import Setup, budget_map, check_choice, metric_at
 from studylib.experiments.result import Result
-from studylib.pages import style_table
+from studylib.labels import config_label
+from studylib.pages import rows_by_source, style_table
 from studylib.reported import beside_reported, to_paper_units
 from studylib.sweep import Config
 
 TABLE3_METRICS = ["accuracy", "ece", "brier", "overconfidence"]
 SEED_SPREAD_METRICS = ["accuracy", "ece"]
-CI_COLUMNS = ["config", "n", "accuracy", "accuracy_low", "accuracy_high", "ece", "ece_low", "ece_high",
-              "brier", "overconfidence", "sel_acc_80", "aurc", "aurc_low", "aurc_high", "yes_ratio"]
+CI_COLUMNS = ["config", "accuracy", "accuracy_low", "accuracy_high", "ece", "ece_low", "ece_high",
+              "aurc", "aurc_low", "aurc_high", "yes_ratio"]
 PURE, HYBRID, SALIENCY, FASTV, RANDOM = "scope(alpha=0)", "scope(alpha=1)", "saliency", "fastv", "random"
 
 
@@ -44,10 +45,12 @@ def run(*, dataset, dataset_options, pruners, seeds, budgets, reported_budgets, 
 
     result = setup.result(rows={"rows": rows}, summary=summary)
     result.tables = {
-        "table3": style_table(_table3(summary, label, k_map),
+        "table3": style_table(rows_by_source(_table3(summary, label, k_map)),
                               caption=f"Baselines on {dataset}: {label} vs. reported (seed 000 Table 3)"),
-        "ci": style_table(summary[CI_COLUMNS], hide_index=True, caption="Every configuration with 95 % bootstrap CIs"),
-        "selective": style_table(_selective_table(summary, setup, moderate_k, k_map),
+        "ci": style_table(summary[CI_COLUMNS], hide_index=True,
+                          caption=f"Every configuration with 95 % bootstrap CIs ({label}, "
+                                  f"{rows['qid'].nunique():,} questions each)"),
+        "selective": style_table(rows_by_source(_selective_table(summary, setup, moderate_k, k_map)),
                                  caption="Selective prediction at 80 % coverage and AURC"),
     }
     result.figures = {
@@ -65,8 +68,7 @@ def run(*, dataset, dataset_options, pruners, seeds, budgets, reported_budgets, 
         "fastv_accuracy": metric_at(summary, setup.cfg(FASTV, first_k), "accuracy"),
         "best_config": best or "none",
     }
-    result.notes["run"] = (f"{rows['qid'].nunique()} questions about {rows['image'].nunique()} images x "
-                           f"{rows['config'].nunique()} configurations")
+    result.notes["run"] = setup.size_note(rows, dataset)
     return result
 
 
@@ -109,8 +111,9 @@ def _selective_table(summary: pd.DataFrame, setup: Setup, moderate_k: int, k_map
 def _reliability_figure(rows: pd.DataFrame, setup: Setup, first_k: int, best: str | None) -> Figure:
     """Fig. 3: the unpruned model, pure-coverage SCOPE at the first budget and the lowest-ECE
     configuration of this run (panels whose configuration the grid lacks are left out)."""
-    panels = {"full (all tokens)": setup.cfg("full"), f"SCOPE alpha 0, K={first_k}": setup.cfg(PURE, first_k),
-              f"lowest ECE: {best}": best}
+    panels = {config_label(setup.cfg("full")): setup.cfg("full"),
+              config_label(setup.cfg(PURE, first_k)): setup.cfg(PURE, first_k),
+              f"lowest ECE: {config_label(best)}" if best else "": best}
     present = set(rows["config"])
     bins = {name: analysis.reliability(rows, config) for name, config in panels.items() if config in present}
     return plots.reliability_diagram(bins, toy=setup.toy, title="Reliability: full vs. pruned")
@@ -122,5 +125,5 @@ def _risk_coverage_figure(rows: pd.DataFrame, setup: Setup, moderate_k: int, bes
     configs = [setup.cfg("full"), setup.cfg(HYBRID, moderate_k), setup.cfg(PURE, moderate_k),
                setup.cfg(SALIENCY, moderate_k), best]
     present = set(rows["config"])
-    curves = {config: analysis.risk_coverage(rows, config) for config in configs if config in present}
+    curves = {config_label(config): analysis.risk_coverage(rows, config) for config in configs if config in present}
     return plots.risk_coverage_plot(curves, toy=setup.toy, title=f"Risk–coverage at K={moderate_k}")

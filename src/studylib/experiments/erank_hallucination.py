@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from studylib import analysis, plots
 from studylib.experiments.common import Setup, budget_map, require
 from studylib.experiments.result import Result
-from studylib.pages import style_table
+from studylib.pages import rows_by_source, style_table
 from studylib.pruners import parse_spec
 from studylib.pruners.agile import ENTROPY_AVG_PLACEHOLDER, ERANK_AVG_PLACEHOLDER
 from studylib.reported import beside_reported, reported, to_paper_units
@@ -99,7 +99,7 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
     result.tables = {
         "erank": erank_styled(erank_table, k_main, k_map, pope_dataset, setup.label),
         "chair": chair_styled(chair, chair_rows["config"].unique(), as_reported, k_map, caption_dataset, setup.label),
-        "examples": examples_styled(rows["captions"], budgets[0]),
+        "examples": examples_styled(rows["captions"], budgets[0], setup.toy),
         "mixing": mixing_styled(mixing, k_main, setup.label),
         "complexity": complexity_styled(rows["pope"], [full, at_k_main("saliency"), at_k_main("divprune")],
                                         image_erank, image_entropy, setup.label, setup.stats),
@@ -202,7 +202,7 @@ def erank_means(erank_rows: pd.DataFrame) -> pd.DataFrame:
 def erank_styled(erank_table: pd.DataFrame, k_main: int, k_map: Mapping[int, int], dataset: str, label: str):
     side = beside_reported(erank_table, ["erank", "entropy_kept"], paper="002", table="Table 1", label=label,
                            k_map={k_main: k_map.get(k_main, k_main)})
-    return style_table(side.sort_values(("erank", label), ascending=False),
+    return style_table(rows_by_source(side.sort_values(("erank", label), ascending=False)),
                        caption=f"Mean erank of the {k_main} kept tokens on {dataset}: {label} vs. reported "
                                "(seed 002 Table 1)")
 
@@ -212,13 +212,32 @@ def chair_styled(chair: pd.DataFrame, configs: Iterable[str], reported_pruner: M
     side = beside_reported(chair[chair["config"].isin(list(configs))], ["chair_s", "chair_i", "recall", "length"],
                            paper="002", table="Table 8", label=label, k_map=k_map, reported_pruner=reported_pruner,
                            ci=True)
-    return style_table(side, caption=f"CHAIR on {dataset}: {label} vs. reported (seed 002 Table 8)")
+    return style_table(rows_by_source(side), caption=f"CHAIR on {dataset}: {label} vs. reported (seed 002 Table 8)")
 
 
-def examples_styled(caption_rows: pd.DataFrame, k: int):
+#: words of the toy's other tasks (yes/no answers, option letters) that have no place in a caption
+STRAY_WORDS = {"yes", "no", "a", "b", "c", "d"}
+
+
+def degenerate_toy_caption(caption: str) -> bool:
+    """A toy caption ("There are a red circle and a blue box.") that repeats a word back to back or holds
+    an answer word of the toy's other tasks after its first word (e.g. "circle circle , , yellow Yes B")."""
+    words = str(caption).replace(",", " ").replace(".", " ").split()
+    repeated = any(a.lower() == b.lower() and a.isalpha() for a, b in zip(words, words[1:]))
+    return repeated or any(w.lower() in STRAY_WORDS and w[0].isupper() for w in words[1:])
+
+
+def examples_styled(caption_rows: pd.DataFrame, k: int, toy: bool):
+    """One caption per method at budget ``k`` (first image); on the toy, the caption says how many of the
+    run's captions are degenerate (:func:`degenerate_toy_caption`)."""
     examples = caption_rows[caption_rows["k"] == k].groupby("pruner").head(1)
+    caption = f"One caption per method at K={k} (first image)"
+    if toy:
+        share = caption_rows["caption"].map(degenerate_toy_caption)
+        caption += (f". {int(share.sum()):,} of the run's {len(share):,} captions ({100 * share.mean():.0f} %) repeat a "
+                    "word back to back or hold an answer word of the toy's other tasks (Yes, No, A–D)")
     return style_table(examples[["pruner", "image", "caption", "hallucinated_objects"]], hide_index=True,
-                       caption="One caption per method (first image)")
+                       caption=caption)
 
 
 def mixing_frame(chair: pd.DataFrame, mix: Mapping[float, str], cfg: Callable[[str], str]) -> pd.DataFrame:
@@ -236,7 +255,7 @@ def mixing_styled(mixing: pd.DataFrame, k_main: int, label: str):
 
 
 def mixing_figure(mixing: pd.DataFrame, toy: bool) -> Figure:
-    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    fig = Figure(figsize=(plots.PAGE_WIDTH, 3.6), layout="constrained")
     for ax, metric, name in zip(fig.subplots(1, 2), ("chair_i", "chair_s"), ("CHAIR_i", "CHAIR_s")):
         plots.u_curve(mixing.assign(series=name), x="attention share r", y=metric, hue="series", ax=ax, toy=toy,
                       logx=False, title=f"{name} vs. attention share", ylabel=name)
@@ -265,8 +284,9 @@ def table4_reported():
     """Seed 002 Table 4 as reported (per benchmark: complexity and both methods' scores)."""
     table = reported("002", "Table 4").pivot_table(index=["benchmark"], columns=["metric", "method"], values="value",
                                                    aggfunc="first")
-    return table.style.set_caption("Seed 002 Table 4 as reported (LLaVA-1.5-7B; MME subtasks in points, "
-                                   "ScienceQA and POPE in %)")
+    return style_table(table, digits={c: 1 for c in table.columns},
+                       caption="Seed 002 Table 4 as reported (LLaVA-1.5-7B; MME subtasks in points, "
+                               "ScienceQA and POPE in %)")
 
 
 def by_task(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -302,7 +322,7 @@ def tau_styled(tau_table: pd.DataFrame, k_main: int, label: str):
 
 
 def tau_figure(tau_table: pd.DataFrame, k_main: int, label: str, toy: bool) -> Figure:
-    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    fig = Figure(figsize=(plots.PAGE_WIDTH, 3.6), layout="constrained")
     left, right = fig.subplots(1, 2)
     for task, part in tau_table.groupby("task", sort=False):
         left.plot(part["tau"], part[f"erank ({label})"], marker="o", label=task)
@@ -321,5 +341,5 @@ def adaptive_styled(summary: pd.DataFrame, task: str, benchmark: str, metric: st
     side = beside_reported(summary[summary["benchmark"] == task], [metric, "ece"], paper="002",
                            table=ADAPTIVE_TABLES, label=label, k_map=k_map, benchmark=benchmark,
                            reported_pruner=reported_pruner, ci=True)
-    return style_table(side, caption=f"{task}: adaptive methods, {label} vs. reported {SCORE_NAMES[metric]} "
+    return style_table(rows_by_source(side), caption=f"{task}: adaptive methods, {label} vs. reported {SCORE_NAMES[metric]} "
                                      "(seed 002 Tables 5-7, 11, 13)")

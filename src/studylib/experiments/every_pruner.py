@@ -41,9 +41,11 @@ import pandas as pd
 from studylib import analysis, plots
 from studylib.experiments.common import Setup, budget_map, check_choice, require
 from studylib.experiments.erank_hallucination import adapt_spec, image_complexity
-from studylib.experiments.every_pruner_figures import family_figure, frontier_figure, reliability_figure
+from studylib.experiments.every_pruner_figures import ece_dot_figure, family_figure, reliability_figure
 from studylib.experiments.result import Result
-from studylib.pages import style_table
+from studylib import metric_catalog as mc
+from studylib.labels import pruner_label
+from studylib.pages import interactive_table, style_table
 from studylib.pruners import FAMILIES, get_pruner, list_pruners, parse_spec, pruner_table
 from studylib.reported import reported
 from studylib.sweep import Config
@@ -52,18 +54,17 @@ from studylib.sweep import Config
 CI_METRICS = ["accuracy", "f1", "ece", "brier", "nll", "aurc"]
 #: metrics without a CI in the ranked tables
 PLAIN_METRICS = ["mean_confidence", "overconfidence", "erank_kept", "entropy_kept"]
-#: headers in words
-HEADERS = {"accuracy": "accuracy %", "f1": "POPE F1 %", "ece": "ECE", "brier": "Brier", "nll": "NLL", "aurc": "AURC",
-           "mean_confidence": "mean confidence %", "overconfidence": "over-confidence (pp)",
-           "erank_kept": "erank of kept tokens", "entropy_kept": "attention entropy of kept tokens (0-1)",
-           "chair_s": "CHAIR_s %", "chair_i": "CHAIR_i %", "recall": "recall %", "mean_length": "words"}
-PERCENT = {"accuracy", "f1", "mean_confidence", "overconfidence", "chair_s", "chair_i", "recall"}
+#: headers in words (the metric catalogue's)
+HEADERS = {m: mc.metric(m).header for m in (*CI_METRICS, *PLAIN_METRICS, "chair_s", "chair_i", "recall", "mean_length")}
+#: the columns of the page's two interactive tables per benchmark: the ranking, then the other metrics
+RANKING_COLUMNS = ("ece", "accuracy", "f1", "overconfidence")
+MORE_COLUMNS = ("brier", "nll", "aurc", "mean_confidence", "erank_kept", "entropy_kept")
 #: the reported numbers shown beside ours, per benchmark: (paper, table, benchmark in reported.csv, metric, header);
 #: seed 002's POPE column is F1 (reported.csv metric f1)
 REPORTED = {
-    "POPE": [("000", "Table 3", "POPE", "accuracy", "accuracy % reported (seed 000 Table 3)"),
-             ("002", "Table 7", "POPE", "f1", "POPE F1 % reported (seed 002 Table 7)")],
-    "ScienceQA": [("002", "Table 7", "ScienceQA-IMG", "accuracy", "accuracy % reported (seed 002 Table 7)")],
+    "POPE": [("000", "Table 3", "POPE", "accuracy", "reported accuracy (%), seed 000 Table 3"),
+             ("002", "Table 7", "POPE", "f1", "reported F1 (%), seed 002 Table 7")],
+    "ScienceQA": [("002", "Table 7", "ScienceQA-IMG", "accuracy", "reported accuracy (%), seed 002 Table 7")],
 }
 BENCHMARKS = ("POPE", "ScienceQA")
 
@@ -104,8 +105,10 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
 
     result = setup.result(rows=rows, summary=summaries["POPE"])
     result.tables = {
-        **{f"ranked_{bench}_{k}": ranked_styled(tables[bench], k, k_map, bench, setup.label)
-           for bench in BENCHMARKS for k in budgets},
+        **{f"ranked_{bench}": ranked_interactive(tables[bench], budgets, k_map, bench, setup.label, RANKING_COLUMNS)
+           for bench in BENCHMARKS},
+        **{f"metrics_{bench}": ranked_interactive(tables[bench], budgets, k_map, bench, setup.label, MORE_COLUMNS,
+                                                  ranking=False) for bench in BENCHMARKS},
         "chair": chair_styled(chair, setup.n_tokens, setup.label),
         "alpha": style_table(alpha_table, hide_index=True, caption="SCOPE with fixed saliency weights α vs. the "
                              f"image-adaptive α ({setup.label}): ECE and accuracy with 95 % CIs"),
@@ -113,7 +116,8 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
                                caption="Every registered pruner, its family and its source"),
     }
     result.figures = {
-        "frontier": frontier_figure(tables, budgets, setup.n_tokens, setup.toy),
+        **{f"ece_{bench}": ece_dot_figure(tables[bench], bench, budgets, setup.n_tokens, setup.toy)
+           for bench in BENCHMARKS},
         "families": family_figure(tables, setup.n_tokens, setup.toy),
         "reliability": reliability_figure(rows["rows"], best["POPE"], setup, focus_k),
     }
@@ -215,20 +219,15 @@ def _value(table: pd.DataFrame, name: str, k: int, metric: str) -> float:
 
 
 def _cell(row: Mapping, metric: str) -> str:
-    """``0.024 [0.018, 0.030]`` (percent metrics ×100, one decimal), ``mean ± sd (n seeds)`` for a
+    """``0.024 [0.018, 0.030]`` in the metric catalogue's units and digits, ``mean ± sd (n seeds)`` for a
     seeded method, the value alone without a CI."""
     value = row.get(metric, math.nan)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    scale, digits = (100.0, 1) if metric in PERCENT else (1.0, 2 if metric.endswith("kept") else 3)
-    text = f"{value * scale:.{digits}f}"
-    sd, low, high = row.get(f"{metric}_sd", math.nan), row.get(f"{metric}_low", math.nan), row.get(f"{metric}_high",
-                                                                                                     math.nan)
+    sd = row.get(f"{metric}_sd", math.nan)
     if not math.isnan(sd):
-        return f"{text} ± {sd * scale:.{digits}f} ({row['n_seeds']} seeds)"
-    if not (math.isnan(low) or math.isnan(high)):
-        return f"{text} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
-    return text
+        return f"{mc.value_text(metric, value)} ± {mc.value_text(metric, sd)} ({row['n_seeds']} seeds)"
+    return mc.ci_text(metric, value, row.get(f"{metric}_low", math.nan), row.get(f"{metric}_high", math.nan))
 
 
 def ranked_table(table: pd.DataFrame, k: int, n_tokens: int, reported_columns: Mapping[str, Mapping[str, float]]
@@ -266,13 +265,29 @@ def reported_columns(benchmark: str, paper_k: int, names: Iterable[str]) -> dict
     return out
 
 
-def ranked_styled(table: pd.DataFrame, k: int, k_map: Mapping[int, int], benchmark: str, label: str):
-    n_tokens = int(table.loc[table["reference"], "k"].iloc[0]) if table["reference"].any() else k
-    paper_k = k_map.get(k, k)
-    frame = ranked_table(table, k, n_tokens, reported_columns(benchmark, paper_k, table["name"].unique()))
-    return style_table(frame, hide_index=True, digits={c: 1 for c in frame.columns if "reported" in str(c)},
-                       caption=f"{benchmark}, K={k} (the paper's {paper_k} of 576): every pruner ranked by ECE "
-                               f"({label}); 95 % CIs over images; reported numbers are LLaVA-1.5-7B's")
+def ranked_interactive(table: pd.DataFrame, budgets: Sequence[int], k_map: Mapping[int, int], benchmark: str,
+                       label: str, metrics: Sequence[str], ranking: bool = True):
+    """One interactive table (sortable, searchable, paged; :func:`studylib.pages.interactive_table`) of
+    every pruner at every budget of ``benchmark``: per budget the pruners ranked by ECE, then the unpruned
+    model; ``metrics`` as ``value [95 % CI]`` (seeded methods: mean ± sd); with ``ranking`` the rank, the
+    family and the papers' reported accuracies too."""
+    n_tokens = int(table.loc[table["reference"], "k"].iloc[0]) if table["reference"].any() else max(budgets)
+    frames = []
+    for k in budgets:
+        paper_k = k_map.get(k, k)
+        ranked = ranked_table(table, k, n_tokens, reported_columns(benchmark, paper_k, table["name"].unique()))
+        shown = {HEADERS[m] + (" [95 % CI]" if m in CI_METRICS else ""): ranked[HEADERS[m]].str.replace(" ", "\u00a0")
+                 for m in metrics if HEADERS[m] in ranked}
+        reported_headers = [c for c in ranked.columns if str(c).startswith("reported")] if ranking else []
+        frame = pd.DataFrame({"K (paper's K)": f"{k} ({paper_k})", "rank": ranked["rank"],
+                              "pruner": [pruner_label(Config.parse(c).pruner) for c in ranked["configuration"]],
+                              "family": ranked["family"], **shown})
+        frame = pd.concat([frame, ranked[reported_headers].round(1)], axis=1)
+        frames.append(frame if ranking else frame.drop(columns=["rank", "family"]))
+    what = "ranked by ECE (lowest first), the unpruned model last" if ranking else "the other metrics"
+    return interactive_table(pd.concat(frames, ignore_index=True).fillna(""), page_length=25,
+                             caption=f"{benchmark}: every pruner at every budget, {what} ({label}; 95 % CIs over "
+                                     "images; random: mean ± sd over seeds; reported: LLaVA-1.5-7B)")
 
 
 def chair_styled(chair: pd.DataFrame, n_tokens: int, label: str):
@@ -280,10 +295,9 @@ def chair_styled(chair: pd.DataFrame, n_tokens: int, label: str):
     frame = chair.assign(name=[parse_spec(p).name for p in chair["pruner"]],
                          family=[parse_spec(p).family for p in chair["pruner"]])
     frame = frame.sort_values(["k", "chair_i"], ascending=[False, True], kind="stable")
-    out = pd.DataFrame({"K": frame["k"].astype(int), "pruner": frame["name"], "family": frame["family"],
-                        "configuration": frame["config"]})
+    out = pd.DataFrame({"configuration": frame["config"], "family": frame["family"]})
     for metric in ("chair_s", "chair_i", "recall"):
-        out[HEADERS[metric]] = [_cell({**row, "n_seeds": 1}, metric) for row in frame.to_dict("records")]
+        out[f"{HEADERS[metric]} [95 % CI]"] = [_cell({**row, "n_seeds": 1}, metric) for row in frame.to_dict("records")]
     out["words"] = frame["mean_length"].to_numpy()
     out["erank of kept tokens"] = frame["mean_erank_kept"].to_numpy()
     return style_table(out, hide_index=True, caption=f"CHAIR of greedy captions per pruner ({label}); K={n_tokens} "

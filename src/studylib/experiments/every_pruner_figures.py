@@ -1,5 +1,5 @@
-"""Figures of the every-pruner experiment (:mod:`studylib.experiments.every_pruner`): the accuracy
-vs. ECE frontier per budget, ECE vs. K by pruner family, and the reliability diagrams of the best
+"""Figures of the every-pruner experiment (:mod:`studylib.experiments.every_pruner`): the ECE of every
+pruner with its CI per budget, ECE vs. K by pruner family, and the reliability diagrams of the best
 and the worst calibrated pruner."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from studylib import analysis, plots
 from studylib.experiments.common import Setup
+from studylib.labels import config_label, pruner_label
 from studylib.pruners import FAMILIES
 
 
@@ -24,36 +25,41 @@ def _family_colours() -> dict[str, str]:
     return {family: f"C{i}" for i, family in enumerate(FAMILIES)}
 
 
-def frontier_figure(tables: Mapping[str, pd.DataFrame], budgets: Sequence[int], n_tokens: int, toy: bool) -> Figure:
-    """Accuracy vs ECE, one panel per benchmark and budget, one marker per pruner (colour = family,
-    CI bars; seeded methods: sd over seeds); the unpruned model as dashed reference lines."""
+def ece_dot_figure(table: pd.DataFrame, benchmark: str, budgets: Sequence[int], n_tokens: int, toy: bool,
+                   width: float = 7.8) -> Figure:
+    """ECE of every pruner with its 95 % CI (random pruning: mean ± sd over seeds), one row per pruner
+    (sorted by its mean ECE over the budgets, lowest on top), one panel per budget, colour = family; the
+    unpruned model's ECE as a dashed line with its CI as a band.  Sized to be read at ``width`` inches."""
     colours = _family_colours()
-    fig = Figure(figsize=(3.6 * len(budgets), 3.4 * len(tables) + 0.6), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(tables), len(budgets), squeeze=False))
-    for row, (bench, table) in enumerate(tables.items()):
-        full = table[table["reference"]]
-        for col, k in enumerate(budgets):
-            ax = axes[row, col]
-            part = table[(table["k"] == k) & ~table["reference"]]
-            for rec in part.to_dict("records"):
-                xerr = _err(rec, "ece")
-                yerr = _err(rec, "accuracy", 100.0)
-                ax.errorbar(rec["ece"], 100 * rec["accuracy"], xerr=xerr, yerr=yerr, fmt="o", ms=5,
-                            color=colours[rec["family"]], ecolor=colours[rec["family"]], elinewidth=0.8, alpha=0.9)
-                ax.annotate(rec["name"], (rec["ece"], 100 * rec["accuracy"]), fontsize=6, xytext=(3, 2),
-                            textcoords="offset points")
-            if len(full):
-                ax.axvline(full["ece"].iloc[0], color="0.3", linestyle="--", linewidth=1)
-                ax.axhline(100 * full["accuracy"].iloc[0], color="0.3", linestyle="--", linewidth=1)
-                ax.plot(full["ece"].iloc[0], 100 * full["accuracy"].iloc[0], marker="*", ms=11, color="k")
-            ax.set_title(_title(f"{bench}, K={k}", toy), fontsize="medium")
-            ax.set_xlabel("ECE (lower is better)")
-            ax.set_ylabel("accuracy (%)")
-            ax.grid(alpha=0.3)
-    handles = [axes[0, 0].scatter([], [], color=colours[f], label=f) for f in FAMILIES
-               if any(f in set(t["family"]) for t in tables.values())]
-    handles.append(axes[0, 0].scatter([], [], marker="*", s=90, color="k", label=f"unpruned (K={n_tokens}, dashed)"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize="small")
+    pruned = table[~table["reference"]]
+    order = pruned.groupby("name")["ece"].mean().sort_values().index.tolist()
+    labels = {name: pruner_label(pruned.loc[pruned["name"] == name, "config"].iloc[0].rpartition("@")[0] or name)
+              for name in order}
+    full = table[table["reference"]]
+    fig = Figure(figsize=(width, 1.5 + 0.24 * len(order)), layout="constrained")
+    axes = fig.subplots(1, len(budgets), sharey=True, sharex=True, squeeze=False)[0]
+    y = {name: -i for i, name in enumerate(order)}
+    for ax, k in zip(axes, budgets):
+        if len(full):
+            ref = full.iloc[0]
+            ax.axvline(ref["ece"], color="0.25", linestyle="--", linewidth=1)
+            if not (math.isnan(ref.get("ece_low", math.nan)) or math.isnan(ref.get("ece_high", math.nan))):
+                ax.axvspan(ref["ece_low"], ref["ece_high"], color="0.6", alpha=0.2, linewidth=0)
+        for rec in pruned[pruned["k"] == k].to_dict("records"):
+            ax.errorbar(rec["ece"], y[rec["name"]], xerr=_err(rec, "ece"), fmt="o", ms=4.5, elinewidth=1.4,
+                        capsize=1.5, color=colours[rec["family"]])
+        ax.set_title(f"K={k}", fontsize=9.5)
+        ax.set_xlabel("ECE", fontsize=9)
+        ax.tick_params(labelsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_ylim(-len(order) + 0.4, 0.6)
+    axes[0].set_yticks(list(y.values()), [labels[n] for n in order], fontsize=9)
+    handles = [axes[0].plot([], [], "o", color=colours[f], label=f)[0] for f in FAMILIES
+               if f in set(pruned["family"])]
+    handles.append(axes[0].plot([], [], "--", color="0.25", label=f"unpruned (K={n_tokens}), 95 % CI shaded")[0])
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)
+    fig.suptitle(_title(f"{benchmark}: ECE of every pruner with its 95 % CI, by budget (random: mean ± sd)", toy),
+                 fontsize=10)
     return fig
 
 
@@ -71,7 +77,7 @@ def family_figure(tables: Mapping[str, pd.DataFrame], n_tokens: int, toy: bool) 
     """ECE vs K per benchmark: a thick line per family (mean ECE of its pruners) over thin lines of
     its pruners, the unpruned model as a dashed horizontal line."""
     colours = _family_colours()
-    fig = Figure(figsize=(6.0 * len(tables), 4.4), layout="constrained")
+    fig = Figure(figsize=(plots.PAGE_WIDTH, 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(tables)))
     for ax, (bench, table) in zip(axes, tables.items()):
         pruned = table[~table["reference"]]
@@ -90,9 +96,11 @@ def family_figure(tables: Mapping[str, pd.DataFrame], n_tokens: int, toy: bool) 
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_xlabel("token budget K")
         ax.set_ylabel("ECE")
-        ax.set_title(_title(f"{bench}: ECE vs K by pruner family (thin: each pruner)", toy), fontsize="medium")
+        ax.set_title(_title(f"{bench}: ECE vs K by family", toy))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False)
+    fig.suptitle("Thick: the family's mean ECE; thin: each of its pruners")
     return fig
 
 
@@ -102,8 +110,8 @@ def reliability_figure(rows: pd.DataFrame, ranking: pd.DataFrame, setup: Setup, 
     panels = {f"unpruned (K={setup.n_tokens})": setup.cfg("full")}
     if len(ranking):
         best, worst = ranking.iloc[0], ranking.iloc[-1]
-        panels[f"best at K={k}: {best['name']}"] = best["configs"][0]
-        panels[f"worst at K={k}: {worst['name']}"] = worst["configs"][0]
+        panels[f"best: {config_label(best['configs'][0])}"] = best["configs"][0]
+        panels[f"worst: {config_label(worst['configs'][0])}"] = worst["configs"][0]
     present = set(rows["config"])
     bins = {label: analysis.reliability(rows, config) for label, config in panels.items() if config in present}
     return plots.reliability_diagram(bins, toy=setup.toy, title=f"POPE reliability at K={k}: best and worst pruner")
@@ -112,4 +120,4 @@ def reliability_figure(rows: pd.DataFrame, ranking: pd.DataFrame, setup: Setup, 
 # --- claims ------------------------------------------------------------------------------------
 
 
-__all__ = ["family_figure", "frontier_figure", "reliability_figure"]
+__all__ = ["ece_dot_figure", "family_figure", "reliability_figure"]

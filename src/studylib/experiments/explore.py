@@ -43,7 +43,7 @@ class Explorer:
         query = query_for(self.adapter, chosen, [question], [text], tokens)
         scores = self.adapter.score_pruned([text], tokens, chosen, budget, [prompts.verbalizer(question)], query)
         rank, entropy = kept_token_diagnostics(tokens, scores.kept)
-        fig = Figure(figsize=(8, 3.6), layout="constrained")
+        fig = Figure(figsize=(plots.PAGE_WIDTH, 3.6), layout="constrained")
         left, right = fig.subplots(1, 2, width_ratios=(1, 1.2))
         plots.token_overlay(self.data.load_image(key), scores.kept[0].tolist(), tokens.grid, ax=left,
                             toy=self.setup.toy, title=f"{chosen} keeps {scores.kept.shape[1]}/{tokens.num_patches}")
@@ -53,7 +53,7 @@ class Explorer:
         right.set_xlim(0, 1)
         right.set_xlabel("first-token probability (renormalised over the answers)")
         right.set_title(f"{question.text}\nanswer: {question.answer} | erank {rank[0]:.1f}, entropy {entropy[0]:.2f}",
-                        fontsize="small")
+                        fontsize=9)
         return fig
 
     def widgets(self):

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from studylib import analysis, plots
 from studylib.experiments.common import Setup, budget_map, check_choice, require
 from studylib.experiments.result import Result
-from studylib.pages import show_claims, style_table
+from studylib.pages import claims_interactive, show_claims, style_table
 from studylib.reported import reported, to_paper_units
 
 #: our benchmark name (lower case) -> the name in the paper's Table 6
@@ -49,7 +49,7 @@ def run(*, tasks, gap_powers, alpha, budgets, reported_budgets, claim_budgets, a
         "table5": _table5(),
         "table6": _table6(summary, best, k_map, setup.label),
         "g2_parts": show_claims(by_id["G2"].parts),
-        "g1_parts": show_claims(by_id["G1"].parts).set_caption("G1: every p ≠ 1 against p = 1"),
+        "g1_parts": claims_interactive(by_id["G1"].parts, caption="G1: every p ≠ 1 against p = 1"),
     }
     result.figures = {"accuracy": _figure(summary, tasks, setup.toy)}
     result.values = {"n_better": sum(part.holds for part in by_id["G1"].parts),
@@ -140,8 +140,8 @@ def _reported_max(rows: pd.DataFrame) -> float:
 
 def _figure(summary: pd.DataFrame, tasks, toy: bool) -> Figure:
     """One accuracy heatmap (p × K) per benchmark."""
-    fig = Figure(figsize=(5.5 * len(tasks), 3.8), layout="constrained")
-    for ax, name in zip(fig.subplots(1, len(tasks), squeeze=False)[0], tasks):
+    fig = Figure(figsize=(plots.PAGE_WIDTH, 3.0 * len(tasks)), layout="constrained")
+    for ax, name in zip(fig.subplots(len(tasks), 1, squeeze=False)[:, 0], tasks):
         plots.alpha_heatmap(summary[summary["benchmark"] == name], value="accuracy", y="gap_power", ax=ax, toy=toy,
-                            title=f"{name}: accuracy", fmt=".3f")
+                            title=f"{name}: accuracy (%)")
     return fig

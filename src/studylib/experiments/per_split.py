@@ -38,13 +38,12 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
     values = {f"ece_change[{split}]": delta.estimate for split, delta in changes.items()}
     result = setup.result(rows={"rows": rows}, summary=by_split)
     result.tables = {"splits": style_table(table, hide_index=True, caption=f"Per-split ECE on {dataset} "
-                                                                           f"({setup.label}) vs. reported "
-                                                                           "(seed 000 §4.6)")}
+                                                                           f"({setup.label}) vs. the paper's "
+                                                                           "(LLaVA-1.5-7B, seed 000 §4.6)")}
     result.figures = {"per_split": _figure(by_split, splits, setup.toy)}
     result.claims = setup.claims(rows, context, values)
     result.values = {f"{split}_ece_change": delta.estimate for split, delta in changes.items()}
-    result.notes["run"] = (f"splits: {splits}; {rows['qid'].nunique()} questions x "
-                           f"{rows['config'].nunique()} configurations")
+    result.notes["run"] = f"splits: {', '.join(map(str, splits))}; {setup.size_note(rows, dataset)}"
     return result
 
 
@@ -58,18 +57,19 @@ def split_table(by_split: pd.DataFrame, changes: dict, full: str, moderate: str,
     for split, delta in changes.items():
         ref = paper[paper["benchmark"] == f"POPE-{split}"].set_index("pruner")["value"]
         record = {"split": split}
-        for config, name in ((full, f"ECE full ({label})"), (moderate, f"ECE K={moderate_k} ({label})")):
+        for config, name in ((full, "ECE, unpruned"), (moderate, f"ECE, K={moderate_k}")):
             value, low, high = ece.loc[(config, split)]
             record |= {name: value, f"{name}_low": low, f"{name}_high": high}
         records.append(record | {"change": delta.estimate, "change_low": delta.low, "change_high": delta.high,
-                                 "ECE full (reported)": ref.get("full", float("nan")),
-                                 "ECE K=128 (reported)": ref.get(REPORTED_MODERATE, float("nan"))})
+                                 "paper: unpruned": ref.get("full", float("nan")),
+                                 "paper: K=128": ref.get(REPORTED_MODERATE, float("nan"))})
     return pd.DataFrame(records)
 
 
 def _figure(by_split: pd.DataFrame, splits: list, toy: bool) -> Figure:
-    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    fig = Figure(figsize=(plots.PAGE_WIDTH, 3.6), layout="constrained")
     axes = fig.subplots(1, len(splits), sharey=True, squeeze=False)[0]
     for ax, split in zip(axes, splits):
-        plots.u_curve(by_split[by_split["split"] == split], y="ece", ax=ax, toy=toy, title=f"{split}")
+        plots.u_curve(by_split[by_split["split"] == split], y="ece", ax=ax, toy=toy, title=f"{split}", legend=False)
+    plots.shared_legend(fig, axes[0])
     return fig

@@ -15,8 +15,9 @@ from matplotlib.figure import Figure
 from studylib import analysis, plots
 from studylib.experiments.common import Setup, budget_map
 from studylib.experiments.result import Result
-from studylib.pages import style_table
-from studylib.reported import beside_reported
+from studylib.pages import rows_by_source, style_table
+from studylib import metric_catalog as mc
+from studylib.reported import beside_reported, reported_points
 
 TABLE4_METRICS = ["accuracy", "ece", "mean_confidence", "overconfidence"]
 FIGURE_METRICS = ["ece", "accuracy", "overconfidence"]
@@ -41,16 +42,17 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, accuracy
     values = {f"overconfidence[{c}]": by_config.loc[c, "overconfidence"] for c in chain}
 
     result = setup.result(rows={"rows": rows}, summary=summary)
-    result.tables = {"table4": style_table(side, caption=f"{pruner} on {dataset}: {setup.label} vs. reported "
+    result.tables = {"table4": style_table(rows_by_source(side), caption=f"{pruner} on {dataset}: {setup.label} vs. reported "
                                                          "(seed 000 Table 4)")}
-    result.figures = {"budgets": _figure(summary, setup.toy)}
+    result.figures = {"budgets": _figure(summary, side, setup.toy)}
     result.claims = setup.claims(rows, context, values)
     full, smallest = by_config.loc[chain[0]], by_config.loc[chain[-1]]
     result.values = {"full_accuracy": full["accuracy"], "full_ece": full["ece"],
                      "smallest_ece": smallest["ece"], "smallest_accuracy": smallest["accuracy"]}
     n_options = rows.drop_duplicates("qid")["choices"].map(len).value_counts().sort_index()
-    result.notes["run"] = (f"{rows['qid'].nunique()} questions x {rows['config'].nunique()} configurations; "
-                           f"options per question: { {int(k): int(n) for k, n in n_options.items()} }")
+    options = ", ".join(f"{int(n):,} with {int(k)} options" for k, n in n_options.items())
+    result.notes["run"] = (f"{rows['qid'].nunique():,} questions × {rows['config'].nunique()} configurations "
+                           f"({options})")
     return result
 
 
@@ -60,8 +62,12 @@ def budget_steps(chain: list[str]) -> list[dict]:
     return [{"i": i, "larger": a, "smaller": b} for i, (a, b) in enumerate(zip(chain, chain[1:]), start=1)]
 
 
-def _figure(summary, toy: bool) -> Figure:
-    fig = Figure(figsize=(11, 3.8), layout="constrained")
+def _figure(summary, side, toy: bool) -> Figure:
+    """ECE, accuracy and over-confidence against K with 95 % CIs, the paper's Table 4 at the budgets ours
+    stand for (open diamonds)."""
+    fig = Figure(figsize=(plots.PAGE_WIDTH, 3.8), layout="constrained")
     for ax, metric in zip(fig.subplots(1, 3), FIGURE_METRICS):
-        plots.u_curve(summary, y=metric, ax=ax, toy=toy, title=f"{metric} vs. K")
+        plots.u_curve(summary, y=metric, ax=ax, toy=toy, title=mc.metric(metric).name,
+                      reported=reported_points(side, metric), legend=False)
+    plots.shared_legend(fig, ax)
     return fig

@@ -15,14 +15,14 @@ from matplotlib.figure import Figure
 from studylib import analysis, plots
 from studylib.experiments.common import Setup, budget_map, check_choice, require
 from studylib.experiments.result import Result
-from studylib.pages import style_table
+from studylib.pages import rows_by_source, style_table
 from studylib.reported import beside_reported
 
 SIDE_METRICS = ["temperature", "ece_before", "ece_after"]
 SIDE_ALIASES = {"temperature": "temperature", "ece_before": "ece", "ece_after": "ece_after_ts"}
-DETAIL_COLUMNS = ["config", "n", "t_mean", "t_std", "t_at_bound", "accuracy", "ece_before", "ece_before_low",
-                  "ece_before_high", "ece_after", "ece_after_low", "ece_after_high", "nll_before", "nll_after",
-                  "brier_before", "brier_after"]
+DETAIL_COLUMNS = ["config", "t_mean", "t_std", "ece_before", "ece_before_low", "ece_before_high", "ece_after",
+                  "ece_after_low", "ece_after_high"]
+NLL_COLUMNS = ["config", "nll_before", "nll_after", "brier_before", "brier_after", "t_at_bound"]
 STAGES = (("before scaling", "ece_before", "--"), ("after scaling (held-out)", "ece_after", ":"))
 
 
@@ -50,9 +50,12 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
                "other_configs": [c for c in t.index if c != moderate], "best_after": t["ece_after"].idxmin()}
     result = setup.result(rows={"rows": rows}, summary=scaled)
     result.tables = {
-        "scaling": style_table(side, caption=f"Cross-validated temperature scaling ({n_folds} folds): "
+        "scaling": style_table(rows_by_source(side), caption=f"Cross-validated temperature scaling ({n_folds} folds): "
                                              f"{setup.label} vs. reported"),
-        "folds": style_table(scaled[DETAIL_COLUMNS], hide_index=True),
+        "folds": style_table(scaled[DETAIL_COLUMNS], hide_index=True,
+                             caption=f"ECE before and after scaling with 95 % CIs ({setup.label})"),
+        "nll": style_table(scaled[NLL_COLUMNS], hide_index=True,
+                           caption=f"NLL and Brier before and after scaling ({setup.label})"),
     }
     result.figures = {"scaling": _figure(scaled, setup.toy)}
     result.claims = setup.claims({"rows": rows, "scaled": scaled_rows}, context)
@@ -60,21 +63,20 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
         "full_temperature": t.loc[full, "t_mean"], "moderate_temperature": t.loc[moderate, "t_mean"],
         "full_ece_after": t.loc[full, "ece_after"], "moderate_ece_after": t.loc[moderate, "ece_after"],
     }
-    result.notes["run"] = (f"{rows['qid'].nunique()} questions about {rows['image'].nunique()} images x "
-                           f"{rows['config'].nunique()} configurations")
+    result.notes["run"] = setup.size_note(rows, dataset)
     return result
 
 
 def _figure(scaled: pd.DataFrame, toy: bool) -> Figure:
     long = pd.concat([scaled.assign(stage=stage, ece=scaled[column]) for stage, column, _ in STAGES])
-    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    fig = Figure(figsize=(plots.PAGE_WIDTH, 3.8), layout="constrained")
     left, right = fig.subplots(1, 2)
     plots.u_curve(long[long["method"] != "full"], y="ece", hue="stage", ci=False, ax=left, toy=toy,
                   title="ECE before / after scaling")
     for stage, _, style in STAGES:
         left.axhline(long[(long["method"] == "full") & (long["stage"] == stage)]["ece"].iloc[0], color="0.3",
                      linestyle=style, label=f"full, {stage}")
-    left.legend(fontsize="small")
+    left.legend()
     plots.u_curve(scaled, y="t_mean", ci=False, ax=right, toy=toy, title="fitted temperature T*", ylabel="T*")
     right.axhline(1.0, color="0.6", linewidth=0.8)
     return fig

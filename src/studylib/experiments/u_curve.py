@@ -12,12 +12,13 @@ from matplotlib.figure import Figure
 from studylib import analysis, plots
 from studylib.experiments.common import Setup, budget_map, check_choice
 from studylib.experiments.result import Result
-from studylib.pages import style_table
-from studylib.reported import beside_reported
+from studylib.pages import rows_by_source, style_table
+from studylib import metric_catalog as mc
+from studylib.reported import beside_reported, reported_points
 
 TABLE1_METRICS = ["accuracy", "ece", "brier", "nll", "aurc", "temperature"]
-CI_COLUMNS = ["config", "n", "accuracy", "accuracy_low", "accuracy_high", "ece", "ece_low", "ece_high", "brier",
-              "brier_low", "brier_high", "nll", "aurc", "aurc_low", "aurc_high", "mean_confidence"]
+CI_COLUMNS = ["config", "accuracy", "accuracy_low", "accuracy_high", "ece", "ece_low", "ece_high", "brier",
+              "brier_low", "brier_high", "aurc", "aurc_low", "aurc_high"]
 
 
 def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate_k, aggressive_k, accuracy_margin,
@@ -40,11 +41,12 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
     by_config = summary.set_index("config")
     result = setup.result(rows={"rows": rows}, summary=summary)
     result.tables = {
-        "table1": style_table(side, caption=f"Default SCOPE on {dataset}: {setup.label} vs. reported "
-                                            "(LLaVA-1.5-7B, seed 000 Table 1)"),
-        "ci": style_table(summary[CI_COLUMNS], hide_index=True),
+        "table1": style_table(rows_by_source(side), caption=f"Default SCOPE on {dataset}: {setup.label} vs. "
+                                                            "reported (LLaVA-1.5-7B, seed 000 Table 1)"),
+        "ci": style_table(summary[CI_COLUMNS], hide_index=True,
+                          caption=f"{setup.label}, {rows['qid'].nunique():,} questions per configuration"),
     }
-    result.figures = {"u_curve": _figure(summary, pruner, setup.toy)}
+    result.figures = {"u_curve": _figure(summary, side, pruner, setup.toy)}
     result.claims = setup.claims(rows, context)
     result.values = {
         "full_accuracy": by_config.loc[full, "accuracy"], "full_ece": by_config.loc[full, "ece"],
@@ -53,13 +55,17 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
         "aggressive_ece": by_config.loc[setup.cfg(pruner, aggressive_k), "ece"], "moderate_k": moderate_k,
         "n_questions": rows["qid"].nunique(),
     }
-    result.notes["run"] = (f"{rows['qid'].nunique()} questions about {rows['image'].nunique()} images × "
-                           f"{rows['config'].nunique()} configurations")
+    result.notes["run"] = setup.size_note(rows, dataset)
     return result
 
 
-def _figure(summary, pruner: str, toy: bool) -> Figure:
-    fig = Figure(figsize=(11, 7.5), layout="constrained")
-    for ax, metric in zip(fig.subplots(2, 2).flat, ["ece", "brier", "nll", "aurc"]):
-        plots.u_curve(summary, y=metric, ax=ax, toy=toy, title=f"{metric.upper()} of {pruner} vs. K")
+def _figure(summary, side, pruner: str, toy: bool) -> Figure:
+    """ECE, Brier, NLL and AURC against K with 95 % CIs, the paper's Table 1 values at the budgets ours
+    stand for (open diamonds), the unpruned model as a dashed line with its CI as a grey band."""
+    fig = Figure(figsize=(plots.PAGE_WIDTH, 7.0), layout="constrained")
+    axes = fig.subplots(2, 2).flat
+    for ax, metric in zip(axes, ["ece", "brier", "nll", "aurc"]):
+        plots.u_curve(summary, y=metric, ax=ax, toy=toy, title=f"{mc.metric(metric).name} vs. K",
+                      reported=reported_points(side, metric), legend=False)
+    plots.shared_legend(fig, ax)
     return fig
