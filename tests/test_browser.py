@@ -94,7 +94,9 @@ window.addEventListener("load", () => setTimeout(() => {
   const copy = article.cloneNode(true);
   copy.querySelectorAll("pre, code, script, style, .highlight, svg").forEach((el) => el.remove());
   out.texts = copy.textContent.replace(/\s+/g, " ");
-  article.querySelectorAll("td, th").forEach((cell) => { if (!cell.closest("pre")) out.cells.push(cell.textContent.trim()); });
+  article.querySelectorAll("td, th").forEach((cell) => {
+    if (!cell.closest("pre")) out.cells.push(cell.textContent.trim());
+  });
   document.querySelectorAll("summary, button, .toggle-button, details").forEach((el) => {
     if (/show code cell source/i.test(el.textContent) && el.textContent.length < 200) out.toggles += 1;
   });
@@ -114,8 +116,8 @@ window.addEventListener("load", () => setTimeout(() => {
 """
 
 #: Python reprs in page text: a dict literal, a list of quoted strings, numpy's repr
-REPR = [re.compile(p) for p in (r"\{\s*(?:'[^']*'|\"[^\"]*\"|\d+)\s*:\s*[^{}]{0,80}\}", r"\[\s*'[^']*'\s*(?:,\s*'[^']*'\s*)*\]",
-                                r"\barray\(", r"\bdtype\b")]
+REPR = [re.compile(p) for p in (r"\{\s*(?:'[^']*'|\"[^\"]*\"|\d+)\s*:\s*[^{}]{0,80}\}",
+                                r"\[\s*'[^']*'\s*(?:,\s*'[^']*'\s*)*\]", r"\barray\(", r"\bdtype\b")]
 #: a table cell that is a Python literal rather than words
 REPR_CELL = re.compile(r"^(True|False|None|nan|NaN|\[\]|\{\})$")
 #: identifiers that look like decimals (arXiv numbers)
@@ -172,7 +174,8 @@ def _pages() -> list[str]:
     """Every page of the built book (relative paths), or the intro alone before a build (for the ids)."""
     if not _built():
         return ["intro.html"]
-    pages = [p.relative_to(HTML).as_posix() for p in sorted(HTML.glob("*.html")) + sorted(HTML.glob("experiments/*.html"))]
+    paths = sorted(HTML.glob("*.html")) + sorted(HTML.glob("experiments/*.html"))
+    pages = [p.relative_to(HTML).as_posix() for p in paths]
     return [p for p in pages if p not in NOT_PAGES]
 
 

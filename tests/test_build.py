@@ -225,7 +225,8 @@ def test_hide_parameter_cells():
     build.hide_parameter_cells(nb)
     assert nb.cells[0].metadata["tags"] == ["parameters", "remove-cell"]
     assert nb.cells[1].metadata["tags"] == ["injected-parameters", "remove-input"]
-    assert nb.cells[2].cell_type == "markdown" and nb.cells[2].source.startswith("````{dropdown} Parameters of this run")
+    assert nb.cells[2].cell_type == "markdown"
+    assert nb.cells[2].source.startswith("````{dropdown} Parameters of this run")
     assert "a = 2" in nb.cells[2].source and "# Parameters" not in nb.cells[2].source
     assert nb.cells[3].metadata["tags"] == ["remove-input"]
     build.hide_parameter_cells(nb)

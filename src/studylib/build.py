@@ -372,11 +372,14 @@ def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
                 lines.append(f"| {_cell(spec['intro'])} ({page}) | | | *{NOT_RUN}* | |")
                 continue
             part = summary.deciding_part(claim)
-            effect = summary.effect_text(part) + (f" (part {summary.readable_test(part.id)})" if part is not claim else "")
+            effect = summary.effect_text(part)
+            if part is not claim:
+                effect += f" (part {summary.readable_test(part.id)})"
             detail = summary.readable_test(summary.verdict_detail(claim))
             verdict = f"**{summary.outcome(claim)}**" + (f" ({_cell(detail)})" if detail else "")
             questions = f"{n_questions:,}" if isinstance(n_questions, int) else ""
-            lines.append(f"| {_cell(spec['intro'])} ({page}) | {_cell(effect)} | {_cell(summary.readable_test(claim.reported))} | "
+            paper = _cell(summary.readable_test(claim.reported))
+            lines.append(f"| {_cell(spec['intro'])} ({page}) | {_cell(effect)} | {paper} | "
                          f"{verdict} | {questions} |")
     return "\n".join(lines) + "\n"
 
@@ -391,11 +394,12 @@ def answer_page(experiments: Iterable[str], executed_dir: Path, figure: str | No
     text = summary.answer(claims, toy=_toy_build(executed_dir))
     rest = summary.departures(claims)
     if figure:
-        text += (f"\n```{{figure}} {figure}\n:name: forest-plot\n:width: 100%\n\nEvery headline claim of the book "
-                 "on this run: the effect the claim is about (a difference between two configurations, in the "
-                 "metric's units) with its 95 % paired bootstrap CI, coloured by verdict; a composite claim by the part "
-                 "its verdict turns on. The open diamond is the paper's reported effect, where the paper gives both "
-                 "numbers on the probability scale (erank and MME scores depend on the model and are not drawn).\n```\n")
+        text += (f"\n```{{figure}} {figure}\n:name: forest-plot\n:width: 100%\n\nEvery headline claim of the "
+                 "book on this run: the effect the claim is about (a difference between two configurations, in the "
+                 "metric's units) with its 95 % paired bootstrap CI, coloured by verdict; a composite claim by the "
+                 "part its verdict turns on. The open diamond is the paper's reported effect, where the paper gives "
+                 "both numbers on the probability scale (erank and MME scores depend on the model and are not "
+                 "drawn).\n```\n")
     return text + ("\n" + rest if rest else "")
 
 

@@ -449,7 +449,8 @@ def show_claims(claims: Iterable[Claim], expand: bool = True, caption: str = "")
 
 
 CLAIMS_LEGEND = (
-    "Each row states a claim of the paper, the comparison that tests it on this run (behind its toggle), the estimate with its 95 % "
+    "Each row states a claim of the paper, the comparison that tests it on this run (behind its toggle), the "
+    "estimate with its 95 % "
     "paired bootstrap CI (whole images resampled), the paper's own numbers, and the verdict computed from the CI: "
     "**holds** (the whole CI on the claimed side), **does not hold** (the whole CI on the other side), "
     "**inconclusive** (the CI crosses the threshold) or **not applicable** (this run's grid lacks a configuration "
@@ -464,5 +465,5 @@ def claims_section(result, expand: bool = True) -> None:
 
 __all__ = ["CLAIMS_LEGEND", "HEADER_WORDS", "TOY_MODELS", "HTMLTable", "InteractiveTable", "claims_html",
            "claims_interactive", "claims_section", "display_text", "glue_claims", "glue_value", "header_words",
-           "interactive_table", "is_percent_metric", "is_toy", "model_label", "rows_by_source", "run_banner", "run_label",
-           "show_claims", "style_table"]
+           "interactive_table", "is_percent_metric", "is_toy", "model_label", "rows_by_source", "run_banner",
+           "run_label", "show_claims", "style_table"]

@@ -299,5 +299,6 @@ def overlay_gallery(images: Sequence, selections: Mapping[str, Sequence[Sequence
     return fig
 
 
-__all__ = ["PAGE_WIDTH", "STYLE", "alpha_heatmap", "overlay_gallery", "shared_legend", "reliability_diagram", "risk_coverage_plot", "series_label",
+__all__ = ["PAGE_WIDTH", "STYLE", "alpha_heatmap", "overlay_gallery", "shared_legend", "reliability_diagram",
+           "risk_coverage_plot", "series_label",
            "token_overlay", "u_curve"]

@@ -200,4 +200,5 @@ def conflicting_reports(paper: str, pruner: str, k: int | None, metric: str, ben
 
 
 __all__ = ["PAPERS", "PAPER_UNITS", "REPORTED_COLUMNS", "REPORTED_CSV", "beside_reported", "conflicting_reports",
-           "reported", "reported_label", "reported_number", "reported_points", "reported_text", "reported_value", "to_paper_units"]
+           "reported", "reported_label", "reported_number", "reported_points", "reported_text", "reported_value",
+           "to_paper_units"]

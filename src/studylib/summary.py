@@ -96,14 +96,6 @@ def verdict_detail(claim: C.Claim) -> str:
     return claim.verdict[len(outcome(claim)):].strip(" :()")
 
 
-def holds(claim: C.Claim) -> bool:
-    return outcome(claim) == C.HOLDS
-
-
-def tested(claim: C.Claim) -> bool:
-    return outcome(claim) != C.NOT_TESTED
-
-
 def has_interval(claim: C.Claim) -> bool:
     return not (math.isnan(claim.estimate) or math.isnan(claim.low) or math.isnan(claim.high))
 
@@ -112,7 +104,7 @@ def _weight(claim: C.Claim) -> float:
     """Evidence for the claim (higher: stronger): its one-sided p against it, else its outcome."""
     if not math.isnan(claim.p_holds):
         return -claim.p_holds
-    if holds(claim):
+    if claim.holds:
         return 1.0
     return 0.0 if outcome(claim) == C.INCONCLUSIVE else -1.0
 
@@ -120,7 +112,7 @@ def _weight(claim: C.Claim) -> float:
 def deciding_part(claim: C.Claim) -> C.Claim:
     """The claim itself, or for a composite the part its verdict turns on (module docstring); a
     composite none of whose parts has a number returns itself."""
-    parts = [p for p in claim.parts if tested(p) and not math.isnan(p.estimate)]
+    parts = [p for p in claim.parts if p.tested and not math.isnan(p.estimate)]
     if not parts:
         return claim
     return max(parts, key=_weight) if _needs_one_part(claim) else min(parts, key=_weight)
@@ -133,7 +125,7 @@ def _needs_one_part(claim: C.Claim) -> bool:
     corrected = re.search(r"'([^']+)' Holm-corrected", claim.comparison or "")
     if corrected:
         return corrected.group(1) == C.HOLDS
-    return holds(claim) and not all(holds(p) for p in claim.parts if tested(p))
+    return claim.holds and not all(p.holds for p in claim.parts if p.tested)
 
 
 _VS = re.compile(r"(−|-)?(\d+(?:\.\d+)?)\s*(%)?\s+vs\.?\s+(−|-)?(\d+(?:\.\d+)?)\s*(%)?")
@@ -216,19 +208,10 @@ def claim_sentence(claim: C.Claim, title: str = "") -> str:
         return words + (f" ({readable_test(reason)})." if reason else ".")
     which = "the comparison it turns on, " if part is not claim else ""
     paper = paper_text(part)
-    return f"{words} — {which}{subject(part)}: {effect_text(part)} on this run" + (f", {paper}" if paper else "") + "."
+    return f"{words} — {which}{subject(part)}: {effect_text(part)} on this run" + (f", {paper}." if paper else ".")
 
 
 # ----------------------------------------------------------------------------- an experiment page
-
-def headline_ids(experiment: str) -> list[str]:
-    """Ids of the claims with an ``intro`` line in ``data/claims/<experiment>.yaml`` (in file order)."""
-    from studylib.claim_specs import CLAIMS_DIR, load_specs
-
-    if not (CLAIMS_DIR / f"{experiment}.yaml").is_file():
-        return []
-    return [str(spec["id"]) for spec in load_specs(experiment) if "intro" in spec]
-
 
 def intro_lines(experiment: str) -> dict[str, str]:
     from studylib.claim_specs import CLAIMS_DIR, load_specs
@@ -253,7 +236,7 @@ def _outcomes() -> tuple[str, ...]:
 
 
 def _departs(claim: C.Claim) -> bool:
-    return tested(claim) and not holds(claim)
+    return claim.tested and not claim.holds
 
 
 def findings(claims: Sequence[C.Claim], experiment: str, toy: bool = False) -> str:
@@ -293,9 +276,9 @@ def answer(claims_by_experiment: Mapping[str, Sequence[C.Claim]], toy: bool = Fa
     model = "the TOY model" if toy else "this run's model"
     if not carrying:
         needed = ", ".join(dict.fromkeys(name for name, _ in ANSWER_CLAIMS))
-        return f"**No answer yet:** none of the experiments whose claims answer the question ({needed}) ran in this build.\n"
-    n_hold = sum(holds(c) for _, c in carrying)
-    n_tested = sum(tested(c) for _, c in carrying)
+        return f"**No answer yet:** none of the experiments whose claims answer the question ({needed}) ran.\n"
+    n_hold = sum(c.holds for _, c in carrying)
+    n_tested = sum(c.tested for _, c in carrying)
     if n_tested == 0:
         verdict = f"**Not answered on {model}:** none of the {len(carrying)} claims that answer it could be tested."
     elif n_hold == n_tested:
@@ -307,7 +290,8 @@ def answer(claims_by_experiment: Mapping[str, Sequence[C.Claim]], toy: bool = Fa
                    "calibration hold.")
     lines = [verdict, ""]
     for (name, _), claim in carrying:
-        lines.append(f"- {claim_sentence(claim, intro_lines(name).get(claim.id, ''))} ([{name}](experiments/{name}.ipynb))")
+        sentence = claim_sentence(claim, intro_lines(name).get(claim.id, ""))
+        lines.append(f"- {sentence} ([{name}](experiments/{name}.ipynb))")
     return "\n".join(lines) + "\n"
 
 
@@ -440,6 +424,6 @@ def forest_figure(claims_by_experiment: Mapping[str, Sequence[C.Claim]], titles:
     return fig
 
 
-__all__ = ["ANSWER_CLAIMS", "answer", "claim_sentence", "departures", "claims_from_json", "claims_to_json", "deciding_part",
-           "effect_text", "findings", "forest_figure", "forest_rows", "headline_ids", "outcome", "outcome_colours",
+__all__ = ["ANSWER_CLAIMS", "answer", "claim_sentence", "claims_from_json", "claims_to_json", "deciding_part",
+           "departures", "effect_text", "findings", "forest_figure", "forest_rows", "outcome", "outcome_colours",
            "readable_test", "reported_effect", "tally", "verdict_detail"]

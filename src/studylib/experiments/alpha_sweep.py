@@ -43,7 +43,8 @@ def run(*, dataset, dataset_options, alphas, budgets, reported_budgets, moderate
                "accuracy_margin": accuracy_margin, "accuracy_margin_pp": accuracy_margin * 100}
     result = setup.result(rows={"rows": rows}, summary=summary)
     result.tables = {
-        "table2": style_table(rows_by_source(side), caption=f"SCOPE alpha sweep on {dataset}: {setup.label} vs. reported "
+        "table2": style_table(rows_by_source(side),
+                              caption=f"SCOPE alpha sweep on {dataset}: {setup.label} vs. reported "
                                             "(seed 000 Table 2)"),
         "full": style_table(reference, caption="Unpruned model (reference)", hide_index=True),
     }

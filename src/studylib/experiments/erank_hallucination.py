@@ -234,8 +234,8 @@ def examples_styled(caption_rows: pd.DataFrame, k: int, toy: bool):
     caption = f"One caption per method at K={k} (first image)"
     if toy:
         share = caption_rows["caption"].map(degenerate_toy_caption)
-        caption += (f". {int(share.sum()):,} of the run's {len(share):,} captions ({100 * share.mean():.0f} %) repeat a "
-                    "word back to back or hold an answer word of the toy's other tasks (Yes, No, A–D)")
+        caption += (f". {int(share.sum()):,} of the run's {len(share):,} captions ({100 * share.mean():.0f} %) "
+                    "repeat a word back to back or hold an answer word of the toy's other tasks (Yes, No, A–D)")
     return style_table(examples[["pruner", "image", "caption", "hallucinated_objects"]], hide_index=True,
                        caption=caption)
 
@@ -341,5 +341,6 @@ def adaptive_styled(summary: pd.DataFrame, task: str, benchmark: str, metric: st
     side = beside_reported(summary[summary["benchmark"] == task], [metric, "ece"], paper="002",
                            table=ADAPTIVE_TABLES, label=label, k_map=k_map, benchmark=benchmark,
                            reported_pruner=reported_pruner, ci=True)
-    return style_table(rows_by_source(side), caption=f"{task}: adaptive methods, {label} vs. reported {SCORE_NAMES[metric]} "
+    return style_table(rows_by_source(side),
+                       caption=f"{task}: adaptive methods, {label} vs. reported {SCORE_NAMES[metric]} "
                                      "(seed 002 Tables 5-7, 11, 13)")

@@ -32,7 +32,8 @@ def run(*, dataset, dataset_options, candidates, n_per_group, pruners, k, **sett
     vision = [spec for spec in pruners if parse_spec(spec).stage == "vision"]
     selections = {spec: [row.tolist() for row in parse_spec(spec)(picked, k).indices.cpu()] for spec in vision}
     result = setup.result()
-    titles = [f"{'simple' if n < n_per_group else 'cluttered'}\nerank {complexity[i]:.1f}" for n, i in enumerate(chosen)]
+    titles = [f"{'simple' if n < n_per_group else 'cluttered'}\nerank {complexity[i]:.1f}"
+              for n, i in enumerate(chosen)]
     result.figures["gallery"] = plots.overlay_gallery(
         [images[keys[i]] for i in chosen], selections, picked.grid, toy=setup.toy, image_titles=titles,
         title=f"Kept tokens at K={k} of {picked.num_patches}: simple and cluttered images")

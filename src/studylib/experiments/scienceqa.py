@@ -42,7 +42,8 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, accuracy
     values = {f"overconfidence[{c}]": by_config.loc[c, "overconfidence"] for c in chain}
 
     result = setup.result(rows={"rows": rows}, summary=summary)
-    result.tables = {"table4": style_table(rows_by_source(side), caption=f"{pruner} on {dataset}: {setup.label} vs. reported "
+    result.tables = {"table4": style_table(rows_by_source(side),
+                                           caption=f"{pruner} on {dataset}: {setup.label} vs. reported "
                                                          "(seed 000 Table 4)")}
     result.figures = {"budgets": _figure(summary, side, setup.toy)}
     result.claims = setup.claims(rows, context, values)
