@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from studylib.data import register_dataset
+from studylib.data.registry import register_dataset
 from studylib.data._files import (BytesImages, FolderImages, Layout, PathLike, check_limit, image_bytes,
                                   iter_parquet_rows, read_json, require_dir, require_file)
 from studylib.data.records import LETTERS, Dataset, Question

@@ -8,11 +8,13 @@
 One row per (question, config): the columns of :mod:`studylib.sweep.scoring` plus ``model,
 dataset, config, method`` (registry name) and ``seed`` (nullable Int64) in front.  Each config
 is one cell of the result store (:mod:`studylib.sweep.store`), keyed by ``{"store":
-STORE_VERSION, "code": <digest of the scoring code>, "model": <identity>, "dtype": ...,
-"dataset": name, "options": <options with the loader's defaults>, "limit": limit (None when it
-keeps every image), "questions", "prompts", "images": <digests>, "config": str(config)}``
-(+ ``"max_new_tokens"`` and ``"objects"`` when the dataset has caption questions;
-:mod:`studylib.sweep.identity` says what each covers).  A finished cell is read (and verified),
+STORE_VERSION, "code": <digest of the scoring code>, "dataset_code": <of the loader>,
+"libraries": <torch and transformers versions>, "model": <identity>, "dtype": ..., "dataset":
+name, "options": <options with the loader's defaults>, "limit": limit (None when it keeps every
+image), "questions", "prompts", "images": <digests>, "config": str(config), "pruner_code": <of
+the config's pruner>}`` (+ ``"max_new_tokens"`` and ``"objects"`` when the dataset has caption
+questions; :func:`studylib.sweep.identity.key_fields` and ``config_fields`` build them and say
+what each covers).  A finished cell is read (and verified),
 never recomputed, and the model is not even loaded when every cell is finished; an unfinished
 one resumes from its part files: the rows scored since the last part are written as a part every
 :data:`PART_SECONDS` of scoring (and at the end of a slice), so a killed run loses at most that
@@ -29,6 +31,7 @@ waited for at the end (:mod:`studylib.sweep.locks`).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Iterable
@@ -38,23 +41,23 @@ from pathlib import Path
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
 
 from studylib.data.records import Dataset, Question
 from studylib.models.adapter import LlavaAdapter
 from studylib.models.loading import ModelSettingError, check_device, check_dtype
 from studylib.pruners import PrunerConfigError
-from studylib.sweep.digests import code_digest
 from studylib.sweep.grid import Config, StudyParameterError, as_list, check_positive
-from studylib.sweep.identity import (canonical_options, display_name, image_digests, images_digest, model_identity,
-                                     model_num_layers, model_num_tokens, objects_digest, prompts_digest,
-                                     questions_digest)
+from studylib.sweep.identity import (config_fields, display_name, image_digests, key_fields, model_identity,
+                                     model_num_layers, model_num_tokens)
 from studylib.sweep.scoring import CAPTION_TASK, Encoder, batches, score_batch
-from studylib.sweep.store import STORE_VERSION, Cell, clean_stale_temporaries, find_stored
+from studylib.sweep.store import Cell, clean_stale_temporaries, find_stored
 from studylib.sweep.validate import layer_problems, load_checked_dataset, select_questions
 
 
 CACHE_INPUTS = "_studylib_cache_inputs"
 PART_SECONDS = 30.0  #: scoring time between two part files of a cell being computed
+PROGRESS_LOG_SECONDS = 30.0  #: least time between two progress lines when stderr is not a terminal
 
 
 def _resolve_device(device) -> str:
@@ -79,6 +82,18 @@ def _resolve_dtype(model, dtype, device: str) -> torch.dtype:
         return check_dtype(dtype, device)
     except ModelSettingError as error:
         raise StudyParameterError(str(error)) from None
+
+
+@contextlib.contextmanager
+def _no_hub_progress_bars():
+    """transformers' and huggingface_hub's progress bars (loading weights, downloads) off inside."""
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -136,21 +151,6 @@ def _checked_configs(configs) -> list[Config]:
     return configs
 
 
-def key_fields(identity: dict, dtype: str, dataset: str, options: dict, limit: int | None, data: Dataset,
-               questions: list[Question], max_new_tokens: int, images: dict[str, str]) -> dict:
-    """The fields every cell of a sweep shares (all but ``config``; module docstring);
-    ``images``: :func:`~studylib.sweep.identity.image_digests` of the questions' images."""
-    fields = {"store": STORE_VERSION, "code": code_digest(), "model": identity, "dtype": dtype, "dataset": dataset,
-              "options": canonical_options(dataset, options),
-              "limit": None if limit is None or limit >= len(data.image_keys()) else limit,
-              "questions": questions_digest(questions), "prompts": prompts_digest(questions),
-              "images": images_digest(images)}
-    if any(q.task == CAPTION_TASK for q in questions):
-        fields["max_new_tokens"] = max_new_tokens
-        fields["objects"] = objects_digest(data, images)
-    return fields
-
-
 def plan_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config | str], *,
                dataset_options: dict | None = None, results_dir: str | Path = "results", limit: int | None = None,
                max_new_tokens: int = 64, dtype: str | torch.dtype | None = None) -> SweepPlan:
@@ -182,7 +182,7 @@ def plan_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config
     base = key_fields(identity, _dtype_name(dtype), dataset, dict(dataset_options or {}), limit, data,
                       questions, max_new_tokens, images)
     root = Path(results_dir)
-    cells = [Cell(root, {**base, "config": str(c)}) for c in configs]
+    cells = [Cell(root, {**base, **config_fields(c)}) for c in configs]
     if unknown:  # weights or images absent here: serve stored cells whose other inputs match
         found = [find_stored(root, cell.fields, unknown, display_name(model)) for cell in cells]
         if None in found:
@@ -207,14 +207,22 @@ class SliceRunner:
         self.order = [q.qid for q in plan.questions]
         self._adapter = model if isinstance(model, LlavaAdapter) else None
         self._encoder: Encoder | None = None
-        self._bar = tqdm(total=0, desc=plan.dataset.name, unit="q", disable=not progress)
+        self._grid = list(batches(plan.questions, batch_size))
+        # one bar per sweep over every question of every cell (stored ones count as done at once); on a
+        # terminal it redraws in place, in a log (no terminal) it writes a line every PROGRESS_LOG_SECONDS
+        self._bar = tqdm(total=0, desc=plan.dataset.name, unit="q", disable=not progress, dynamic_ncols=True,
+                         mininterval=0.1 if sys.stderr.isatty() else PROGRESS_LOG_SECONDS)
+
+    def _size(self, piece: Slice) -> int:
+        return sum(len(batch) for batch in self._grid[piece.start:piece.stop])
 
     def cell_info(self, index: int) -> dict:
         return {**self.info, "config": str(self.plan.configs[index])}
 
     def encoder(self) -> tuple[LlavaAdapter, Encoder]:
         if self._adapter is None:
-            self._adapter = LlavaAdapter.load(self.model, device=self.device, dtype=self.dtype)
+            with _no_hub_progress_bars():  # the sweep's own bar is the only one
+                self._adapter = LlavaAdapter.load(self.model, device=self.device, dtype=self.dtype)
         if self._encoder is None:
             self._check_adapter_cache()
             images = list(dict.fromkeys(q.image_key for q in self.plan.questions))
@@ -237,6 +245,7 @@ class SliceRunner:
     def run(self, slices: list[Slice], wait: bool = True) -> dict[int, str]:
         """Compute ``slices``; busy ones are retried at the end, blocking when ``wait``."""
         status: dict[int, str] = {}
+        self._bar.reset(total=sum(map(self._size, slices)))
         try:
             deferred = []
             for piece in slices:
@@ -261,10 +270,10 @@ class SliceRunner:
         try:
             if lock is not None and not lock.acquire(block=block):
                 return None
-            if piece.whole and cell.load() is not None:
-                cell.repair(self.cell_info(piece.cell))
-                return "cached"
-            if not piece.whole and cell.complete:
+            if (piece.whole and cell.load() is not None) or (not piece.whole and cell.complete):
+                if piece.whole:
+                    cell.repair(self.cell_info(piece.cell))
+                self._bar.update(self._size(piece))
                 return "cached"
             stored, _ = cell.read_parts(clean=piece.whole)
             done = set() if stored is None else set(stored["qid"])
@@ -279,15 +288,14 @@ class SliceRunner:
 
     def _compute(self, piece: Slice, done: set[str]) -> None:
         cell, config = self.plan.cells[piece.cell], self.plan.configs[piece.cell]
-        grid = list(batches(self.plan.questions, self.batch_size))
-        todo = [(j, [q for q in grid[j] if q.qid not in done]) for j in range(piece.start, piece.stop)]
+        todo = [(j, [q for q in self._grid[j] if q.qid not in done]) for j in range(piece.start, piece.stop)]
         todo = [(j, batch) for j, batch in todo if batch]
+        self._bar.update(self._size(piece) - sum(len(batch) for _, batch in todo))  # stored in parts already
         if not todo:
             return
         adapter, encoder = self.encoder()
         pruner = config.build()
-        self._bar.total += sum(len(batch) for _, batch in todo)
-        self._bar.set_description(f"{self.plan.dataset.name} {config}")
+        self._bar.set_description(f"{self.plan.dataset.name} {config}", refresh=False)
         pending, first, seconds = [], None, 0.0
         for j, batch in todo:
             start = time.perf_counter()
@@ -364,5 +372,5 @@ def run_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config 
     return result
 
 
-__all__ = ["Slice", "SliceRunner", "SweepPlan", "collect", "key_fields", "plan_sweep", "prepare", "run_sweep", "say",
+__all__ = ["Slice", "SliceRunner", "SweepPlan", "collect", "plan_sweep", "prepare", "run_sweep", "say",
            "whole_cells"]

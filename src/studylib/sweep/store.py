@@ -42,7 +42,6 @@ import platform
 import re
 import shutil
 import socket
-import sys
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -348,10 +347,3 @@ def list_cells(results_dir: str | Path = "results") -> pd.DataFrame:
 __all__ = ["Cell", "DamagedFileError", "STORE_VERSION", "StoreIntegrityWarning", "TEMPORARY", "clean_stale_temporaries",
            "find_stored", "is_stale_temporary", "list_cells", "load_manifest", "quarantine", "read_checked_parquet",
            "write_checked_parquet"]
-
-if __name__ == "__main__":  # python -m studylib.sweep.store verify <results_dir> [--prune]
-    from studylib.sweep.verify import main
-
-    if sys.argv[1:2] != ["verify"]:
-        sys.exit("usage: python -m studylib.sweep.store verify <results_dir> [--prune]")
-    sys.exit(main(sys.argv[2:]))

@@ -2,7 +2,6 @@
 
     python -m studylib.sweep.verify results/toy            # print the table (exit 1 if damaged)
     python -m studylib.sweep.verify results/toy --prune    # remove what no current key reaches
-    python -m studylib.sweep.store verify results/toy      # the same
 
 Statuses (one row per key found in the directory):
 
@@ -33,8 +32,7 @@ import pandas as pd
 
 from studylib.sweep.digests import canonical
 from studylib.sweep.grid import StudyParameterError
-from studylib.sweep.identity import image_digests, model_identity
-from studylib.sweep.run import key_fields
+from studylib.sweep.identity import config_fields, image_digests, key_fields, model_identity
 from studylib.sweep.locks import FileLock
 from studylib.sweep.store import QUARANTINE, DamagedFileError, load_manifest, quarantine, read_checked_parquet
 from studylib.sweep.validate import load_checked_dataset, select_questions
@@ -84,7 +82,7 @@ class _Inputs:
             self.fields[name] = key_fields({}, "", fields["dataset"], dict(options), manifest.get("limit"), data,
                                            questions, fields.get("max_new_tokens", 64), images)
         return {**self.fields[name], "model": self._model(manifest), "dtype": fields["dtype"],
-                "config": fields["config"]}
+                **config_fields(fields["config"])}
 
 
 def _check_finished(cell_files: dict, inputs: _Inputs) -> tuple[str, str, dict]:
