@@ -24,6 +24,16 @@ from studylib.sweep.scoring import CAPTION_TASK, SCORED_TASKS
 
 _UNKNOWN_N = 10**9  # budget bound when the model is unknown (its own error is reported instead)
 
+#: the papers' model: LLaVA-1.5 sees N = 576 visual tokens; its headline moderate budget is K = 128
+PAPER_N_TOKENS = 576
+PAPER_MODERATE_K = 128
+#: ``reported_budgets`` default: the paper's K keeping the same share of the visual tokens (K x 576 / N)
+AUTO = "auto"
+#: shown where the paper has no budget for ours (``reported_budgets=None``)
+NO_PAPER_K = "—"
+#: parameters derived from ``budgets`` when not given (:func:`derived_budget_parameters`)
+DERIVED_FROM_BUDGETS = ("moderate_k", "aggressive_k", "reported_budgets")
+
 
 @lru_cache(maxsize=2)
 def _load(name: str, options_json: str, stamps: str) -> Dataset:
@@ -123,6 +133,99 @@ def layer_problems(pruners, n_layers: int) -> list[str]:
     return problems
 
 
+def derived_budget_parameters(budgets, n_tokens: int, *, moderate_k=None, aggressive_k=None,
+                              reported_budgets=AUTO) -> dict:
+    """The parameters that follow ``budgets``, given or derived, checked: ``moderate_k`` (default:
+    the pruned budget whose share K/N is closest to the paper's 128/576), ``aggressive_k``
+    (default: the smallest pruned budget), and ``k_map``, our budget -> the paper's, from
+    ``reported_budgets``: a list (the paper's K at the same positions), ``"auto"`` (K x 576 / N,
+    the same share of the tokens: the toy's 144/48/32/16/8 -> 576/192/128/64/32) or ``None``
+    (no paper budget: :data:`NO_PAPER_K` in the tables).  ONE :class:`StudyParameterError` lists
+    every problem."""
+    budgets = [int(k) for k in as_list(budgets, "budgets")]
+    pruned = sorted(k for k in budgets if k < n_tokens) or sorted(budgets)
+    problems, out = [], {}
+    if moderate_k is None and pruned:
+        moderate_k = min(pruned, key=lambda k: (abs(k / n_tokens - PAPER_MODERATE_K / PAPER_N_TOKENS), -k))
+    if aggressive_k is None and pruned:
+        aggressive_k = pruned[0]
+    for name, value in (("moderate_k", moderate_k), ("aggressive_k", aggressive_k)):
+        if value not in budgets:
+            problems.append(f"{name} = {value!r} is not one of budgets {budgets}; pick one of them, or leave {name} "
+                            f"unset (null) to derive it from the budgets")
+        out[name] = value
+    if isinstance(reported_budgets, str) and reported_budgets == AUTO:
+        out["k_map"] = {k: round(k * PAPER_N_TOKENS / n_tokens) for k in budgets}
+    elif reported_budgets is None:
+        out["k_map"] = {k: NO_PAPER_K for k in budgets}
+    else:
+        reported = as_list(reported_budgets, "reported_budgets")
+        if len(reported) != len(budgets) or not all(isinstance(r, int) and not isinstance(r, bool) for r in reported):
+            problems.append(f"reported_budgets = {reported_budgets!r}: give the paper's budget (an integer) for each "
+                            f"of budgets = {budgets}, in the same order, or \"auto\" (K x {PAPER_N_TOKENS} / N) or null")
+        else:
+            out["k_map"] = {k: int(r) for k, r in zip(budgets, reported)}
+    if problems:
+        raise StudyParameterError("; ".join(problems))
+    return out
+
+
+def _budget_problems(params: Mapping, n_tokens: int) -> list[str]:
+    """:func:`derived_budget_parameters` of a notebook's parameters (those it declares)."""
+    if "budgets" not in params or n_tokens == _UNKNOWN_N:
+        return []
+    given = {name: params[name] for name in DERIVED_FROM_BUDGETS if name in params}
+    try:
+        as_list(params["budgets"], "budgets")
+        derived_budget_parameters(params["budgets"], n_tokens, **given)
+    except StudyParameterError as error:
+        return [str(error)]
+    except (TypeError, ValueError):
+        return []  # malformed budgets: reported by the grid check
+    return []
+
+
+def _dataset_pairs(params: Mapping, where: str = "") -> list[tuple[str, object, object]]:
+    """(where, dataset, options) of every dataset a notebook's parameters name: ``dataset`` with
+    ``dataset_options``, ``<x>_dataset`` with ``<x>_options``, and the same inside mappings
+    (``tasks: {POPE: {dataset: ..., dataset_options: ...}}``)."""
+    pairs = []
+    for key, value in params.items():
+        if key == "dataset":
+            pairs.append((f"{where}dataset", value, params.get("dataset_options") or {}))
+        elif isinstance(key, str) and key.endswith("_dataset"):
+            pairs.append((f"{where}{key}", value, params.get(f"{key.removesuffix('_dataset')}_options") or {}))
+        elif isinstance(value, Mapping):
+            pairs += _dataset_pairs(value, f"{where}{key}.")
+    return pairs
+
+
+def data_problems(params: Mapping) -> list[str]:
+    """Unknown datasets and loader options, and data paths that do not exist, of every dataset a
+    notebook's parameters name; no data is read (the experiment loads and checks the rest)."""
+    problems = []
+    for where, name, options in _dataset_pairs(params):
+        if not isinstance(name, str) or name not in data_registry.list_datasets():
+            problems.append(f"{where}: unknown dataset {name!r}; choose one of {data_registry.list_datasets()}")
+            continue
+        if not isinstance(options, Mapping):
+            problems.append(f"{where} options must be a mapping of loader options, got {options!r}")
+            continue
+        signature = inspect.signature(data_registry.dataset_loader(name))
+        try:
+            signature.bind(**options)
+        except TypeError as error:
+            problems.append(f"{where} options for {name!r}: {error}; accepted options: {', '.join(signature.parameters)}")
+            continue
+        for option, value in options.items():
+            if "PathLike" in str(signature.parameters[option].annotation) and isinstance(value, (str, Path)) \
+                    and not Path(value).expanduser().exists():
+                problems.append(f"{where} {name!r}: {option} = {str(value)!r} does not exist (relative paths start at "
+                                f"the repository root); download the data (book page 'Reproducing on a GPU') or fix "
+                                f"the path")
+    return problems
+
+
 def settings_problems(device, dtype) -> list[str]:
     """``device`` / ``dtype`` problems (:func:`~studylib.models.loading.check_device`,
     :func:`~studylib.models.loading.check_dtype`); ``None`` skips a check."""
@@ -162,16 +265,20 @@ def _counts_problems(params: Mapping) -> list[str]:
 
 
 def check_run_parameters(params: Mapping) -> None:
-    """The checks that need no dataset, on a notebook's parameters by their shared names
-    (``model``, ``device``, ``dtype``, ``pruner``/``pruners``, ``budgets``, ``seeds``,
-    ``batch_size``, ``limit``, ``n_bootstrap``; absent names are skipped): ONE
-    :class:`StudyParameterError` listing every problem, so a build stops before any notebook
-    runs (the experiment's own :func:`validate_parameters` still checks the rest)."""
+    """The checks that read no data, on a notebook's parameters by their shared names
+    (``model``, ``device``, ``dtype``, ``pruner``/``pruners`` (plug-ins loaded), ``budgets``,
+    ``seeds``, the parameters derived from the budgets (:data:`DERIVED_FROM_BUDGETS`),
+    ``batch_size``, ``limit``, ``n_bootstrap``, datasets, their options and that their data
+    paths exist; absent names are skipped): ONE :class:`StudyParameterError` listing every
+    problem, so a build stops before any notebook runs (the experiment's own
+    :func:`validate_parameters` still checks the rest)."""
     problems, n_tokens = _model_problems(params)
     problems += settings_problems(params.get("device"), params.get("dtype"))
     pruners = as_list(params.get("pruners"), "pruners") + as_list(params.get("pruner"), "pruner")
     problems += _grid_problems(pruners or ["full"], params.get("budgets") or [1], params.get("seeds"), n_tokens)
+    problems += _budget_problems(params, n_tokens)
     problems += _counts_problems(params)
+    problems += data_problems(params)
     if len(problems) == 1:
         raise StudyParameterError(problems[0])
     if problems:
@@ -205,4 +312,5 @@ def validate_parameters(model: str | LlavaAdapter, dataset: str, dataset_options
                                   + "\n".join(f"- {p}" for p in problems))
 
 
-__all__ = ["check_run_parameters", "layer_problems", "load_checked_dataset", "select_questions", "settings_problems", "validate_parameters"]
+__all__ = ["AUTO", "DERIVED_FROM_BUDGETS", "NO_PAPER_K", "PAPER_MODERATE_K", "PAPER_N_TOKENS", "check_run_parameters",
+           "data_problems", "derived_budget_parameters", "layer_problems", "load_checked_dataset", "select_questions", "settings_problems", "validate_parameters"]
