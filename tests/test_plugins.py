@@ -60,6 +60,7 @@ def forget(name: str = "l2norm") -> None:
         if path.stem == name:
             plugins._files.pop(module)
             sys.modules.pop(module, None)
+    plugins._state["env"] = ""  # the next lookup reads $STUDYLIB_PLUGINS again
 
 
 @pytest.fixture

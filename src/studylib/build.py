@@ -39,6 +39,7 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from studylib.claim_specs import CLAIMS_DIR, load_specs
 from studylib.experiments.common import RUN_SETTINGS
+from studylib.plugins import load_plugin
 from studylib.sweep.validate import DERIVED_FROM_BUDGETS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -252,8 +253,11 @@ def estimated_seconds(flops: float, peak_flops: float = 989e12, utilisation: flo
 def experiment_parameters(profile: str, notebook: str, **overrides: Any) -> dict[str, Any]:
     """Every parameter of ``notebooks/<notebook>.ipynb`` as a build with ``profile`` would pass it
     (the notebook's defaults, then the profile's values, then ``overrides``): the keyword arguments of
-    ``studylib.experiments.<notebook>.run`` for use outside the book."""
+    ``studylib.experiments.<notebook>.run`` for use outside the book.  The profile's plug-ins are
+    loaded (as a build loads them)."""
     loaded = load_profile(profile)
+    for path in loaded["plugins"]:
+        load_plugin(path)
     declared = declared_parameters(NOTEBOOKS_DIR / f"{notebook}.ipynb")
     return {**declared, **notebook_parameters(loaded, notebook, declared, overrides), "profile": loaded["name"]}
 

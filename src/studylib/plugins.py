@@ -43,7 +43,7 @@ FILE_PREFIX = "studylib_plugin_"
 #: the attribute in which a plug-in module loaded from a file keeps the source it ran (the store key digests it)
 SOURCE_ATTRIBUTE = "__studylib_source__"
 
-_state = {"loaded": False}
+_state = {"loaded": False, "env": ""}
 _files: dict[str, Path] = {}  # module name -> plug-in file
 
 
@@ -51,10 +51,9 @@ class PluginError(ImportError):
     """A plug-in cannot be found or fails to import; the message names it and the fix."""
 
 
-def plugin_paths(value: str | None = None) -> list[Path]:
-    """The plug-in files of :data:`ENV` (or ``value``), resolved, in order."""
-    text = os.environ.get(ENV, "") if value is None else value
-    return [Path(p).expanduser().resolve() for p in text.split(os.pathsep) if p.strip()]
+def plugin_paths() -> list[Path]:
+    """The plug-in files of :data:`ENV`, resolved, in order."""
+    return [Path(p).expanduser().resolve() for p in os.environ.get(ENV, "").split(os.pathsep) if p.strip()]
 
 
 def load_plugin(path: str | os.PathLike) -> ModuleType:
@@ -105,9 +104,11 @@ def load_plugins() -> None:
         except BaseException:
             _state["loaded"] = False  # the next lookup reports the same error instead of missing names
             raise
-    for path in plugin_paths():
-        if path not in _files.values():
-            load_plugin(path)
+    if os.environ.get(ENV, "") != _state["env"]:  # cheap when nothing changed: lookups call this often
+        for path in plugin_paths():
+            if path not in _files.values():
+                load_plugin(path)
+        _state["env"] = os.environ.get(ENV, "")
 
 
 def plugin_files() -> dict[str, Path]:

@@ -176,7 +176,6 @@ def _budget_problems(params: Mapping, n_tokens: int) -> list[str]:
         return []
     given = {name: params[name] for name in DERIVED_FROM_BUDGETS if name in params}
     try:
-        as_list(params["budgets"], "budgets")
         derived_budget_parameters(params["budgets"], n_tokens, **given)
     except StudyParameterError as error:
         return [str(error)]
