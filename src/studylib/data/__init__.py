@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from studylib.data.records import LETTERS, Dataset, Question
+from studylib.data.records import LETTERS, Dataset, Question, check_unique_records
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {}
 
@@ -40,10 +40,12 @@ def dataset_loader(name: str) -> Callable[..., Dataset]:
 
 
 def load_dataset(name: str, **options) -> Dataset:
-    """Load dataset ``name`` with its options (paths, split, sizes); a question without text
-    raises :class:`DataFormatError` naming its id."""
+    """Load dataset ``name`` with its options (paths, split, sizes); a question without text, a
+    repeated question id or an option given twice raises :class:`DataFormatError` naming the ids
+    (:func:`~studylib.data.records.check_unique_records`)."""
     dataset = dataset_loader(name)(**options)
     check_question_texts(dataset, options)
+    check_unique_records(dataset, options)
     return dataset
 
 
