@@ -196,18 +196,21 @@ def test_verify_reports_and_prunes(adapter, tmp_path, capsys):
     current = _run(adapter, results, "pope", options, limit=None).attrs["cells"][0]["key"]
     damaged = _run(adapter, results, "pope", options, limit=1).attrs["cells"][0]["key"]
     _flip(results / f"{damaged}.parquet", 100)
-    (results / ("f" * 24 + ".json")).write_text("{}")  # a manifest without its cell
+    (results / ("f" * 24 + ".json")).write_text(json.dumps({"key": "f" * 24, "fields": {}}))  # a manifest alone
+    (results / ("e" * 24 + ".json")).write_text("{}")  # a user's file named like a key: never pruned
     assert verify_main([str(results)]) == 1  # damaged cells: exit status 1
     printed = capsys.readouterr().out
     table = verify(results).set_index("key")
-    assert table["status"].to_dict() == {stale: "stale key", current: "ok", damaged: "damaged", "f" * 24: "orphaned"}
+    assert table["status"].to_dict() == {stale: "stale key", current: "ok", damaged: "damaged", "f" * 24: "orphaned",
+                                         "e" * 24: "not a store file"}
     assert table.loc[stale, "detail"] == "changed: images" and stale in printed and "1 stale key" in printed
+    assert table.loc[stale, "action"] == f"remove {stale}.parquet, {stale}.json"
     with pytest.warns(StoreIntegrityWarning):
         assert verify_main([str(results), "--prune"]) == 0
-    capsys.readouterr()
+    assert f"remove {results / stale}.parquet" in capsys.readouterr().out
     assert verify_main([str(results)]) == 0
     assert sorted(p.name for p in results.iterdir() if p.name != QUARANTINE) == [f"{current}.json",
-                                                                                 f"{current}.parquet"]
+                                                                                 f"{current}.parquet", "e" * 24 + ".json"]
 
 
 def test_a_store_is_read_where_the_images_are_missing(adapter, tmp_path):
