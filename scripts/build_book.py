@@ -10,11 +10,14 @@
 
 Steps:
 
-1. load the plug-ins (``--plugin`` files and the profile's ``plugins``; they are passed to every
-   kernel in ``$STUDYLIB_PLUGINS``), check the profile and every ``--set`` against the notebooks'
-   parameters, and the values that read no data (model, device, dtype, pruners, budgets and the
-   parameters derived from them, batch_size, limit, datasets, their options and that their data
-   paths exist): one line naming the problem and the valid choices, exit 2, before anything runs;
+1. check the options (``--only`` names at least one notebook, ``--timeout`` is positive), load the
+   plug-ins (``--plugin`` files and the profile's ``plugins``; they are passed to every kernel in
+   ``$STUDYLIB_PLUGINS``), check the profile (every notebook it names exists, every default is a
+   parameter of some notebook) and every ``--set`` against the notebooks' parameters, and the
+   values that read no data (model, device, dtype, pruners, budgets and the parameters derived
+   from them, seeds, counts, results_dir, bootstrap_seed, folds, datasets, their options and that
+   their data paths exist): one line naming the problem and the valid choices, exit 2, before
+   anything runs or any file is written;
 2. register the kernel ``studylib`` (this interpreter) in its prefix, idempotently;
 3. for each selected notebook (in :data:`studylib.experiments.ORDER`): execute it with papermill
    into a temporary folder, and only when it succeeds move it to ``book/experiments/<name>.ipynb``
@@ -188,18 +191,26 @@ def plan(args) -> tuple[dict, list[str], dict[str, dict], dict[str, dict]]:
     """The profile, the notebooks to execute, their parameters and each one's page scope, all
     checked before any work."""
     try:
+        if args.timeout is not None and args.timeout <= 0:
+            raise build.ProfileError(f"--timeout {args.timeout}: give a positive number of seconds per cell, or leave "
+                                     f"it out for no limit")
         profile = build.load_profile(args.profile)
         own_plugins = use_plugins(args.plugins)
         use_plugins(profile["plugins"])
-        names = [n for n in ORDER if (NOTEBOOKS / f"{n}.ipynb").exists()]
-        if args.only:
+        declared = {n: build.declared_parameters(NOTEBOOKS / f"{n}.ipynb") for n in ORDER
+                    if (NOTEBOOKS / f"{n}.ipynb").exists()}
+        check_profile_keys(profile, declared)
+        names = list(declared)
+        if args.only is not None:
             wanted = [n.strip() for n in args.only.split(",") if n.strip()]
             unknown = [n for n in wanted if n not in names]
-            if unknown:
-                raise build.ProfileError(f"--only: unknown notebook(s) {unknown}; choose from {names}")
+            if unknown or not wanted:
+                problem = f"unknown notebook(s) {unknown}" if unknown else "names no notebook"
+                raise build.ProfileError(f"--only {args.only!r}: {problem}; choose from {names} (comma-separated), "
+                                         f"or leave --only out for all")
             names = [n for n in names if n in wanted]
         overrides = build.parse_overrides(args.overrides, names)
-        declared_by = {name: build.declared_parameters(NOTEBOOKS / f"{name}.ipynb") for name in names}
+        declared_by = {name: declared[name] for name in names}
         common = overrides.get("*", {})
         unused = sorted(set(common) - set().union(*map(set, declared_by.values())))
         if unused:
@@ -218,6 +229,20 @@ def plan(args) -> tuple[dict, list[str], dict[str, dict], dict[str, dict]]:
     except build.ProfileError as error:
         fail(str(error))
     return profile, names, params_by, scopes
+
+
+def check_profile_keys(profile: dict, declared_by: dict[str, dict]) -> None:
+    """Every notebook a profile names exists, and every default is a parameter of some notebook
+    (a typo such as ``u_curv`` or ``batch_sise`` would otherwise be ignored)."""
+    unknown = sorted(set(profile["notebooks"]) - set(declared_by))
+    if unknown:
+        raise build.ProfileError(f"profile {profile['path']}: notebooks: unknown notebook(s) {unknown}; the notebooks "
+                                 f"are {sorted(declared_by)}")
+    parameters = set().union(*map(set, declared_by.values()))
+    unused = sorted(set(profile["defaults"]) - parameters)
+    if unused:
+        raise build.ProfileError(f"profile {profile['path']}: defaults: no notebook has parameter(s) {unused}; the "
+                                 f"parameters are {sorted(parameters)}")
 
 
 def check_parameters(name: str, params: dict) -> None:
@@ -239,7 +264,7 @@ def fail(message: str) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="toy", help="profile name (profiles/<name>.yaml) or path")
-    parser.add_argument("--only", default="", help="comma-separated notebooks to execute (default: all)")
+    parser.add_argument("--only", default=None, help="comma-separated notebooks to execute (default: all)")
     parser.add_argument("--results", default=None, help="result store directory (overrides results_dir)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="[NOTEBOOK.]KEY=YAML",
                         help="override a parameter, e.g. --set limit=50 or --set 'alpha_sweep.alphas=[0,1]'")
@@ -250,7 +275,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="FILE.py",
                         help="a plug-in file that registers pruners or datasets; loaded by the parameter check and "
                              "by every notebook (repeatable; a profile's 'plugins' list adds more)")
-    parser.add_argument("--timeout", type=int, default=None, help="per-cell execution timeout in seconds")
+    parser.add_argument("--timeout", type=int, default=None, help="per-cell execution timeout in seconds (positive)")
     parser.add_argument("--quiet", action="store_true", help="do not stream notebook output (--log-output off)")
     return parser
 

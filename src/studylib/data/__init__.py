@@ -12,7 +12,7 @@ from a plug-in (:mod:`studylib.plugins`).
 
 from __future__ import annotations
 
-from studylib.data.records import LETTERS, Dataset, Question
+from studylib.data.records import LETTERS, Dataset, Question, check_unique_records
 from studylib.data.registry import dataset_loader, list_datasets, register_dataset
 from studylib.data._files import DataFormatError, DataNotFoundError, ImageNotFoundError
 
@@ -22,10 +22,12 @@ from studylib.data import coco, mme, pope, scienceqa  # noqa: E402,F401
 
 
 def load_dataset(name: str, **options) -> Dataset:
-    """Load dataset ``name`` with its options (paths, split, sizes); a question without text
-    raises :class:`DataFormatError` naming its id."""
+    """Load dataset ``name`` with its options (paths, split, sizes); a question without text, a
+    repeated question id or an option given twice raises :class:`DataFormatError` naming the ids
+    (:func:`~studylib.data.records.check_unique_records`)."""
     dataset = dataset_loader(name)(**options)
     check_question_texts(dataset, options)
+    check_unique_records(dataset, options)
     return dataset
 
 

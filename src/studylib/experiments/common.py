@@ -22,7 +22,7 @@ from studylib.experiments.result import Result
 from studylib.models.adapter import LlavaAdapter
 from studylib.pages import is_toy, run_label
 from studylib.sweep import Config, StudyParameterError, config_grid, model_num_tokens, run_sweep, validate_parameters
-from studylib.sweep.validate import AUTO, derived_budget_parameters
+from studylib.sweep.validate import AUTO, check_run_parameters, derived_budget_parameters
 
 
 #: run settings every experiment accepts besides its own parameters, with their defaults
@@ -107,6 +107,7 @@ class Setup:
         values = {**RUN_SETTINGS, **settings}
         if values["results_dir"] is None:
             values["results_dir"] = f"results/{Path(str(values['model']).rstrip('/')).name}"
+        check_run_parameters(values)  # every run setting, before any work
         return cls(name, **values)
 
     def result(self, **parts: Any) -> Result:

@@ -25,13 +25,17 @@ The work is a list of :class:`Slice` s: batches ``start..stop-1`` of one cell on
 batch grid (batch ``j`` = questions ``j*B .. j*B+B-1`` in dataset order, whatever is already
 stored).  One process takes every cell whole; :mod:`studylib.sweep.shard` gives each of
 several processes its own slices.  A whole cell is computed under its exclusive lock and
-consolidated at once; a cell another process is computing is skipped with a message and
-waited for at the end (:mod:`studylib.sweep.locks`).
+consolidated at once; a cell another process is computing is skipped with a message naming
+the holder and waited for at the end, at most ``lock_timeout`` seconds
+(:mod:`studylib.sweep.locks`).  A finished cell is read without any lock or write, so a
+read-only store renders; a run that fails removes its lock (and the results folder it created,
+if still empty), keeping only the parts of the batches it finished.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 import time
 from collections.abc import Iterable
@@ -51,8 +55,11 @@ from studylib.sweep.grid import Config, StudyParameterError, as_list, check_posi
 from studylib.sweep.identity import (config_fields, display_name, image_digests, key_fields, model_identity,
                                      model_num_layers, model_num_tokens)
 from studylib.sweep.scoring import CAPTION_TASK, Encoder, batches, score_batch
-from studylib.sweep.store import Cell, clean_stale_temporaries, find_stored
-from studylib.sweep.validate import layer_problems, load_checked_dataset, select_questions
+from studylib.sweep.locks import holder_text
+from studylib.sweep.locks import lock_timeout as checked_lock_timeout
+from studylib.sweep.store import Cell, ReadOnlyStoreError, clean_stale_temporaries, find_stored
+from studylib.sweep.validate import (layer_problems, load_checked_dataset, select_questions, store_root,
+                                     verbalizer_problems)
 
 
 CACHE_INPUTS = "_studylib_cache_inputs"
@@ -181,16 +188,20 @@ def plan_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config
         images, unknown["images"] = {}, str(error)
     base = key_fields(identity, _dtype_name(dtype), dataset, dict(dataset_options or {}), limit, data,
                       questions, max_new_tokens, images)
-    root = Path(results_dir)
-    cells = [Cell(root, {**base, **config_fields(c)}) for c in configs]
+    root = store_root(results_dir)
+    qids = [q.qid for q in questions]
+    cells = [Cell(root, {**base, **config_fields(c)}, qids) for c in configs]
     if unknown:  # weights or images absent here: serve stored cells whose other inputs match
-        found = [find_stored(root, cell.fields, unknown, display_name(model)) for cell in cells]
+        found = [find_stored(root, cell.fields, unknown, display_name(model), qids) for cell in cells]
         if None in found:
             raise StudyParameterError(
                 f"cannot key config {configs[found.index(None)]}: {'; '.join(unknown.values())}; no stored cell "
                 f"matches its other inputs, so it must be computed here: provide the weights and images first")
         say(f"{' and '.join(unknown)} not available here: reading the stored cells whose other inputs match")
         cells = found
+    words = [] if all(cell.complete for cell in cells) else verbalizer_problems(model, questions)
+    if words:
+        raise StudyParameterError(words[0])
     return SweepPlan(data, questions, configs, cells, n_tokens, has_captions, images)
 
 
@@ -200,10 +211,11 @@ class SliceRunner:
     consolidates whole cells.  :meth:`run` returns each cell's status."""
 
     def __init__(self, plan: SweepPlan, model, *, batch_size: int, max_new_tokens: int, device: str,
-                 dtype: torch.dtype, progress: bool, info: dict):
+                 dtype: torch.dtype, progress: bool, info: dict, lock_timeout: float | None = None):
         self.plan, self.model = plan, model
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.device, self.dtype, self.info = device, dtype, info
+        self.lock_timeout = lock_timeout
         self.order = [q.qid for q in plan.questions]
         self._adapter = model if isinstance(model, LlavaAdapter) else None
         self._encoder: Encoder | None = None
@@ -246,13 +258,16 @@ class SliceRunner:
         """Compute ``slices``; busy ones are retried at the end, blocking when ``wait``."""
         status: dict[int, str] = {}
         self._bar.reset(total=sum(map(self._size, slices)))
+        root = self.plan.cells[0].root
+        existed = root.exists()
         try:
             deferred = []
             for piece in slices:
                 result = self._run_slice(piece, block=False)
                 if result is None:
-                    say(f"cell {self.plan.cells[piece.cell].key} ({self.plan.configs[piece.cell]}) is locked by "
-                         f"another process; skipping it for now" + (", will wait for it" if wait else ""))
+                    cell = self.plan.cells[piece.cell]
+                    say(f"cell {cell.key} ({self.plan.configs[piece.cell]}) is locked by another process "
+                        f"({holder_text(cell.lock.path)}); skipping it for now" + (", will wait for it" if wait else ""))
                     deferred.append(piece)
                 else:
                     status[piece.cell] = result
@@ -260,15 +275,32 @@ class SliceRunner:
                 status[piece.cell] = self._run_slice(piece, block=True) if wait else "skipped"
         finally:
             self._bar.close()
+            if not existed and root.is_dir() and not any(root.iterdir()):
+                root.rmdir()  # a failed first run leaves no empty results folder behind
         return status
 
     def _run_slice(self, piece: Slice, block: bool) -> str | None:
         cell = self.plan.cells[piece.cell]
-        if not cell.lock.acquire(shared=not piece.whole, block=block):
+        if cell.peek() is not None:  # finished: read without lock or write
+            return "cached"
+        try:
+            return self._write_slice(piece, block)
+        except OSError as error:
+            in_store = error.filename is not None and Path(error.filename).is_relative_to(cell.root)
+            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not in_store:
+                raise
+            raise ReadOnlyStoreError(
+                f"the result store {cell.root} is not writable ({error.strerror}: {error.filename}), but cell "
+                f"{cell.key} ({self.plan.configs[piece.cell]}) must be computed or repaired there; make the folder "
+                f"writable, or pass another results_dir (finished cells are read without write access)") from None
+
+    def _write_slice(self, piece: Slice, block: bool) -> str | None:
+        cell = self.plan.cells[piece.cell]
+        if not cell.lock.acquire(shared=not piece.whole, block=block, timeout=self.lock_timeout):
             return None
         lock = None if piece.whole else cell.slice_lock(piece.start, piece.stop, self.batch_size)
         try:
-            if lock is not None and not lock.acquire(block=block):
+            if lock is not None and not lock.acquire(block=block, timeout=self.lock_timeout):
                 return None
             if (piece.whole and cell.load() is not None) or (not piece.whole and cell.complete):
                 if piece.whole:
@@ -283,8 +315,10 @@ class SliceRunner:
             return "resumed" if done else "computed"
         finally:
             if lock is not None:
-                lock.release()
-            cell.lock.release(unlink=piece.whole and cell.complete)
+                lock.release(unlink=True)
+            if piece.whole and cell.parts_dir.is_dir() and not any(cell.parts_dir.iterdir()):
+                cell.parts_dir.rmdir()
+            cell.lock.release(unlink=piece.whole)  # an exclusive holder may remove it, done or failed
 
     def _compute(self, piece: Slice, done: set[str]) -> None:
         cell, config = self.plan.cells[piece.cell], self.plan.configs[piece.cell]
@@ -314,7 +348,8 @@ def collect(plan: SweepPlan, dataset: str, display: str) -> pd.DataFrame:
     dataset, config, method, seed`` in front."""
     frames = []
     for config, cell in zip(plan.configs, plan.cells):
-        frame = cell.read()
+        frame = cell.peek()
+        frame = cell.read() if frame is None else frame
         frame.insert(0, "model", display)
         frame.insert(1, "dataset", dataset)
         frame.insert(2, "config", str(config))
@@ -326,30 +361,33 @@ def collect(plan: SweepPlan, dataset: str, display: str) -> pd.DataFrame:
 
 def prepare(model, dataset: str, configs, *, dataset_options: dict | None = None, results_dir: str | Path = "results",
             batch_size: int = 64, limit: int | None = None, max_new_tokens: int = 64, progress: bool = True,
-            model_name: str | None = None, device: str | None = None,
-            dtype: str | torch.dtype | None = None) -> tuple[SweepPlan, SliceRunner, str]:
+            model_name: str | None = None, device: str | None = None, dtype: str | torch.dtype | None = None,
+            lock_timeout: float | None = None) -> tuple[SweepPlan, SliceRunner, str]:
     """Plan a sweep and build its :class:`SliceRunner` (shared by :func:`run_sweep` and
     :mod:`studylib.sweep.shard`); returns (plan, runner, display name)."""
     batch_size = check_positive(batch_size, "batch_size")
+    try:
+        lock_timeout = None if lock_timeout is None else checked_lock_timeout(lock_timeout)
+    except ValueError as error:
+        raise StudyParameterError(str(error)) from None
     device = _resolve_device(device)
     dtype = _resolve_dtype(model, dtype, device)
     plan = plan_sweep(model, dataset, configs, dataset_options=dataset_options, results_dir=results_dir,
                       limit=limit, max_new_tokens=max_new_tokens, dtype=dtype)
-    Path(results_dir).mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(results_dir)
+    clean_stale_temporaries(plan.cells[0].root)
     display = model_name or display_name(model)
     info = {"model": display, "model_source": display_name(model), "in_memory": isinstance(model, LlavaAdapter),
             "dataset": dataset, "options": dict(dataset_options or {}), "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "dtype": _dtype_name(dtype)}
     runner = SliceRunner(plan, model, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device,
-                         dtype=dtype, progress=progress, info=info)
+                         dtype=dtype, progress=progress, info=info, lock_timeout=lock_timeout)
     return plan, runner, display
 
 
 def run_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config | str], *,
               dataset_options: dict | None = None, results_dir: str | Path = "results", batch_size: int = 64,
               limit: int | None = None, max_new_tokens: int = 64, progress: bool = True,
-              model_name: str | None = None, device: str | None = None,
-              dtype: str | torch.dtype | None = None) -> pd.DataFrame:
+              model_name: str | None = None, device: str | None = None, dtype: str | torch.dtype | None = None,
+              lock_timeout: float | None = None) -> pd.DataFrame:
     """Run every config over the dataset through the model; return all rows (module docstring).
 
     ``model``: a name/path for :meth:`LlavaAdapter.load` (loaded only if some cell must be
@@ -359,12 +397,14 @@ def run_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config 
     checkpoint path).  ``device``/``dtype`` apply when a name is loaded (default: CUDA in
     float16 when available, else CPU in float32); the dtype is part of the store key.  The
     result's ``attrs["cells"]`` lists each config's store key and whether it was
-    ``"cached"``, ``"computed"`` or ``"resumed"``.
+    ``"cached"``, ``"computed"`` or ``"resumed"``.  ``lock_timeout``: the longest wait, in
+    seconds, for a cell another process is computing (default: ``STUDYLIB_LOCK_TIMEOUT`` or
+    :data:`~studylib.sweep.locks.DEFAULT_TIMEOUT_S`); then :class:`~studylib.sweep.locks.LockTimeoutError`.
     """
     plan, runner, display = prepare(model, dataset, configs, dataset_options=dataset_options,
                                     results_dir=results_dir, batch_size=batch_size, limit=limit,
                                     max_new_tokens=max_new_tokens, progress=progress, model_name=model_name,
-                                    device=device, dtype=dtype)
+                                    device=device, dtype=dtype, lock_timeout=lock_timeout)
     status = runner.run(whole_cells(plan, runner.batch_size))
     result = collect(plan, dataset, display)
     result.attrs["cells"] = [{"config": str(c), "key": cell.key, "status": status[i]}
