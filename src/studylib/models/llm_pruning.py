@@ -297,47 +297,67 @@ class StagedDrops:
                 kwargs: dict) -> torch.Tensor:
         """The sequence after a drop: earlier tokens, the kept visual tokens, the ``c`` merged ones,
         the rest; updates the tracked positions and the layers' overrides."""
-        b, length = hidden.shape[:2]
         c = 0 if merged is None else merged.shape[1]
-        kept_visual = self.visual.gather(1, chosen)
-        keep = torch.ones(b, length, dtype=torch.bool, device=hidden.device)
-        keep.scatter_(1, self.visual, False)
-        keep.scatter_(1, kept_visual, True)
-        kept = keep.nonzero()[:, 1].view(b, -1)
-        new_of_old = keep.long().cumsum(dim=1) - 1
-        last = kept_visual[:, -1:]
-        slot = new_of_old.gather(1, last) + 1  # where the merged tokens go
-        t = torch.arange(kept.shape[1] + c, device=hidden.device).expand(b, -1)
-        before, after = t < slot, t >= slot + c
-        from_kept = kept.gather(1, torch.where(before, t, (t - c).clamp(min=0)).clamp(max=kept.shape[1] - 1))
-        source = torch.where(before | after, from_kept, length + t - slot)  # index into [hidden, merged]
-        mask_source = torch.where(before | after, from_kept, last.expand(-1, t.shape[1]))
-
-        def moved(old: torch.Tensor) -> torch.Tensor:  # new index of kept old positions
-            return new_of_old.gather(1, old) + c * (old > last)
-
-        self.visual = torch.cat([moved(kept_visual), slot + torch.arange(c, device=hidden.device)], dim=1)
+        source, mask_source, moved = _layout_after_drop(self.visual, self.visual.gather(1, chosen), hidden.shape[1], c)
+        self.visual = torch.cat([moved(self.visual.gather(1, chosen)),
+                                 moved.slot + torch.arange(c, device=hidden.device)], dim=1)
         if self.queries is not None:
             self.queries = moved(self.queries)
         extended = hidden if merged is None else torch.cat([hidden, merged.to(hidden.dtype)], dim=1)
         hidden = _take_rows(extended, source)
         old_padding, self.padding = self.padding, self.padding.gather(1, mask_source)
-        old_positions = kwargs.get("position_ids")
-        old_positions = old_positions.expand(b, -1) if torch.is_tensor(old_positions) else None
-        if self.renumber:
-            first = old_positions.gather(1, old_padding.argmax(dim=1, keepdim=True))
-            real = self.padding != 0
-            positions = torch.where(real, first + real.long().cumsum(dim=1) - 1, old_positions.gather(1, mask_source))
-            rotary = self.lm.rotary_emb(hidden, positions)
-        else:  # M-RoPE: the survivors keep their positions (merged tokens: the last kept visual token's)
-            positions = None if old_positions is None else old_positions.gather(1, mask_source)
-            rotary = tuple(_take_rows(x.expand(b, -1, -1), mask_source) for x in kwargs["position_embeddings"])
+        positions, rotary = self._positions_after(hidden, old_padding, mask_source, kwargs)
         mask = _slice_mask(kwargs.get("attention_mask"), mask_source)
         if c and torch.is_tensor(mask) and mask.dim() == 4:  # merged tokens: causal in their new order
-            causal = torch.ones(t.shape[1], t.shape[1], dtype=torch.bool, device=mask.device).tril()
+            causal = torch.ones(mask.shape[-1], mask.shape[-1], dtype=torch.bool, device=mask.device).tril()
             mask = mask & causal if mask.dtype == torch.bool else mask.masked_fill(~causal, torch.finfo(mask.dtype).min)
         self.overrides = {"position_ids": positions, "position_embeddings": rotary, "attention_mask": mask}
         return hidden
+
+    def _positions_after(self, hidden, old_padding, mask_source, kwargs):
+        """Position ids and rotary ``(cos, sin)`` of the new sequence: renumbered ``first, first + 1, …``
+        over the real tokens (official), or with M-RoPE the survivors' own (merged tokens: the last
+        kept visual token's)."""
+        old = kwargs.get("position_ids")
+        old = old.expand(hidden.shape[0], -1) if torch.is_tensor(old) else None
+        if not self.renumber:
+            rotary = tuple(_take_rows(x.expand(hidden.shape[0], -1, -1), mask_source) for x in kwargs["position_embeddings"])
+            return (None if old is None else old.gather(1, mask_source)), rotary
+        first = old.gather(1, old_padding.argmax(dim=1, keepdim=True))
+        real = self.padding != 0
+        positions = torch.where(real, first + real.long().cumsum(dim=1) - 1, old.gather(1, mask_source))
+        return positions, self.lm.rotary_emb(hidden, positions)
+
+
+class _Moved:
+    """New index of a surviving old position after a drop (``slot``: where the merged tokens start)."""
+
+    def __init__(self, new_of_old: torch.Tensor, last: torch.Tensor, slot: torch.Tensor, c: int):
+        self.new_of_old, self.last, self.slot, self.c = new_of_old, last, slot, c
+
+    def __call__(self, old: torch.Tensor) -> torch.Tensor:
+        return self.new_of_old.gather(1, old) + self.c * (old > self.last)
+
+
+def _layout_after_drop(visual: torch.Tensor, kept_visual: torch.Tensor, length: int, c: int):
+    """Index maps of a drop from a ``(B, length)`` sequence whose visual tokens sit at ``visual``:
+    ``source`` ``(B, L')`` into ``[hidden, merged]`` (merged after the last kept visual token),
+    ``mask_source`` the same with each merged token mapped to that last kept token (its padding,
+    mask row and position stand in for them), and the :class:`_Moved` map of surviving positions."""
+    b = visual.shape[0]
+    keep = torch.ones(b, length, dtype=torch.bool, device=visual.device)
+    keep.scatter_(1, visual, False)
+    keep.scatter_(1, kept_visual, True)
+    kept = keep.nonzero()[:, 1].view(b, -1)
+    new_of_old = keep.long().cumsum(dim=1) - 1
+    last = kept_visual[:, -1:]
+    slot = new_of_old.gather(1, last) + 1
+    t = torch.arange(kept.shape[1] + c, device=visual.device).expand(b, -1)
+    survivor = (t < slot) | (t >= slot + c)
+    from_kept = kept.gather(1, torch.where(t < slot, t, (t - c).clamp(min=0)).clamp(max=kept.shape[1] - 1))
+    source = torch.where(survivor, from_kept, length + t - slot)
+    mask_source = torch.where(survivor, from_kept, last.expand(-1, t.shape[1]))
+    return source, mask_source, _Moved(new_of_old, last, slot, c)
 
 
 class RegistryInLLMPruner:
