@@ -368,16 +368,15 @@ class WeightedSmoothECE:
             self._kernels[sigma] = fft.dct(half, type=1)
         return self._kernels[sigma]
 
-    def _smooth_ece_at(self, spectra: np.ndarray, rows: np.ndarray, sigma: float) -> np.ndarray:
-        """smECE_σ of the resamples ``rows`` (relplot.metrics.smooth_ece) from their grid spectra."""
-        g = spectra.shape[1]
+    def _smooth_ece_at(self, smoothed: np.ndarray, sigma: float) -> np.ndarray:
+        """smECE_σ (relplot.metrics.smooth_ece) from the smoothed residual and density grids of some
+        resamples (stacked: residuals, then densities)."""
+        g, half = smoothed.shape[1], len(smoothed) // 2
         mesh = np.linspace(0, 1, max(round(10 / sigma), 200))
-        smoothed = fft.idct(spectra[np.r_[rows, rows + spectra.shape[0] // 2]] * self._kernel_spectrum(sigma, g),
-                            type=1, axis=1)
         cell = (mesh * (g - 1)).astype(int).clip(0, g - 2)  # relplot.kernels.interpolate
         fraction = (mesh - cell * (1 / (g - 1))) / (1 / (g - 1))
         values = smoothed[:, cell] * (1 - fraction) + smoothed[:, cell + 1] * fraction
-        residual, density = values[: len(rows)], values[len(rows):] + 0.0001
+        residual, density = values[:half], values[half:] + 0.0001
         return np.sum(np.abs(residual / density) * density, axis=1) / np.sum(density, axis=1)
 
     def resampled(self, weights) -> np.ndarray:
@@ -386,29 +385,37 @@ class WeightedSmoothECE:
         w = np.asarray(weights, dtype=np.float64)
         spectra: dict[int, np.ndarray] = {}
 
-        def at(sigma: float, rows: np.ndarray) -> np.ndarray:
-            g = self._grid(sigma)
-            if g not in spectra:
-                residual, ones = self._rounding_matrices(g)
-                grid = np.vstack([(residual.T @ w.T).T, (ones.T @ w.T).T])
-                spectra[g] = fft.dct(grid, type=1, axis=1)
-            return self._smooth_ece_at(spectra[g], rows, sigma)
+        def at(sigmas: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            """smECE at each row's own bandwidth: one inverse DCT per grid size, then per bandwidth."""
+            out = np.empty(len(rows))
+            grids = np.array([self._grid(float(s)) for s in sigmas])
+            for g in np.unique(grids):
+                if g not in spectra:
+                    residual, ones = self._rounding_matrices(int(g))
+                    grid = np.vstack([(residual.T @ w.T).T, (ones.T @ w.T).T])
+                    spectra[g] = fft.dct(grid, type=1, axis=1)
+                chosen = np.flatnonzero(grids == g)
+                picked = np.r_[rows[chosen], rows[chosen] + len(w)]
+                distinct, which = np.unique(sigmas[chosen], return_inverse=True)
+                kernels = np.vstack([self._kernel_spectrum(float(s), int(g)) for s in distinct])[which]
+                smoothed = fft.idct(spectra[g][picked] * np.vstack([kernels, kernels]), type=1, axis=1)
+                for i, sigma in enumerate(distinct):
+                    mine = np.flatnonzero(which == i)
+                    out[chosen[mine]] = self._smooth_ece_at(smoothed[np.r_[mine, mine + len(chosen)]], float(sigma))
+            return out
 
         everyone = np.arange(len(w))
-        value = at(1.0, everyone)
+        value = at(np.ones(len(w)), everyone)
         settled = value > 1.0  # relplot: bandwidth 1 is kept when 1 < smECE_1
         start, end = np.ones(len(w)), np.zeros(len(w))
         for _ in range(self.STEPS):
             middle = (start + end) / 2
-            too_narrow = np.zeros(len(w), dtype=bool)  # relplot's predicate: σ < eps or σ < smECE_σ
+            too_narrow = ~settled & (middle < self.EPS)  # relplot's predicate: σ < eps or σ < smECE_σ
             at_middle = np.full(len(w), np.nan)
-            for sigma in np.unique(middle[~settled]):
-                rows = np.flatnonzero((middle == sigma) & ~settled)
-                if sigma < self.EPS:
-                    too_narrow[rows] = True
-                    continue
-                at_middle[rows] = at(float(sigma), rows)
-                too_narrow[rows] = sigma < at_middle[rows]
+            rows = np.flatnonzero(~settled & (middle >= self.EPS))
+            if len(rows):
+                at_middle[rows] = at(middle[rows], rows)
+                too_narrow[rows] = middle[rows] < at_middle[rows]
             moving = ~settled
             end = np.where(moving & too_narrow, middle, end)
             widen = moving & ~too_narrow
