@@ -30,6 +30,7 @@ import yaml
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from studylib.claim_specs import CLAIMS_DIR, load_specs
+from studylib.claims import LEGEND
 from studylib.experiments.common import RUN_SETTINGS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -267,11 +268,13 @@ def _cell(text: Any) -> str:
 
 
 def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
-    """Markdown table of the headline claims (claims with an ``intro`` line in
-    ``data/claims/<experiment>.yaml``): reported numbers, this run's estimate and CI, verdict,
-    the test and the number of questions, read from the executed notebooks' glued values; rows
-    of experiments that were not executed say so."""
-    lines = ["| claim (source) | reported (LLaVA-1.5-7B) | this run: estimate [95 % CI] | verdict | test | n questions |",
+    """Markdown of the headline claims (claims with an ``intro`` line in ``data/claims/<experiment>.yaml``):
+    the verdict legend (:data:`studylib.claims.LEGEND`, the same as on every page), then one row per
+    claim: reported numbers, this run's estimate and CI, verdict, the test and the number of questions
+    (saying so where it is fewer than the paper's benchmark), read from the executed notebooks' glued
+    values; rows of experiments that were not executed say so."""
+    lines = [LEGEND, "",
+             "| claim (source) | reported (LLaVA-1.5-7B) | this run: estimate [95 % CI] | verdict | test | n questions |",
              "|---|---|---|---|---|---:|"]
     for name in experiments:
         path = Path(executed_dir) / f"{name}.ipynb"
@@ -279,17 +282,25 @@ def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
             continue
         glued = read_glued(path) if path.is_file() else {}
         for spec in load_specs(name):
-            if "intro" not in spec:
+            if spec.intro is None:
                 continue
-            key = f"{name}_{spec['id']}"
-            page = f"[{_cell(spec.get('source', ''))}](experiments/{name}.ipynb)"
+            key = f"{name}_{spec.id}"
+            page = f"[{_cell(spec.source)}](experiments/{name}.ipynb)"
             if f"{key}_verdict" not in glued:
-                lines.append(f"| {_cell(spec['intro'])} ({page}) | | | *{NOT_RUN}* | | |")
+                lines.append(f"| {_cell(spec.intro)} ({page}) | | | *{NOT_RUN}* | | |")
                 continue
-            lines.append(f"| {_cell(spec['intro'])} ({page}) | {_cell(glued.get(f'{key}_reported', ''))} | "
+            lines.append(f"| {_cell(spec.intro)} ({page}) | {_cell(glued.get(f'{key}_reported', ''))} | "
                          f"{_cell(glued.get(f'{key}_estimate', ''))} | **{_cell(glued[f'{key}_verdict'])}** | "
-                         f"{_cell(glued.get(f'{key}_test', ''))} | {glued.get(f'{name}_n_questions', '')} |")
+                         f"{_cell(glued.get(f'{key}_test', ''))} | {_questions(glued, name)} |")
     return "\n".join(lines) + "\n"
+
+
+def _questions(glued: Mapping[str, Any], name: str) -> str:
+    """``8,970``, or ``1,400 (fewer than the paper's 10,927)``."""
+    n, paper = glued.get(f"{name}_n_questions"), glued.get(f"{name}_paper_n_questions")
+    if not isinstance(n, int):
+        return ""
+    return f"{n:,}" + (f" (fewer than the paper's {paper:,})" if isinstance(paper, int) and n < paper else "")
 
 
 def pruners_page() -> str:
