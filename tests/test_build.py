@@ -339,3 +339,22 @@ def test_verdicts_page_covers_every_intro_claim_and_says_what_did_not_run(tmp_pa
     assert len(intro_claims) >= 20
     assert page.count(build.NOT_RUN) == len(intro_claims)
     assert "{include} verdicts.md" in (REPO / "book" / "intro.md").read_text()
+
+
+def test_verdict_counts_and_the_intro_table_read_the_glued_outcomes(tmp_path):
+    values = {"u_curve_C1_outcome": "holds", "u_curve_C1_estimator_sensitive": True,
+              "u_curve_C1_verdict": "holds (estimator-sensitive; debiased ECE: inconclusive)",
+              "u_curve_C2_outcome": "reversed", "u_curve_C2_estimator_sensitive": False,
+              "u_curve_C3_outcome": "inconclusive", "u_curve_C3_estimator_sensitive": False,
+              "u_curve_n_questions": 1400, "u_curve_paper_n_questions": 8910}
+    path = _glued_notebook(tmp_path, values)
+    path.rename(tmp_path / "u_curve.ipynb")
+    counts = build.verdict_counts(["u_curve", "gallery"], tmp_path)
+    assert counts == {**dict.fromkeys(claims.OUTCOMES, 0), "holds": 1, "reversed": 1, "inconclusive": 1,
+                      "estimator-sensitive": 1}
+    headline = build.verdict_counts(["u_curve"], tmp_path, headline_only=True)  # C1 and C2 have intro lines
+    assert headline["holds"] == 1 and headline["reversed"] == 1 and headline["inconclusive"] == 0
+    page = build.verdicts_page(["u_curve"], tmp_path)
+    assert page.startswith(claims.LEGEND + "\n")
+    assert "**holds (estimator-sensitive; debiased ECE: inconclusive)**" in page
+    assert "1,400 (fewer than the paper's 8,910)" in page

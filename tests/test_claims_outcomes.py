@@ -114,7 +114,8 @@ def test_holm_keeps_a_shortfall_but_not_a_reversal_it_cannot_support():
     strong = [C.interval_claim(_interval(-0.08), id=f"s{i}", source="s", statement="s", metric="ece", comparison="x",
                                direction="less", smallest_effect=0.05) for i in range(19)]
     claim = C.all_of([weak, *strong], id="A", source="s", statement="s")
-    assert claim.parts[0].verdict == NO_EFFECT and claim.verdict == f"{NO_EFFECT} (1 of 20 parts)"
+    assert claim.parts[0].verdict == f"{NO_EFFECT} (the reversal is not significant after Holm over 20 tests)"
+    assert claim.verdict == f"{NO_EFFECT} (1 of 20 parts)"
     assert "'reversed' and 'no effect' Holm-corrected over 20 tests" in claim.comparison
 
 

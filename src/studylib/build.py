@@ -30,7 +30,7 @@ import yaml
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from studylib.claim_specs import CLAIMS_DIR, load_specs
-from studylib.claims import LEGEND
+from studylib.claims import ESTIMATOR_SENSITIVE, LEGEND, OUTCOMES
 from studylib.experiments.common import RUN_SETTINGS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -293,6 +293,25 @@ def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
                          f"{_cell(glued.get(f'{key}_estimate', ''))} | **{_cell(glued[f'{key}_verdict'])}** | "
                          f"{_cell(glued.get(f'{key}_test', ''))} | {_questions(glued, name)} |")
     return "\n".join(lines) + "\n"
+
+
+def verdict_counts(experiments: Iterable[str], executed_dir: Path, headline_only: bool = False) -> dict[str, int]:
+    """How many claims of the executed notebooks have each outcome (:data:`studylib.claims.OUTCOMES`)
+    and how many are estimator-sensitive, from their glued values (every declared claim, or with
+    ``headline_only`` those of the intro's table); experiments not executed are left out."""
+    counts = dict.fromkeys([*OUTCOMES, ESTIMATOR_SENSITIVE], 0)
+    for name in experiments:
+        path = Path(executed_dir) / f"{name}.ipynb"
+        if not path.is_file() or not (CLAIMS_DIR / f"{name}.yaml").is_file():
+            continue
+        glued = read_glued(path)
+        for spec in load_specs(name):
+            outcome = glued.get(f"{name}_{spec.id}_outcome")
+            if outcome is None or (headline_only and spec.intro is None):
+                continue
+            counts[outcome] += 1
+            counts[ESTIMATOR_SENSITIVE] += bool(glued.get(f"{name}_{spec.id}_estimator_sensitive"))
+    return counts
 
 
 def _questions(glued: Mapping[str, Any], name: str) -> str:

@@ -613,8 +613,8 @@ def holm(parts: Sequence[Claim], side: str) -> tuple[list[Claim], int]:
     for i, is_short, is_reversed in zip(family, short, reversed_):
         part = replace(parts[i], family=m)
         if part.outcome == REVERSED and not is_reversed:
-            part = replace(part, verdict=NO_REPORTED_EFFECT if is_short and part.rule and part.rule.effect
-                           else not_significant)
+            part = replace(part, verdict=f"{NO_REPORTED_EFFECT} (the reversal is not significant after Holm over {m} "
+                           "tests)" if is_short and part.rule and part.rule.effect else not_significant)
         if part.outcome == NO_REPORTED_EFFECT and not is_short:
             part = replace(part, verdict=not_significant)
         out[i] = part
