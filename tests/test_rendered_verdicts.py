@@ -48,12 +48,12 @@ def outcome(low: float, high: float, test: str) -> str | None:
     if not claimed:
         return None
     side, bound = claimed.group(1), _number(claimed.group(2))
+    if low == high:  # a zero-width CI decides nothing, whatever the claim
+        return INCONCLUSIVE
     if side.startswith("within"):
         if -bound < low and high < bound:
             return HOLDS
         return REVERSED if low > bound or high < -bound else INCONCLUSIVE
-    if low == high:
-        return INCONCLUSIVE
     sign = -1.0 if side == "below" else 1.0
     effect = EFFECT.search(test)
     if bound and sign * bound > 0:  # a claim of size: it must clear its threshold

@@ -367,7 +367,9 @@ class Claim:
         still reads the outcome)."""
         extras = []
         need = self.n_needed
-        if need == math.inf:
+        if self.outcome == INCONCLUSIVE and not self.parts and self.low == self.high:
+            extras.append("no number of questions can be extrapolated from a CI without width")
+        elif need == math.inf:
             extras.append("no number of questions decides it: the estimate sits on a bound")
         elif not math.isnan(need):
             extras.append(f"would need ≈ {_round_count(need)} questions, this run {self.n_questions:,}")
