@@ -3,9 +3,9 @@
 SCOPE scores a candidate token by its coverage gain times its [CLS] saliency raised to α
 (α = 0 pure coverage, α = 1 the default hybrid).  The α × K grid plus the unpruned model runs
 through one code path (same attention source, same coverage objective; only α changes);
-accuracy and ECE (binned, debiased and smooth) with image-bootstrap CIs are laid beside the paper's Table 2, drawn as
-heatmaps and ECE-vs-K curves, and the claims compare α = 0, 0.5 and 1 at every budget.  Any α
-grid runs: a claim whose α is not in the grid is *not applicable*.
+accuracy and ECE (binned, debiased and smooth) with image-bootstrap CIs are laid beside the
+paper's Table 2, drawn as heatmaps and ECE-vs-K curves, and the claims compare α = 0, 0.5 and 1
+at every budget.  Any α grid runs: a claim whose α is not in the grid is *not applicable*.
 """
 
 from __future__ import annotations

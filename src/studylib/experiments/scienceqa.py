@@ -3,8 +3,7 @@
 The unpruned model runs once at K = N and the pruner at every smaller budget on the
 multiple-choice task (answers scored by first-token probabilities renormalised over the
 options); accuracy, ECE (binned, debiased and smooth), mean confidence and over-confidence with
-image-bootstrap CIs, beside
-the paper's Table 4.  The claims: the smallest budget lowers ECE with accuracy stable or better,
+image-bootstrap CIs, beside the paper's Table 4.  The claims: the smallest budget lowers ECE with accuracy stable or better,
 ECE falls at every step down the chain of budgets (full → largest pruned → … → smallest), and
 the model is over-confident at every budget.
 """

@@ -1,9 +1,8 @@
 """U-curve: default SCOPE across token budgets (seed 000 §4.1, Table 1).
 
 The unpruned model runs once at K = N and the pruner at every smaller budget; calibration
-(accuracy, ECE — binned, debiased and smooth —, Brier, NLL, AURC with image-bootstrap CIs) and the
-cross-validated temperature
-T* per configuration, beside the paper's Table 1.
+(accuracy, binned, debiased and smooth ECE, Brier, NLL, AURC with image-bootstrap CIs) and the
+cross-validated temperature T* per configuration, beside the paper's Table 1.
 """
 
 from __future__ import annotations
