@@ -292,21 +292,21 @@ def test_delta_claim_verdicts_follow_the_numbers():
     holds = claims.delta_claim(rows, id="X", a="a@1", b="b@1", direction="less", **common)
     assert holds.verdict == "holds" and holds.estimate < 0 and holds.low <= holds.estimate <= holds.high
     fails = claims.delta_claim(rows, id="Y", a="b@1", b="a@1", direction="less", **common)
-    assert fails.verdict == "does not hold"
+    assert fails.verdict == "reversed"
     same = claims.delta_claim(rows, id="Z", a="a@1", b="a@1", direction="less", **common)
-    assert same.verdict.startswith("inconclusive")
+    assert same.verdict.startswith("inconclusive (zero-width CI")
     missing = claims.delta_claim(rows, id="M", a="a@1", b="nope@1", direction="less", **common)
     assert missing.verdict == "not applicable: needs nope@1"
 
 
 def test_equivalence_and_mean_claims():
-    rows = _rows({"a@1": 0.8, "b@1": 0.8})
+    rows = _rows({"a@1": 0.8, "b@1": 0.81})  # the same answers but for the few draws in [0.8, 0.81)
     eq = claims.equivalence_claim(rows, id="E", source="t", statement="s", a="a@1", b="b@1", metric="accuracy",
                                   margin=0.05, n_bootstrap=100)
     assert eq.verdict == "holds"
     far = claims.equivalence_claim(_rows({"a@1": 0.95, "b@1": 0.5}), id="F", source="t", statement="s", a="a@1",
                                    b="b@1", metric="accuracy", margin=0.05, n_bootstrap=100)
-    assert far.verdict == "does not hold"
+    assert far.verdict == "reversed"  # a change larger than the margin
     mean = claims.mean_delta_claim(rows, id="R", source="t", statement="s", a="b@1", b="a@1", column="erank_kept",
                                    direction="greater", n_bootstrap=100)
     assert mean.verdict == "holds" and mean.estimate == pytest.approx(1.0, abs=0.2)
@@ -315,21 +315,21 @@ def test_equivalence_and_mean_claims():
 def test_point_and_composite_claims():
     yes = claims.point_claim(1.0, 2.0, id="P", source="t", statement="s", metric="m", comparison="c", direction="less")
     no = claims.point_claim(3.0, 2.0, id="Q", source="t", statement="s", metric="m", comparison="c", direction="less")
-    assert yes.verdict == "holds (point estimate)" and no.verdict == "does not hold (point estimate)"
+    assert yes.verdict == "holds (point estimate)" and no.verdict == "reversed (point estimate)"
     assert claims.point_claim(float("nan"), 1.0, id="N", source="t", statement="s", metric="m", comparison="c",
                               direction="less").verdict.startswith("not applicable")
-    inconclusive = claims.Claim("I", "t", "s", verdict="inconclusive (CI crosses 0)")
+    inconclusive = claims.Claim("I", "t", "s", verdict="inconclusive (CI includes 0)")
     untested = claims.Claim("U", "t", "s")
     tested = claims.Claim("T", "t", "s", verdict="holds")
     assert claims.all_of([tested, tested], id="A", source="t", statement="s").verdict == "holds"
     # a composite is only as strong as its weakest part: point-estimate parts make it a point estimate
     assert claims.all_of([yes, tested], id="A", source="t", statement="s").verdict == "holds (point estimate)"
-    assert claims.all_of([yes, no], id="A", source="t", statement="s").verdict == "does not hold (point estimate)"
+    assert claims.all_of([yes, no], id="A", source="t", statement="s").verdict == "reversed (point estimate)"
     assert claims.all_of([tested, inconclusive], id="A", source="t", statement="s").verdict == "inconclusive"
     assert claims.all_of([tested, untested], id="A", source="t", statement="s").verdict == "inconclusive"
     assert claims.all_of([untested], id="A", source="t", statement="s").verdict == "not applicable"
     assert claims.any_of([no, yes], id="B", source="t", statement="s").verdict == "holds (point estimate)"
-    assert claims.any_of([no, no], id="B", source="t", statement="s").verdict == "does not hold (point estimate)"
+    assert claims.any_of([no, no], id="B", source="t", statement="s").verdict == "reversed (point estimate)"
     with pytest.raises(ValueError, match="verdict"):
         claims.Claim("V", "t", "s", verdict="probably")
 
@@ -377,7 +377,7 @@ def test_verdicts_page_covers_every_intro_claim_and_says_what_did_not_run(tmp_pa
 
     page = build.verdicts_page(ORDER, tmp_path)  # nothing executed in tmp_path
     intro_claims = [spec for name in ORDER if (REPO / "data" / "claims" / f"{name}.yaml").exists()
-                    for spec in load_specs(name) if "intro" in spec]
+                    for spec in load_specs(name) if spec.intro is not None]
     assert len(intro_claims) >= 20
     assert page.count(build.NOT_RUN) == len(intro_claims)
     assert "{include} verdicts.md" in (REPO / "book" / "intro.md").read_text()
@@ -388,19 +388,38 @@ def test_a_custom_run_does_not_replace_the_intros_numbers(tmp_path):
     the custom run instead of taking them, and a run with the profile's parameters fills it."""
     from studylib.claim_specs import load_specs
 
-    spec = next(s for s in load_specs("u_curve") if "intro" in s)
-    values = {f"u_curve_{spec['id']}_verdict": "holds", f"u_curve_{spec['id']}_estimate": "0.0123"}
+    spec = next(s for s in load_specs("u_curve") if s.intro is not None)
+    values = {f"u_curve_{spec.id}_verdict": "holds", f"u_curve_{spec.id}_estimate": "0.0123"}
     executed = tmp_path / "experiments"
     executed.mkdir()
     path = _glued_notebook(tmp_path, values)
     nb = nbformat.read(str(path), as_version=4)
     nb.metadata["studylib"] = {"custom": build.page_scope({"limit": 30}, ["/x/l2norm.py"])}
     nbformat.write(nb, str(executed / "u_curve.ipynb"))
-    row = next(line for line in build.verdicts_page(["u_curve"], executed).splitlines() if spec["intro"][:30] in line)
+    row = next(line for line in build.verdicts_page(["u_curve"], executed).splitlines() if spec.intro[:30] in line)
     assert "custom run (limit=30, plug-in l2norm.py)" in row and "0.0123" not in row and "**holds**" not in row
     assert build.custom_scope(executed / "u_curve.ipynb") == {"set": {"limit": 30}, "plugins": ["l2norm.py"]}
 
     nb.metadata["studylib"] = {"custom": build.page_scope({}, [])}
     nbformat.write(nb, str(executed / "u_curve.ipynb"))
-    row = next(line for line in build.verdicts_page(["u_curve"], executed).splitlines() if spec["intro"][:30] in line)
+    row = next(line for line in build.verdicts_page(["u_curve"], executed).splitlines() if spec.intro[:30] in line)
     assert "**holds**" in row and "0.0123" in row
+
+
+def test_verdict_counts_and_the_intro_table_read_the_glued_outcomes(tmp_path):
+    values = {"u_curve_C1_outcome": "holds", "u_curve_C1_estimator_sensitive": True,
+              "u_curve_C1_verdict": "holds (estimator-sensitive; debiased ECE: inconclusive)",
+              "u_curve_C2_outcome": "reversed", "u_curve_C2_estimator_sensitive": False,
+              "u_curve_C3_outcome": "inconclusive", "u_curve_C3_estimator_sensitive": False,
+              "u_curve_n_questions": 1400, "u_curve_paper_n_questions": 8910}
+    path = _glued_notebook(tmp_path, values)
+    path.rename(tmp_path / "u_curve.ipynb")
+    counts = build.verdict_counts(["u_curve", "gallery"], tmp_path)
+    assert counts == {**dict.fromkeys(claims.OUTCOMES, 0), "holds": 1, "reversed": 1, "inconclusive": 1,
+                      "estimator-sensitive": 1}
+    headline = build.verdict_counts(["u_curve"], tmp_path, headline_only=True)  # C1 and C2 have intro lines
+    assert headline["holds"] == 1 and headline["reversed"] == 1 and headline["inconclusive"] == 0
+    page = build.verdicts_page(["u_curve"], tmp_path)
+    assert page.startswith(claims.LEGEND + "\n")
+    assert "**holds (estimator-sensitive; debiased ECE: inconclusive)**" in page
+    assert "1,400 (fewer than the paper's 8,910)" in page

@@ -124,7 +124,7 @@ def test_interval_claims(tmp_path):
               "gap[K=32]": BootstrapInterval(0.05, 0.03, 0.07, 0.95, draws)}
     out = {c.id: c for c in evaluate_claims("x", {"rows": pd.DataFrame()}, {"n_tokens": N}, values,
                                             directory=tmp_path)}
-    assert out["I"].verdict == "holds" and out["I"].parts[0].comparison.startswith("gap[K=16] > 0;")
+    assert out["I"].verdict == "holds" and out["I"].parts[0].comparison.startswith("gap[K=16]: claimed above 0;")
     assert out["I"].parts[0].estimate == 0.05 and out["I"].parts[0].p_holds < 1e-3
     assert out["J"].verdict == "not applicable: needs nothing"
 
@@ -132,7 +132,7 @@ def test_interval_claims(tmp_path):
 def test_claims_file_loads():
     from studylib.claim_specs import load_specs
 
-    ids = [spec["id"] for spec in load_specs("every_pruner")]
+    ids = [spec.id for spec in load_specs("every_pruner")]
     assert ids == ["E1", "E2", "E3", "E4", "E5", "E6", "E7"]
 
 

@@ -38,6 +38,7 @@ import yaml
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from studylib.claim_specs import CLAIMS_DIR, load_specs
+from studylib.claims import ESTIMATOR_SENSITIVE, LEGEND, OUTCOMES
 from studylib.experiments.common import RUN_SETTINGS
 from studylib.plugins import load_plugin
 from studylib.sweep.validate import DERIVED_FROM_BUDGETS
@@ -313,12 +314,14 @@ def scope_text(scope: Mapping[str, Any]) -> str:
 
 
 def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
-    """Markdown table of the headline claims (claims with an ``intro`` line in
-    ``data/claims/<experiment>.yaml``): reported numbers, this run's estimate and CI, verdict,
-    the test and the number of questions, read from the executed notebooks' glued values; rows
-    of experiments that were not executed say so, and rows of a page run with custom parameters
-    or plug-ins (:func:`page_scope`) show no numbers: they name the custom run, whose page has them."""
-    lines = ["| claim (source) | reported (LLaVA-1.5-7B) | this run: estimate [95 % CI] | verdict | test | n questions |",
+    """Markdown of the headline claims (claims with an ``intro`` line in ``data/claims/<experiment>.yaml``):
+    the verdict legend (:data:`studylib.claims.LEGEND`, the same as on every page), then one row per
+    claim: reported numbers, this run's estimate and CI, verdict, the test and the number of questions
+    (saying so where it is fewer than the paper's benchmark), read from the executed notebooks' glued
+    values; rows of experiments that were not executed say so, and rows of a page run with custom
+    parameters or plug-ins (:func:`page_scope`) show no numbers: they name the custom run, whose page has them."""
+    lines = [LEGEND, "",
+             "| claim (source) | reported (LLaVA-1.5-7B) | this run: estimate [95 % CI] | verdict | test | n questions |",
              "|---|---|---|---|---|---:|"]
     for name in experiments:
         path = Path(executed_dir) / f"{name}.ipynb"
@@ -327,21 +330,48 @@ def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
         glued = read_glued(path) if path.is_file() else {}
         custom = custom_scope(path) if path.is_file() else {}
         for spec in load_specs(name):
-            if "intro" not in spec:
+            if spec.intro is None:
                 continue
-            key = f"{name}_{spec['id']}"
-            page = f"[{_cell(spec.get('source', ''))}](experiments/{name}.ipynb)"
+            key = f"{name}_{spec.id}"
+            page = f"[{_cell(spec.source)}](experiments/{name}.ipynb)"
             if f"{key}_verdict" not in glued:
-                lines.append(f"| {_cell(spec['intro'])} ({page}) | | | *{NOT_RUN}* | | |")
+                lines.append(f"| {_cell(spec.intro)} ({page}) | | | *{NOT_RUN}* | | |")
                 continue
             if custom:
-                lines.append(f"| {_cell(spec['intro'])} ({page}) | | | *{CUSTOM_RUN} ({_cell(scope_text(custom))}): "
+                lines.append(f"| {_cell(spec.intro)} ({page}) | | | *{CUSTOM_RUN} ({_cell(scope_text(custom))}): "
                              f"numbers on its page; rerun the profile to restore this row* | | |")
                 continue
-            lines.append(f"| {_cell(spec['intro'])} ({page}) | {_cell(glued.get(f'{key}_reported', ''))} | "
+            lines.append(f"| {_cell(spec.intro)} ({page}) | {_cell(glued.get(f'{key}_reported', ''))} | "
                          f"{_cell(glued.get(f'{key}_estimate', ''))} | **{_cell(glued[f'{key}_verdict'])}** | "
-                         f"{_cell(glued.get(f'{key}_test', ''))} | {glued.get(f'{name}_n_questions', '')} |")
+                         f"{_cell(glued.get(f'{key}_test', ''))} | {_questions(glued, name)} |")
     return "\n".join(lines) + "\n"
+
+
+def verdict_counts(experiments: Iterable[str], executed_dir: Path, headline_only: bool = False) -> dict[str, int]:
+    """How many claims of the executed notebooks have each outcome (:data:`studylib.claims.OUTCOMES`)
+    and how many are estimator-sensitive, from their glued values (every declared claim, or with
+    ``headline_only`` those of the intro's table); experiments not executed are left out."""
+    counts = dict.fromkeys([*OUTCOMES, ESTIMATOR_SENSITIVE], 0)
+    for name in experiments:
+        path = Path(executed_dir) / f"{name}.ipynb"
+        if not path.is_file() or not (CLAIMS_DIR / f"{name}.yaml").is_file():
+            continue
+        glued = read_glued(path)
+        for spec in load_specs(name):
+            outcome = glued.get(f"{name}_{spec.id}_outcome")
+            if outcome is None or (headline_only and spec.intro is None):
+                continue
+            counts[outcome] += 1
+            counts[ESTIMATOR_SENSITIVE] += bool(glued.get(f"{name}_{spec.id}_estimator_sensitive"))
+    return counts
+
+
+def _questions(glued: Mapping[str, Any], name: str) -> str:
+    """``8,970``, or ``1,400 (fewer than the paper's 10,927)``."""
+    n, paper = glued.get(f"{name}_n_questions"), glued.get(f"{name}_paper_n_questions")
+    if not isinstance(n, int):
+        return ""
+    return f"{n:,}" + (f" (fewer than the paper's {paper:,})" if isinstance(paper, int) and n < paper else "")
 
 
 def pruners_page() -> str:

@@ -6,13 +6,14 @@ of an experiment lives in its module, the page shows its :class:`~studylib.exper
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from studylib.claims import Claim, claims_table, readable, style_claims
+from studylib.claims import LEGEND, Claim, claims_table, readable, style_claims
 from studylib.reported import PAPER_UNITS
 
 # Tables styled without style_table (a plain ``frame.style``) still read: 2 decimals, NaN as an empty cell.
@@ -52,7 +53,7 @@ def run_label(model: str) -> str:
 #: code names of columns -> the words shown in table headers (see :func:`header_words`)
 HEADER_WORDS = {
     "accuracy": "accuracy (%)", "accuracy_sd": "sd of accuracy (pp)",
-    "ece": "ECE", "ece_before": "ECE before scaling", "ece_after": "ECE after scaling", "ece_change": "change of ECE",
+    "ece": "ECE", "ece_debiased": "debiased ECE", "smece": "smooth ECE", "ece_before": "ECE before scaling", "ece_after": "ECE after scaling", "ece_change": "change of ECE",
     "mce": "MCE", "brier": "Brier", "nll": "NLL", "aurc": "AURC", "e_aurc": "E-AURC", "eaurc": "E-AURC",
     "mean_confidence": "mean confidence (%)", "overconfidence": "overconfidence (pp)",
     "temperature": "T* (cross-validated)", "t_mean": "T* (cross-validated)", "t_std": "sd of T* over folds",
@@ -263,9 +264,18 @@ def glue_value(name: str, value: Any) -> None:
 
 
 def glue_claims(claims: Iterable[Claim], prefix: str = "") -> None:
-    """Glue ``<prefix><id>_verdict``, ``_estimate``, ``_reported`` and ``_test`` of every claim."""
+    """Glue ``<prefix><id>_verdict`` (as the page shows it), ``_outcome`` (one of
+    :data:`studylib.claims.OUTCOMES`), ``_estimator_sensitive`` (True/False), ``_estimate``,
+    ``_reported`` and ``_test`` of every claim, and where known ``_n_questions`` (questions it was
+    tested on) and ``_n_needed`` (questions that would decide an inconclusive one)."""
     for claim in claims:
-        glue_value(f"{prefix}{claim.id}_verdict", claim.verdict)
+        glue_value(f"{prefix}{claim.id}_verdict", claim.verdict_text())
+        glue_value(f"{prefix}{claim.id}_outcome", claim.outcome)
+        glue_value(f"{prefix}{claim.id}_estimator_sensitive", claim.estimator_sensitive)
+        if claim.n_questions:
+            glue_value(f"{prefix}{claim.id}_n_questions", claim.n_questions)
+        if math.isfinite(claim.n_needed):
+            glue_value(f"{prefix}{claim.id}_n_needed", round(claim.n_needed))
         glue_value(f"{prefix}{claim.id}_estimate", claim.estimate_text())
         glue_value(f"{prefix}{claim.id}_reported", claim.reported)
         glue_value(f"{prefix}{claim.id}_test", readable(claim.comparison))
@@ -273,7 +283,7 @@ def glue_claims(claims: Iterable[Claim], prefix: str = "") -> None:
 
 #: claims-table columns -> cell class (book/_static/study.css: prose wraps; the verdict stays in view)
 CLAIM_CLASSES = {"claim": "prose", "test on this run": "prose", "note": "prose", "reported": "prose",
-                 "verdict": "verdict"}
+                 "other estimators": "prose", "verdict": "verdict"}
 #: the verdict's header cell sticks to the right edge like its cells (td.verdict in study.css)
 VERDICT_HEADER = ("position: sticky; right: 0; z-index: 1; background: var(--pst-color-background, #fff); "
                   "box-shadow: -6px 0 6px -6px rgba(0, 0, 0, 0.35); text-align: left")
@@ -289,13 +299,8 @@ def show_claims(claims: Iterable[Claim], expand: bool = True):
 
 
 
-CLAIMS_LEGEND = (
-    "Each row states a claim of the paper, the comparison that tests it on this run, the estimate with its 95 % "
-    "paired bootstrap CI (whole images resampled), the paper's own numbers, and the verdict computed from the CI: "
-    "**holds** (the whole CI on the claimed side), **does not hold** (the whole CI on the other side), "
-    "**inconclusive** (the CI crosses the threshold) or **not applicable** (this run's grid lacks a configuration "
-    "the claim needs). A verdict marked *(point estimate)* compares numbers that have no CI in this study. Nothing "
-    "here is written by hand: rerun the notebook with other parameters and the verdicts follow the numbers.")
+#: the legend above every claims table: the one legend of :mod:`studylib.claims` (the intro shows it too)
+CLAIMS_LEGEND = LEGEND
 
 
 def claims_section(result, expand: bool = True) -> None:

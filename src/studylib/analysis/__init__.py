@@ -27,10 +27,11 @@ Modules: :mod:`~studylib.analysis.views` (per-question views and metrics),
 """
 
 from studylib.analysis.summaries import (calibration_summary, chair_summary, paired_delta, pruner_params, reliability,
-                                         risk_coverage)
+                                         risk_coverage, smooth_reliability)
 from studylib.analysis.families import family_mean_delta, rank_correlation
 from studylib.analysis.temperature import held_out_scaled, temperature_delta, temperature_summary
-from studylib.analysis.views import CI_METRICS, METRICS
+from studylib.analysis.views import CI_METRICS, ESTIMATOR_METRICS, METRICS
 
-__all__ = ["CI_METRICS", "METRICS", "calibration_summary", "chair_summary", "family_mean_delta", "held_out_scaled",
-           "paired_delta", "pruner_params", "rank_correlation", "reliability", "risk_coverage", "temperature_delta", "temperature_summary"]
+__all__ = ["CI_METRICS", "ESTIMATOR_METRICS", "METRICS", "calibration_summary", "chair_summary", "family_mean_delta", "held_out_scaled",
+           "paired_delta", "pruner_params", "rank_correlation", "reliability", "risk_coverage", "smooth_reliability",
+           "temperature_delta", "temperature_summary"]

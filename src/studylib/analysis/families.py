@@ -49,7 +49,7 @@ def family_mean_delta(rows: pd.DataFrame, family_a: Sequence[str], family_b: Seq
     estimate = gap(np.array([fn(v) for v in views]))
     distribution = gap(_resampled(views, metric, base, n_bootstrap, seed, cluster))
     low, high = _percentiles(distribution)
-    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution)
+    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution, len(base))
 
 
 def rank_correlation(rows: pd.DataFrame, configs: Sequence[str], x: str = "mean_erank_kept", y: str = "chair_i",
@@ -77,7 +77,7 @@ def rank_correlation(rows: pd.DataFrame, configs: Sequence[str], x: str = "mean_
     draws_y = _resampled(views_y, y, base, n_bootstrap, seed, cluster)
     distribution = np.array([rho(a, b) for a, b in zip(draws_x, draws_y)], dtype=np.float64)
     low, high = _percentiles(distribution)
-    return BootstrapInterval(estimate, low, high, LEVEL, distribution)
+    return BootstrapInterval(estimate, low, high, LEVEL, distribution, len(base))
 
 
 def _resampled(views, metric: str, base: pd.DataFrame, n_bootstrap: int, seed: int, cluster) -> np.ndarray:

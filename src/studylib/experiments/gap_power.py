@@ -38,8 +38,7 @@ def run(*, tasks, gap_powers, alpha, budgets, reported_budgets, claim_budgets, a
     context = {"alpha": alpha, "benchmarks": list(tasks), "budgets": list(budgets), "gap_powers": list(gap_powers),
                "best_p": best, "k_map": k_map, "accuracy_margin": accuracy_margin,
                "accuracy_margin_pp": accuracy_margin * 100,
-               "g1_comparisons": len(tasks) * len(budgets) * len(alternatives),
-               "g1_expected_false": 0.025 * len(tasks) * len(budgets) * len(alternatives)}
+               "g1_comparisons": len(tasks) * len(budgets) * len(alternatives)}
 
     result = setup.result(rows={"rows": rows}, summary=summary)
     result.claims = setup.claims(rows, context)

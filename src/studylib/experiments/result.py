@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from studylib.claims import Claim
 from studylib.pages import glue_claims, glue_value, show_claims
+from studylib.reported import paper_questions
 
 
 @dataclass
@@ -66,10 +67,15 @@ class Result:
 
     def glue(self) -> None:
         """Glue every headline value, the number of questions scored (``n_questions``, for the
-        intro's verdict table) and every claim's verdict, estimate, reported and test."""
+        intro's verdict table) and the papers' number on the same benchmarks (``paper_n_questions``),
+        and every claim's verdict, estimate, reported and test."""
         values = dict(self.values)
         if "n_questions" not in values and "rows" in self.rows:
             values["n_questions"] = int(self.rows["rows"]["qid"].nunique())
+        if "rows" in self.rows and "dataset" in self.rows["rows"]:
+            paper = paper_questions(self.rows["rows"]["dataset"].unique())
+            if paper:
+                values.setdefault("paper_n_questions", paper)
         for key, value in values.items():
             glue_value(f"{self.name}_{key}", value)
         glue_claims(self.claims, prefix=f"{self.name}_")

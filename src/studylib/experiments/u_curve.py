@@ -1,8 +1,8 @@
 """U-curve: default SCOPE across token budgets (seed 000 §4.1, Table 1).
 
 The unpruned model runs once at K = N and the pruner at every smaller budget; calibration
-(accuracy, ECE, Brier, NLL, AURC with image-bootstrap CIs) and the cross-validated temperature
-T* per configuration, beside the paper's Table 1.
+(accuracy, binned, debiased and smooth ECE, Brier, NLL, AURC with image-bootstrap CIs) and the
+cross-validated temperature T* per configuration, beside the paper's Table 1.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from studylib.pages import style_table
 from studylib.reported import beside_reported
 
 TABLE1_METRICS = ["accuracy", "ece", "brier", "nll", "aurc", "temperature"]
-CI_COLUMNS = ["config", "n", "accuracy", "accuracy_low", "accuracy_high", "ece", "ece_low", "ece_high", "brier",
-              "brier_low", "brier_high", "nll", "aurc", "aurc_low", "aurc_high", "mean_confidence"]
+CI_COLUMNS = ["config", "n", "accuracy", "accuracy_low", "accuracy_high", "ece", "ece_low", "ece_high", "ece_debiased",
+              "ece_debiased_low", "ece_debiased_high", "smece", "smece_low", "smece_high", "brier", "brier_low",
+              "brier_high", "nll", "aurc", "aurc_low", "aurc_high", "mean_confidence"]
 
 
 def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate_k, aggressive_k, accuracy_margin,
@@ -27,7 +28,7 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
     k_map, moderate_k, aggressive_k = budget_parameters(setup, budgets, reported_budgets, moderate_k, aggressive_k)
 
     rows = setup.sweep(dataset, dataset_options, ["full", pruner], budgets)
-    summary = analysis.calibration_summary(rows, **setup.stats)
+    summary = analysis.calibration_summary(rows, ci=analysis.CI_METRICS + analysis.ESTIMATOR_METRICS, **setup.stats)
     temperature = analysis.temperature_summary(rows, n_folds=n_folds, seed=setup.bootstrap_seed)
     table = summary.merge(temperature[["config", "t_mean"]], on="config").rename(columns={"t_mean": "temperature"})
     side = beside_reported(table, TABLE1_METRICS, paper="000", table="Table 1", label=setup.label, k_map=k_map)
