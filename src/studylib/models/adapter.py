@@ -21,6 +21,7 @@ Rows that share their ``[system text][image]`` prefix are scored with the prefix
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -266,19 +267,32 @@ class LlavaAdapter:
                 (rows, self.score(pick(prompts, rows), sub, None, pick(verbalizers, rows), in_llm,
                                   clip_budget(in_llm_k, sub))) for rows, sub in tokens.groups()])
         logits, indices = self._last_logits(prompts, tokens, keep, in_llm, in_llm_k)
-        log_probs = logits.log_softmax(-1)
-        width = max(len(v) for v in verbalizers)
-        class_logits = np.full((len(prompts), width), np.nan)
-        probs = np.full((len(prompts), width), np.nan)
-        mass = np.empty(len(prompts))
-        for i, verbalizer in enumerate(verbalizers):
-            ids = self.verbalizer_ids(verbalizer)
-            per_class = torch.stack([log_probs[i, row].logsumexp(0) for row in ids])
-            class_logits[i, : len(ids)] = per_class.double().cpu().numpy()
-            probs[i, : len(ids)] = per_class.softmax(0).double().cpu().numpy()
-            mass[i] = per_class.logsumexp(0).exp().item()
+        class_logits, probs, mass = self._verbalizer_scores(logits.log_softmax(-1), verbalizers)
         top = self.tokenizer.convert_ids_to_tokens(logits.argmax(-1).tolist())
         return ScoreResult([tuple(v) for v in verbalizers], probs, class_logits, mass, top, indices)
+
+    def _verbalizer_scores(self, log_probs: torch.Tensor, verbalizers: Sequence[Verbalizer]):
+        """(class logits, probabilities, verbalizer mass) of each row (:class:`ScoreResult`),
+        computed once per distinct verbalizer for all its rows: a class's logit is the
+        ``logsumexp`` of its variants' log-probabilities (absent variants padded with -inf)."""
+        width = max(len(v) for v in verbalizers)
+        class_logits = np.full((len(verbalizers), width), np.nan)
+        probs = np.full((len(verbalizers), width), np.nan)
+        mass = np.empty(len(verbalizers))
+        rows_of: dict[tuple, list[int]] = {}
+        for i, verbalizer in enumerate(verbalizers):
+            rows_of.setdefault(tuple((label, tuple(words)) for label, words in verbalizer.items()), []).append(i)
+        for rows, first in ((rows, rows[0]) for rows in rows_of.values()):
+            ids = self.verbalizer_ids(verbalizers[first])
+            depth = max(len(variants) for variants in ids)
+            table = torch.tensor([variants + variants[:1] * (depth - len(variants)) for variants in ids])
+            absent = torch.tensor([[j >= len(variants) for j in range(depth)] for variants in ids])
+            picked = log_probs[rows][:, table.to(log_probs.device)].masked_fill(absent.to(log_probs.device), -math.inf)
+            per_class = picked.logsumexp(-1)
+            class_logits[rows, : len(ids)] = per_class.double().cpu().numpy()
+            probs[rows, : len(ids)] = per_class.softmax(-1).double().cpu().numpy()
+            mass[rows] = per_class.logsumexp(-1).exp().double().cpu().numpy()
+        return class_logits, probs, mass
 
     def _route(self, pruner, tokens: VisualTokens, k: int, query: QueryContext | None):
         """(keep, in_llm, in_llm_k) for a registry pruner: vision-stage pruners select here

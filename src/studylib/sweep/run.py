@@ -20,8 +20,9 @@ much work and a fast cell is not slowed by a file per batch.  ``batch_size`` and
 not part of the key (they change no number beyond float rounding); the dtype is.
 
 The work is a list of :class:`Slice` s: batches ``start..stop-1`` of one cell on the cell's
-batch grid (batch ``j`` = questions ``j*B .. j*B+B-1`` in dataset order, whatever is already
-stored).  One process takes every cell whole; :mod:`studylib.sweep.shard` gives each of
+batch grid (:func:`~studylib.sweep.scoring.image_batches`: the questions of one image together,
+images in order of first appearance, at most ``batch_size`` questions per batch; a batch scores
+only its questions not yet stored).  One process takes every cell whole; :mod:`studylib.sweep.shard` gives each of
 several processes its own slices.  A whole cell is computed under its exclusive lock and
 consolidated at once; a cell another process is computing is skipped with a message and
 waited for at the end (:mod:`studylib.sweep.locks`).
@@ -48,7 +49,7 @@ from studylib.sweep.grid import Config, StudyParameterError, as_list, check_posi
 from studylib.sweep.identity import (canonical_options, display_name, image_digests, images_digest, model_identity,
                                      model_num_layers, model_num_tokens, objects_digest, prompts_digest,
                                      questions_digest)
-from studylib.sweep.scoring import CAPTION_TASK, Encoder, batches, score_batch
+from studylib.sweep.scoring import CAPTION_TASK, Encoder, image_batches, score_batch
 from studylib.sweep.store import STORE_VERSION, Cell, clean_stale_temporaries, find_stored
 from studylib.sweep.validate import layer_problems, load_checked_dataset, select_questions
 
@@ -97,15 +98,21 @@ class SweepPlan:
     n_tokens: int
     has_captions: bool
     image_digests: dict[str, str] = field(default_factory=dict)
+    _grids: dict[int, list[list[Question]]] = field(default_factory=dict, repr=False)
 
     @property
     def complete(self) -> bool:
         """True when every cell is finished (a run would only read)."""
         return all(cell.complete for cell in self.cells)
 
+    def batches(self, batch_size: int) -> list[list[Question]]:
+        """The batch grid of one cell (every cell has the same questions; module docstring)."""
+        if batch_size not in self._grids:
+            self._grids[batch_size] = image_batches(self.questions, batch_size)
+        return self._grids[batch_size]
+
     def n_batches(self, batch_size: int) -> int:
-        """Batches of one cell (every cell has the same questions)."""
-        return -(-len(self.questions) // batch_size)
+        return len(self.batches(batch_size))
 
 
 @dataclass(frozen=True)
@@ -279,7 +286,7 @@ class SliceRunner:
 
     def _compute(self, piece: Slice, done: set[str]) -> None:
         cell, config = self.plan.cells[piece.cell], self.plan.configs[piece.cell]
-        grid = list(batches(self.plan.questions, self.batch_size))
+        grid = self.plan.batches(self.batch_size)
         todo = [(j, [q for q in grid[j] if q.qid not in done]) for j in range(piece.start, piece.stop)]
         todo = [(j, batch) for j, batch in todo if batch]
         if not todo:
