@@ -201,14 +201,12 @@ class LlavaAdapter:
 
     def left_padded(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, width) token ids right-aligned on pad tokens, and the mask of the real ones."""
-        width = max(len(seq) for seq in sequences)
+        lengths = torch.tensor([len(seq) for seq in sequences])
+        width = int(lengths.max())
+        mask = torch.arange(width) >= width - lengths.unsqueeze(1)
         ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for i, seq in enumerate(sequences):
-            if seq:
-                ids[i, width - len(seq):] = torch.tensor(seq)
-                mask[i, width - len(seq):] = 1
-        return ids.to(self.device), mask.to(self.device)
+        ids[mask] = torch.tensor([token for seq in sequences for token in seq], dtype=torch.long)  # row-major order
+        return ids.to(self.device), mask.long().to(self.device)
 
     def embed_ids(self, ids: torch.Tensor, visual: Sequence[VisualRow] | None = None) -> torch.Tensor:
         """Input embeddings of ``ids`` with the image slots filled by ``visual`` row by row."""

@@ -5,8 +5,9 @@ about one image, so rows often share the whole prefix ``[before][visual]`` (syst
 ~180 of ~200 tokens on the toy, ~610 of ~630 on LLaVA-1.5-7B).  In a causal LM the keys/values of
 a prefix depend on the prefix only, so a batch is scored in two forwards:
 
-1. the U unique prefixes, left-padded to width P, with ``use_cache=True``;
-2. the B suffixes (``after`` ids + optional extra ids), left-padded to width S, on top of
+1. the U unique prefixes, left-padded to width P, with ``use_cache=True`` (a group's prefix also
+   takes the leading ``after`` ids all its rows share, e.g. ``"Is there a"`` of POPE questions);
+2. the B suffixes (the rest of ``after`` + optional extra ids), left-padded to width S, on top of
    that cache: row b attends ``[prefix mask of its group, its suffix mask]`` and its suffix
    positions are the single forward's (the row's position ids, 1-D or M-RoPE, split at the end
    of the prefix), so every real token sees exactly the keys, values and rotary positions of
@@ -109,12 +110,29 @@ class SharedPrefixLayer(DynamicLayer):
         return keys, values
 
 
+def shared_text(rows: PromptRows, group_of: Sequence[int]) -> list[int]:
+    """Per group: how many leading ``after`` ids all its rows share (``"Is there a"`` of every POPE
+    question), at most each row's suffix length minus one so that every row keeps its last token
+    in the suffix forward.  Those ids join the group's prefix."""
+    shared: dict[int, tuple[int, ...]] = {}
+    for (_, after), group in zip(rows, group_of):
+        common = shared.setdefault(group, after[:-1])
+        n = 0
+        for a, b in zip(common, after[:-1]):
+            if a != b:
+                break
+            n += 1
+        shared[group] = common[:n]
+    return [len(shared[g]) for g in range(len(shared))]
+
+
 def _prefix_cache(adapter, rows: PromptRows, visual: Sequence[VisualRow], group_of: list[int],
-                  positions: list[torch.Tensor]):
-    """Prefill the unique prefixes once: (per-layer (keys, values) of the U groups, their
-    (U, P) padding mask)."""
-    first_rows = [group_of.index(g) for g in range(max(group_of) + 1)]
-    sequences = [list(rows[r][0]) + [adapter.image_token_id] * visual[r].length for r in first_rows]
+                  positions: list[torch.Tensor], text: list[int]):
+    """Prefill the unique prefixes ``[before][visual][the group's shared after ids]`` once: (per-layer
+    (keys, values) of the U groups, their (U, P) padding mask)."""
+    first_rows = [group_of.index(g) for g in range(len(text))]
+    sequences = [list(rows[r][0]) + [adapter.image_token_id] * visual[r].length + list(rows[r][1][: text[g]])
+                 for g, r in enumerate(first_rows)]
     ids, mask = adapter.left_padded(sequences)
     prefix_positions = [positions[r][:, : len(sequences[g])] for g, r in enumerate(first_rows)]
     cache = DynamicCache()
@@ -129,15 +147,18 @@ def shared_prefix_logits(adapter, rows: PromptRows, visual: Sequence[VisualRow],
     """Last-token logits of every row from one forward over the unique prefixes and one over
     the left-padded suffixes on top of the gathered prefix cache (module docstring).  Every
     row's position ids are those of its single-forward row (:func:`row_positions`), split at
-    the end of the prefix.
+    the end of the prefix; a group's prefix ends after the ``after`` ids all its rows share
+    (:func:`shared_text`).
 
     ``adapter`` provides ``model``, ``image_token_id``, ``left_padded`` and ``embed_ids``
     (:class:`~studylib.models.adapter.LlavaAdapter`)."""
     positions = [row_positions(len(before), v, len(after)) for (before, after), v in zip(rows, visual)]
-    states, prefix_mask = _prefix_cache(adapter, rows, visual, group_of, positions)
+    text = shared_text(rows, group_of)
+    states, prefix_mask = _prefix_cache(adapter, rows, visual, group_of, positions, text)
     group = torch.tensor(group_of, device=adapter.device)
-    ids, suffix_mask = adapter.left_padded([list(after) for _, after in rows])
-    suffix_positions = [p[:, p.shape[1] - len(after):] for p, (_, after) in zip(positions, rows)]
+    suffixes = [after[text[g]:] for (_, after), g in zip(rows, group_of)]
+    ids, suffix_mask = adapter.left_padded(suffixes)
+    suffix_positions = [p[:, p.shape[1] - len(suffix):] for p, suffix in zip(positions, suffixes)]
     positions = padded_positions(suffix_positions, ids.shape[1]).to(adapter.device)
     cache = Cache(layers=[SharedPrefixLayer(keys, values, group) for keys, values in states])
     mask = torch.cat([prefix_mask[group], suffix_mask], 1)
@@ -147,4 +168,4 @@ def shared_prefix_logits(adapter, rows: PromptRows, visual: Sequence[VisualRow],
 
 
 __all__ = ["PromptRows", "SharedPrefixLayer", "padded_positions", "prefix_groups", "real_positions", "same_block",
-           "shared_prefix_logits", "sharing_pays"]
+           "shared_prefix_logits", "shared_text", "sharing_pays"]

@@ -228,10 +228,13 @@ def score_batch(adapter: LlavaAdapter, encoder: Encoder, batch: list[Question], 
             for members, sub in shapes:
                 rows = _group_rows(adapter, sub, [group[i] for i in members], pruner, k, max_new_tokens, dataset)
                 by_qid.update((row["qid"], row) for row in rows)
-    frame = pd.DataFrame([by_qid[q.qid] for q in batch])
+    rows = [by_qid[q.qid] for q in batch]
+    present = list(dict.fromkeys(c for row in rows for c in row))
     columns = SCORED_COLUMNS if batch[0].task in SCORED_TASKS else CAPTION_COLUMNS
-    extra = [c for c in frame.columns if c not in columns]
-    return frame[[c for c in columns if c in frame.columns] + extra]
+    order = [c for c in columns if c in present] + [c for c in present if c not in columns]
+    if all(len(row) == len(present) for row in rows):  # one kind of row: build it column by column (faster)
+        return pd.DataFrame({c: [row[c] for row in rows] for c in order})
+    return pd.DataFrame(rows)[order]
 
 
 def score_dataset(adapter: LlavaAdapter, dataset: Dataset, pruner: Pruner, k: int, batch_size: int = 64,
