@@ -14,8 +14,9 @@ Batches are left-padded and carry explicit position ids, so a padded row gives t
 as the row alone; images of several sizes are scored one size at a time
 (:mod:`studylib.models.batching`).
 
-Rows that share their ``[system text][image]`` prefix are scored with the prefix computed once
-(:mod:`studylib.models.prefix_cache`; same numbers, fewer token slots).
+The system text is prefilled once and rows that share their ``[system text][image]`` prefix are
+scored with the prefix computed once (:mod:`studylib.models.prefix_cache`; same numbers to float
+rounding, fewer token slots).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from studylib.models.batching import (ScoreResult, clip_budget, distinct_images,
 from studylib.models.families import VisualRow, family_for, row_positions
 from studylib.models.llm_pruning import InLLMPruner, RegistryInLLMPruner, in_llm_pruning
 from studylib.models.loading import load_model
-from studylib.models.prefix_cache import PromptRows, padded_positions, prefix_groups, shared_prefix_logits
+from studylib.models.prefix_cache import PromptRows, cached_prefix_logits, padded_positions
 from studylib.tokens import QueryContext, RaggedTokens, Selection, VisualTokens, stack_tokens
 
 ImageInput = Image.Image | str | os.PathLike | bytes
@@ -62,6 +63,7 @@ class LlavaAdapter:
         if self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token before scoring batches")
         self._cache: dict[str, VisualTokens] = {}
+        self._system_states: dict[tuple[int, ...], list] = {}  # keys/values of system texts (prefix_cache)
         self._share_prefixes = True  # False forces the single-forward scoring path (tests, benchmarks)
         self._encode_prompt = lru_cache(maxsize=65536)(self._encode_prompt_uncached)
         self._token_ids = lru_cache(maxsize=4096)(self._single_token_id)
@@ -126,6 +128,7 @@ class LlavaAdapter:
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._system_states.clear()
 
     # ------------------------------------------------------------------ prompts and verbalizers
 
@@ -223,10 +226,9 @@ class LlavaAdapter:
         visual, indices = self._visual_sequence(tokens, keep)
         check_rows(prompts, visual)
         if in_llm is None and self._share_prefixes:
-            rows = self._prompt_rows(prompts, suffixes)
-            group_of = prefix_groups(rows, tokens.image_keys, visual, indices)
-            if group_of is not None:
-                return shared_prefix_logits(self, rows, visual, group_of), indices
+            logits = cached_prefix_logits(self, self._prompt_rows(prompts, suffixes), tokens.image_keys, visual, indices)
+            if logits is not None:
+                return logits, indices
         embeds, mask, positions, image_positions = self._inputs(prompts, visual, suffixes)
         record: dict = {}
         if in_llm is not None:
