@@ -17,11 +17,12 @@ prints the median over repeats of
 
 and the largest difference of the stored probabilities between the two code versions on all
 questions (``max |dp|``; the target is 1e-6).  Threads: ``torch.set_num_threads(--threads)``;
-numpy's BLAS keeps its default.  This is a script, not a test: timings depend on the machine
+numpy's BLAS keeps its default.  Batch sizes: each code version's toy profile setting (64 before,
+128 after; ``--batch-size`` / ``--before-batch-size``).  This is a script, not a test: timings depend on the machine
 and on its load (the script prints the load average before and after).  Usage:
 
     PYTHONPATH=src .venv/bin/python benchmarks/pope_cell.py [--repeats 3] [--threads 2]
-        [--configs full@144 "scope(alpha=0)@32" fastv@32] [--before eeba437]
+        [--configs full@144 "scope(alpha=0)@32" fastv@32] [--before eeba437] [--limit IMAGES]
 """
 
 from __future__ import annotations
@@ -107,6 +108,12 @@ def worker(threads: int, batch_size: int, limit: int | None) -> None:
 
 # --- parent ---------------------------------------------------------------------------------------
 
+def toy_batch_size() -> int:
+    import yaml
+
+    return int(yaml.safe_load((REPO / "profiles" / "toy.yaml").read_text())["defaults"]["batch_size"])
+
+
 def extract(revision: str, into: Path) -> Path:
     """``src/`` of ``revision`` (``git archive``) under ``into``, beside a link to this checkout's
     ``data/`` (the library finds the toy checkpoint next to its package)."""
@@ -142,7 +149,10 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=CONFIGS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=toy_batch_size(),
+                        help="questions per batch of the 'after' code (default: profiles/toy.yaml's)")
+    parser.add_argument("--before-batch-size", type=int, default=64,
+                        help="questions per batch of the 'before' code (default: 64, eeba437's toy profile)")
     parser.add_argument("--before", default="eeba437", help="git revision of the 'before' code")
     parser.add_argument("--limit", type=int, default=None, help="only the first LIMIT images (a quick check)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -152,12 +162,13 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="pope-cell-bench-"))
     sources = {"before": extract(args.before, work), "after": REPO / "src"}
-    print(f"toy POPE cells of 8,970 questions, {args.threads} threads, batch size {args.batch_size}, "
-          f"{args.repeats} repeats; before = {args.before}, after = this checkout; load average "
+    print(f"toy POPE cells of 8,970 questions, {args.threads} threads, batch size {args.before_batch_size} before, "
+          f"{args.batch_size} after, {args.repeats} repeats; before = {args.before}, after = this checkout; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
-    options = ["--threads", str(args.threads), "--batch-size", str(args.batch_size)]
-    options += ["--limit", str(args.limit)] if args.limit else []
-    workers = {name: Worker(name, src, options, work / f"{name}.log") for name, src in sources.items()}
+    options = ["--threads", str(args.threads)] + (["--limit", str(args.limit)] if args.limit else [])
+    sizes = {"before": args.before_batch_size, "after": args.batch_size}
+    workers = {name: Worker(name, src, [*options, "--batch-size", str(sizes[name])], work / f"{name}.log")
+               for name, src in sources.items()}
     runs: dict[tuple[str, str], list[dict]] = {}
     try:
         for repeat in range(args.repeats):

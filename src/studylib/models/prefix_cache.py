@@ -212,13 +212,13 @@ def cached_prefix_logits(adapter, rows: PromptRows, image_keys: Sequence[str], v
     group_of = prefix_groups(rows, image_keys, visual, indices, len(system))
     if group_of is None and not system:
         return None
-    s = len(system)
+    s, device = len(system), adapter.device
     positions = [row_positions(len(before), v, len(after)) for (before, after), v in zip(rows, visual)]
     pieces = _Pieces()
     if system:
         states = system_states(adapter, system, positions[0][:, :s])
-        pieces.add(states, torch.ones((1, s), dtype=torch.long, device=adapter.device),
-                   torch.zeros(len(rows), dtype=torch.long, device=adapter.device))
+        pieces.add(states, torch.ones((1, s), dtype=torch.long, device=device),
+                   torch.zeros(len(rows), dtype=torch.long, device=device))
     if group_of is None:  # one forward: [before after the system text][visual][after] per row
         sequences = [list(before[s:]) + [adapter.image_token_id] * v.length + list(after)
                      for (before, after), v in zip(rows, visual)]
@@ -227,11 +227,11 @@ def cached_prefix_logits(adapter, rows: PromptRows, image_keys: Sequence[str], v
     first_rows = [group_of.index(g) for g in range(len(text))]
     prefixes = [list(rows[r][0][s:]) + [adapter.image_token_id] * visual[r].length + list(rows[r][1][: text[g]])
                 for g, r in enumerate(first_rows)]
-    first = torch.tensor(first_rows, device=adapter.device)
+    first = torch.tensor(first_rows, device=device)
     _, states, prefix_mask = pieces.forward(adapter, prefixes, [visual[r] for r in first_rows],
                                             [positions[r][:, s: s + len(prefixes[g])] for g, r in enumerate(first_rows)],
                                             source=first)
-    pieces.add(states, prefix_mask, torch.tensor(group_of, device=adapter.device))
+    pieces.add(states, prefix_mask, torch.tensor(group_of, device=device))
     suffixes = [list(after[text[g]:]) for (_, after), g in zip(rows, group_of)]
     return pieces.forward(adapter, suffixes, None, [p[:, p.shape[1] - len(x):] for p, x in zip(positions, suffixes)])[0]
 
