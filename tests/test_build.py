@@ -13,6 +13,7 @@ import yaml
 
 from studylib import build, claims, pages, reported
 from studylib.experiments import common
+from studylib.sweep import validate
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -87,13 +88,54 @@ def test_run_settings_come_from_the_profile_or_the_defaults():
         {"model": "toy", "batch_size": 4}
 
 
-def test_budget_map_and_choices():
-    assert common.budget_map([144, 32], [576, 128]) == {144: 576, 32: 128}
-    assert common.budget_map([64], None) == {64: 64}
-    with pytest.raises(ValueError, match="reported_budgets has 1 entries"):
-        common.budget_map([144, 32], [576])
+def test_parameters_that_follow_the_budgets():
+    derive = validate.derived_budget_parameters
+    toy = derive([144, 48, 32, 16, 8], 144)  # the toy profile's values, derived
+    assert toy == {"moderate_k": 32, "aggressive_k": 8, "k_map": {144: 576, 48: 192, 32: 128, 16: 64, 8: 32}}
+    assert derive([576, 192, 128, 64, 32], 576) == {"moderate_k": 128, "aggressive_k": 32,
+                                                    "k_map": {576: 576, 192: 192, 128: 128, 64: 64, 32: 32}}
+    other = derive([144, 72, 24, 12, 4], 144)
+    assert (other["moderate_k"], other["aggressive_k"]) == (24, 4) and other["k_map"][72] == 288
+    assert derive([144, 32], 144, reported_budgets=[576, 128])["k_map"] == {144: 576, 32: 128}
+    assert derive([144, 32], 144, reported_budgets=None)["k_map"] == {144: "—", 32: "—"}
+    with pytest.raises(ValueError, match="reported_budgets .* give the paper's budget") as error:
+        derive([144, 32], 144, moderate_k=7, reported_budgets=[576])
+    assert "moderate_k = 7 is not one of budgets [144, 32]" in str(error.value)  # both problems, one message
     with pytest.raises(ValueError, match="moderate_k"):
         common.check_choice("moderate_k", 7, [144, 32])
+
+
+def test_set_budgets_alone_drops_the_profiles_derived_values():
+    profile = build.load_profile("toy")
+    declared = build.declared_parameters(REPO / "notebooks" / "u_curve.ipynb")
+    kept = build.notebook_parameters(profile, "u_curve", declared, {"limit": 5})
+    assert kept["moderate_k"] == 32 and kept["reported_budgets"] == [576, 192, 128, 64, 32]
+    chosen = build.notebook_parameters(profile, "u_curve", declared, {"budgets": [144, 72, 24, 12, 4]})
+    assert not {"moderate_k", "aggressive_k", "reported_budgets"} & set(chosen)  # derived from the new budgets
+    both = build.notebook_parameters(profile, "u_curve", declared, {"budgets": [144, 72], "moderate_k": 72})
+    assert both["moderate_k"] == 72
+    validate.check_run_parameters({**declared, **chosen})  # and the result passes the up-front check
+
+
+def test_the_up_front_check_names_missing_data_paths_and_derived_values(tmp_path):
+    params = {"model": "toy", "budgets": [144, 72, 24], "moderate_k": 32, "dataset": "pope",
+              "dataset_options": {"questions": str(tmp_path / "nope"), "images": str(tmp_path)},
+              "tasks": {"X": {"dataset": "toy-pope", "dataset_options": {"n_image": 3}}}}
+    with pytest.raises(ValueError) as error:
+        validate.check_run_parameters(params)
+    message = str(error.value)
+    assert message.startswith("3 problems with the parameters")
+    assert "moderate_k = 32 is not one of budgets [144, 72, 24]" in message
+    assert f"questions = '{tmp_path / 'nope'}' does not exist" in message
+    assert "tasks.X.dataset options for 'toy-pope'" in message and "n_image" in message
+
+
+def test_reported_budgets_null_shows_no_paper_budget():
+    ours = pd.DataFrame({"pruner": ["full", "scope(alpha=1,p=1)"], "k": [144, 32], "ece": [0.05, 0.02]})
+    k_map = validate.derived_budget_parameters([144, 32], 144, reported_budgets=None)["k_map"]
+    side = reported.beside_reported(ours, ["ece"], paper="000", table="Table 1", label="x", k_map=k_map)
+    assert side.index.get_level_values("paper K").tolist() == [576, "—"]  # the unpruned model is the paper's
+    assert side[("ece", "reported")].iloc[0] == pytest.approx(0.041) and math.isnan(side[("ece", "reported")].iloc[1])
 
 
 def test_labels():
@@ -339,3 +381,26 @@ def test_verdicts_page_covers_every_intro_claim_and_says_what_did_not_run(tmp_pa
     assert len(intro_claims) >= 20
     assert page.count(build.NOT_RUN) == len(intro_claims)
     assert "{include} verdicts.md" in (REPO / "book" / "intro.md").read_text()
+
+
+def test_a_custom_run_does_not_replace_the_intros_numbers(tmp_path):
+    """A page run with --set values or a plug-in shows its own numbers; the intro's verdict row names
+    the custom run instead of taking them, and a run with the profile's parameters fills it."""
+    from studylib.claim_specs import load_specs
+
+    spec = next(s for s in load_specs("u_curve") if "intro" in s)
+    values = {f"u_curve_{spec['id']}_verdict": "holds", f"u_curve_{spec['id']}_estimate": "0.0123"}
+    executed = tmp_path / "experiments"
+    executed.mkdir()
+    path = _glued_notebook(tmp_path, values)
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata["studylib"] = {"custom": build.page_scope({"limit": 30}, ["/x/l2norm.py"])}
+    nbformat.write(nb, str(executed / "u_curve.ipynb"))
+    row = next(line for line in build.verdicts_page(["u_curve"], executed).splitlines() if spec["intro"][:30] in line)
+    assert "custom run (limit=30, plug-in l2norm.py)" in row and "0.0123" not in row and "**holds**" not in row
+    assert build.custom_scope(executed / "u_curve.ipynb") == {"set": {"limit": 30}, "plugins": ["l2norm.py"]}
+
+    nb.metadata["studylib"] = {"custom": build.page_scope({}, [])}
+    nbformat.write(nb, str(executed / "u_curve.ipynb"))
+    row = next(line for line in build.verdicts_page(["u_curve"], executed).splitlines() if spec["intro"][:30] in line)
+    assert "**holds**" in row and "0.0123" in row

@@ -3,11 +3,19 @@
 The build runs every notebook of ``notebooks/`` through papermill with the parameters of a named
 **profile** (``profiles/<name>.yaml``), writes the executed notebooks into ``book/experiments/``
 (only when they succeed: a failed run leaves the last good page untouched) and renders the book
-with Jupyter Book, which never executes anything itself.  A profile file has three keys::
+with Jupyter Book, which never executes anything itself.  A profile file has these keys::
 
     description: one line shown on the status page
     defaults:    parameters given to every notebook that declares them
     notebooks:   {<notebook name>: {parameter: value, ...}}  per-notebook overrides
+    plugins:     [path.py, ...]  plug-in files (pruners, datasets) every notebook loads (optional)
+
+Parameters derived from ``budgets`` (``moderate_k``, ``aggressive_k``, ``reported_budgets``)
+follow the budgets they were given with: when ``--set`` changes a notebook's budgets but not
+one of them, the profile's value is dropped and the experiment derives it from the new budgets.
+Every executed page records its scope (:func:`page_scope`): run with the profile's own
+parameters, or a custom run (``--set``, plug-ins, another result store); the intro's verdict
+table shows the numbers of the first kind only.
 
 Notebooks not executed in a build keep their last executed page, or get a page that says they
 were not run (:func:`not_run_notebook`); the intro's verdict table (:func:`verdicts_page`) is
@@ -31,11 +39,14 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from studylib.claim_specs import CLAIMS_DIR, load_specs
 from studylib.experiments.common import RUN_SETTINGS
+from studylib.plugins import load_plugin
+from studylib.sweep.validate import DERIVED_FROM_BUDGETS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILES_DIR = REPO_ROOT / "profiles"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 NOT_RUN = "not run in this build"
+CUSTOM_RUN = "custom run"
 
 
 # ----------------------------------------------------------------------------- profiles
@@ -57,15 +68,19 @@ def load_profile(name_or_path: str | Path, directory: Path = PROFILES_DIR) -> di
         raise ProfileError(f"no profile {str(name_or_path)!r} (looked for {path}); "
                            f"available: {list_profiles(directory)}")
     profile = yaml.safe_load(path.read_text()) or {}
-    unknown = set(profile) - {"description", "defaults", "notebooks"}
+    unknown = set(profile) - {"description", "defaults", "notebooks", "plugins"}
     if unknown:
         raise ProfileError(f"{path}: unknown top-level keys {sorted(unknown)}; "
-                           f"expected description, defaults, notebooks")
+                           f"expected description, defaults, notebooks, plugins")
     profile.setdefault("description", "")
     profile.setdefault("defaults", {})
     profile.setdefault("notebooks", {})
     if not isinstance(profile["defaults"], dict) or not isinstance(profile["notebooks"], dict):
         raise ProfileError(f"{path}: 'defaults' and 'notebooks' must be mappings")
+    plugins = profile.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ProfileError(f"{path}: 'plugins' must be a list of plug-in file paths, got {plugins!r}")
+    profile["plugins"] = [str(REPO_ROOT / Path(p).expanduser()) for p in plugins]  # relative to the repository root
     profile["name"] = path.stem
     profile["path"] = str(path)
     return profile
@@ -77,14 +92,19 @@ def notebook_parameters(profile: Mapping[str, Any], notebook: str, declared: Ite
     profile's per-notebook values, then ``overrides``.  Per-notebook values and overrides must
     name declared parameters (a typo fails here, not silently in papermill)."""
     declared = set(declared)
+    overrides = dict(overrides or {})
     params = {k: v for k, v in profile.get("defaults", {}).items() if k in declared}
     for source, values in (("profile " + str(profile.get("name", "")), profile.get("notebooks", {}).get(notebook, {}) or {}),
-                           ("--set", overrides or {})):
+                           ("--set", overrides)):
         unknown = sorted(set(values) - declared)
         if unknown:
             raise ProfileError(f"{source}: notebook {notebook!r} has no parameter(s) {unknown}; "
                                f"its parameters are {sorted(declared)}")
         params.update(values)
+    if "budgets" in overrides:  # the profile's derived values belong to the profile's budgets
+        for name in DERIVED_FROM_BUDGETS:
+            if name not in overrides:
+                params.pop(name, None)
     return params
 
 
@@ -233,8 +253,11 @@ def estimated_seconds(flops: float, peak_flops: float = 989e12, utilisation: flo
 def experiment_parameters(profile: str, notebook: str, **overrides: Any) -> dict[str, Any]:
     """Every parameter of ``notebooks/<notebook>.ipynb`` as a build with ``profile`` would pass it
     (the notebook's defaults, then the profile's values, then ``overrides``): the keyword arguments of
-    ``studylib.experiments.<notebook>.run`` for use outside the book."""
+    ``studylib.experiments.<notebook>.run`` for use outside the book.  The profile's plug-ins are
+    loaded (as a build loads them)."""
     loaded = load_profile(profile)
+    for path in loaded["plugins"]:
+        load_plugin(path)
     declared = declared_parameters(NOTEBOOKS_DIR / f"{notebook}.ipynb")
     return {**declared, **notebook_parameters(loaded, notebook, declared, overrides), "profile": loaded["name"]}
 
@@ -266,11 +289,35 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def page_scope(overrides: Mapping[str, Any], plugins: Iterable[str]) -> dict[str, Any]:
+    """What an executed page records about how far its numbers are the profile's: the ``--set``
+    values it ran with and the ``--plugin`` files loaded; empty for a run of the profile as it is."""
+    scope = {}
+    if overrides:
+        scope["set"] = dict(overrides)
+    if plugins:
+        scope["plugins"] = [Path(p).name for p in plugins]
+    return scope
+
+
+def custom_scope(path: str | Path) -> dict[str, Any]:
+    """The :func:`page_scope` an executed page was written with (empty: the profile's own run)."""
+    return dict(nbformat.read(str(path), as_version=4).metadata.get("studylib", {}).get("custom") or {})
+
+
+def scope_text(scope: Mapping[str, Any]) -> str:
+    """A :func:`page_scope` in words: ``budgets=[144, 72], plug-in l2norm.py``."""
+    parts = [f"{k}={json.dumps(v)}" for k, v in scope.get("set", {}).items()]
+    parts += [f"plug-in {name}" for name in scope.get("plugins", [])]
+    return ", ".join(parts)
+
+
 def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
     """Markdown table of the headline claims (claims with an ``intro`` line in
     ``data/claims/<experiment>.yaml``): reported numbers, this run's estimate and CI, verdict,
     the test and the number of questions, read from the executed notebooks' glued values; rows
-    of experiments that were not executed say so."""
+    of experiments that were not executed say so, and rows of a page run with custom parameters
+    or plug-ins (:func:`page_scope`) show no numbers: they name the custom run, whose page has them."""
     lines = ["| claim (source) | reported (LLaVA-1.5-7B) | this run: estimate [95 % CI] | verdict | test | n questions |",
              "|---|---|---|---|---|---:|"]
     for name in experiments:
@@ -278,6 +325,7 @@ def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
         if not (CLAIMS_DIR / f"{name}.yaml").is_file():  # an experiment without claims (gallery, explore)
             continue
         glued = read_glued(path) if path.is_file() else {}
+        custom = custom_scope(path) if path.is_file() else {}
         for spec in load_specs(name):
             if "intro" not in spec:
                 continue
@@ -285,6 +333,10 @@ def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
             page = f"[{_cell(spec.get('source', ''))}](experiments/{name}.ipynb)"
             if f"{key}_verdict" not in glued:
                 lines.append(f"| {_cell(spec['intro'])} ({page}) | | | *{NOT_RUN}* | | |")
+                continue
+            if custom:
+                lines.append(f"| {_cell(spec['intro'])} ({page}) | | | *{CUSTOM_RUN} ({_cell(scope_text(custom))}): "
+                             f"numbers on its page; rerun the profile to restore this row* | | |")
                 continue
             lines.append(f"| {_cell(spec['intro'])} ({page}) | {_cell(glued.get(f'{key}_reported', ''))} | "
                          f"{_cell(glued.get(f'{key}_estimate', ''))} | **{_cell(glued[f'{key}_verdict'])}** | "

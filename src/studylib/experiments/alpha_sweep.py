@@ -13,7 +13,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, check_choice, metric_at, require
+from studylib.experiments.common import Setup, budget_parameters, metric_at, require
 from studylib.experiments.result import Result
 from studylib.pages import style_table
 from studylib.reported import beside_reported, to_paper_units
@@ -29,8 +29,7 @@ def run(*, dataset, dataset_options, alphas, budgets, reported_budgets, moderate
             f"alphas = {alphas!r}: give a non-empty list of SCOPE saliency exponents, e.g. [0, 0.5, 1]")
     pruners = [f"scope(alpha={a})" for a in alphas]
     setup.validate(dataset, dataset_options, ["full", *pruners], budgets)
-    k_map = budget_map(budgets, reported_budgets)
-    check_choice("moderate_k", moderate_k, budgets)
+    k_map, moderate_k, _ = budget_parameters(setup, budgets, reported_budgets, moderate_k)
 
     rows = setup.sweep(dataset, dataset_options, ["full", *pruners], budgets)
     summary = analysis.pruner_params(analysis.calibration_summary(rows, **setup.stats))

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, check_choice, metric_at
+from studylib.experiments.common import Setup, budget_parameters, metric_at
 from studylib.experiments.result import Result
 from studylib.pages import style_table
 from studylib.reported import beside_reported, to_paper_units
@@ -33,8 +33,7 @@ def run(*, dataset, dataset_options, pruners, seeds, budgets, reported_budgets, 
         **settings) -> Result:
     setup = Setup.create("baselines", settings)
     setup.validate(dataset, dataset_options, ["full", *pruners], budgets, seeds)
-    k_map = budget_map(budgets, reported_budgets)
-    check_choice("moderate_k", moderate_k, budgets)
+    k_map, moderate_k, _ = budget_parameters(setup, budgets, reported_budgets, moderate_k)
 
     rows = setup.sweep(dataset, dataset_options, ["full", *pruners], budgets, seeds)
     summary = analysis.calibration_summary(rows, **setup.stats)

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, check_choice, require
+from studylib.experiments.common import Setup, budget_parameters, check_choice, require
 from studylib.experiments.erank_hallucination import adapt_spec, image_complexity
 from studylib.experiments.every_pruner_figures import family_figure, frontier_figure, reliability_figure
 from studylib.experiments.result import Result
@@ -84,7 +84,7 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
     setup.validate(sqa_dataset, sqa_options, grid, budgets, seeds)
     setup.validate(caption_dataset, caption_options, ["full", *specs], caption_budgets, seeds, limit=caption_limit)
     _check(budgets, caption_budgets, focus_k, alphas, contrast, erank_avg, entropy_avg)
-    k_map = budget_map(budgets, reported_budgets)
+    k_map, _, _ = budget_parameters(setup, budgets, reported_budgets)
 
     pope_full = setup.sweep(pope_dataset, pope_options, ["full"], [])
     image_erank, image_entropy = image_complexity(pope_full, setup.n_tokens)

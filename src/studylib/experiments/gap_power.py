@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, check_choice, require
+from studylib.experiments.common import Setup, budget_parameters, check_choice, require
 from studylib.experiments.result import Result
 from studylib.pages import show_claims, style_table
 from studylib.reported import reported, to_paper_units
@@ -29,7 +29,7 @@ def run(*, tasks, gap_powers, alpha, budgets, reported_budgets, claim_budgets, a
     setup = Setup.create("gap_power", settings)
     pruners = [f"scope(alpha={alpha},p={p})" for p in gap_powers]
     _validate(setup, tasks, pruners, budgets, claim_budgets)
-    k_map = budget_map(budgets, reported_budgets)
+    k_map, _, _ = budget_parameters(setup, budgets, reported_budgets)
 
     rows = _sweep(setup, tasks, pruners, budgets)
     summary = analysis.pruner_params(analysis.calibration_summary(rows, by=("benchmark", "config"), **setup.stats))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map
+from studylib.experiments.common import Setup, budget_parameters
 from studylib.experiments.result import Result
 from studylib.pages import style_table
 from studylib.reported import beside_reported
@@ -25,7 +25,7 @@ FIGURE_METRICS = ["ece", "accuracy", "overconfidence"]
 def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, accuracy_margin, **settings) -> Result:
     setup = Setup.create("scienceqa", settings)
     setup.validate(dataset, dataset_options, ["full", pruner], budgets)
-    k_map = budget_map(budgets, reported_budgets)
+    k_map, _, _ = budget_parameters(setup, budgets, reported_budgets)
     pruned = sorted((k for k in budgets if k < setup.n_tokens), reverse=True)
 
     rows = setup.sweep(dataset, dataset_options, ["full", pruner], budgets)

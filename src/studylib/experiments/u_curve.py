@@ -10,7 +10,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, check_choice
+from studylib.experiments.common import Setup, budget_parameters
 from studylib.experiments.result import Result
 from studylib.pages import style_table
 from studylib.reported import beside_reported
@@ -24,9 +24,7 @@ def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate
         n_folds, **settings) -> Result:
     setup = Setup.create("u_curve", settings)
     setup.validate(dataset, dataset_options, ["full", pruner], budgets)
-    k_map = budget_map(budgets, reported_budgets)
-    check_choice("moderate_k", moderate_k, budgets)
-    check_choice("aggressive_k", aggressive_k, budgets)
+    k_map, moderate_k, aggressive_k = budget_parameters(setup, budgets, reported_budgets, moderate_k, aggressive_k)
 
     rows = setup.sweep(dataset, dataset_options, ["full", pruner], budgets)
     summary = analysis.calibration_summary(rows, **setup.stats)

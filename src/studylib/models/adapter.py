@@ -43,6 +43,16 @@ ImageInput = Image.Image | str | os.PathLike | bytes
 Verbalizer = Mapping[str, Sequence[str]]
 
 
+def single_token_id(tokenizer, word: str) -> int:
+    """The id of verbalizer ``word``, which must encode to exactly one known token."""
+    ids = tokenizer(word, add_special_tokens=False).input_ids
+    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        raise ValueError(f"verbalizer word {word!r} is not a single token in this tokenizer "
+                         f"(it encodes to {pieces}); use words that encode to one known token")
+    return ids[0]
+
+
 class LlavaAdapter:
     """Encode images once, then score or generate with any subset of their visual tokens.
 
@@ -145,12 +155,7 @@ class LlavaAdapter:
         return tuple(before), tuple(after)
 
     def _single_token_id(self, word: str) -> int:
-        ids = self.tokenizer(word, add_special_tokens=False).input_ids
-        if len(ids) != 1 or ids[0] == self.tokenizer.unk_token_id:
-            pieces = self.tokenizer.convert_ids_to_tokens(ids)
-            raise ValueError(f"verbalizer word {word!r} is not a single token in this tokenizer "
-                             f"(it encodes to {pieces}); use words that encode to one known token")
-        return ids[0]
+        return single_token_id(self.tokenizer, word)
 
     def verbalizer_ids(self, verbalizer: Verbalizer) -> list[list[int]]:
         """Token ids of each label's variants; every variant must be one distinct token."""

@@ -16,6 +16,10 @@ Row layout (one row per question; :data:`SCORED_COLUMNS` / :data:`CAPTION_COLUMN
   kept-token columns;
 * kept-token columns: ``pruner, k, kept, n_kept, erank_kept, entropy_kept``.
 
+Scores that are not finite (NaN or infinite logits or probabilities: damaged weights, a dtype
+that overflows) stop the sweep with :class:`NonFiniteScoresError` before the batch is stored
+(:func:`check_finite_scores`).
+
 Images are encoded in fixed groups of :data:`ENCODE_GROUP` (dataset order) the first time a
 batch needs one (:class:`Encoder`), so the vision tower sees the same batches whatever was
 already computed; the adapter's cache serves every later configuration.
@@ -36,6 +40,7 @@ from studylib.data.records import Dataset, Question
 from studylib.metrics import attention_entropy, chair, chair_vocabulary, effective_rank
 from studylib.models import prompts
 from studylib.models.adapter import LlavaAdapter, ScoreResult
+from studylib.models.loading import weight_files
 from studylib.pruners import Pruner
 from studylib.tokens import QueryContext, RaggedTokens, VisualTokens
 
@@ -62,6 +67,25 @@ def blas_threads(n: int):
     contends with torch's threads, and under contention makes them an order of magnitude
     slower (measured: 0.4 ms vs 14 ms per 96 x 96 ``eigvalsh`` on a loaded 2-core machine)."""
     return _blas_controller().limit(limits=n, user_api="blas")
+
+
+class NonFiniteScoresError(ValueError):
+    """The model gave NaN or infinite first-token scores; the batch is not stored."""
+
+
+def check_finite_scores(adapter: LlavaAdapter, questions: Sequence[Question], scores: ScoreResult) -> None:
+    """Refuse a batch whose verbalizer logits, probabilities or mass are not all finite (the
+    NaN padding of rows with fewer options aside), naming the model's files and the questions."""
+    bad = [q.qid for i, (q, labels) in enumerate(zip(questions, scores.labels))
+           if not (np.isfinite(scores.probs[i, :len(labels)]).all() and np.isfinite(scores.logits[i, :len(labels)]).all()
+                   and np.isfinite(scores.verbalizer_mass[i]))]
+    if bad:
+        source = getattr(adapter.model.config, "_name_or_path", "") or "in memory"
+        overflow = "; or float16 overflows: use dtype='bfloat16'" if adapter.model.dtype == torch.float16 else ""
+        raise NonFiniteScoresError(
+            f"the model ({source}) gave NaN or infinite answer scores for {len(bad)} of {len(questions)} question(s) "
+            f"(e.g. {bad[:3]}); nothing of this batch is stored. {weight_files(source).capitalize()} may be damaged: "
+            f"re-download or re-copy the checkpoint{overflow}")
 
 
 def kept_token_diagnostics(tokens: VisualTokens, kept: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -200,6 +224,7 @@ def _group_rows(adapter: LlavaAdapter, tokens: VisualTokens, group: list[Questio
         rows = [_caption_row(q, caption, dataset, vocabulary) for q, caption in zip(group, captions)]
     else:
         scores = adapter.score_pruned(texts, tokens, pruner, k, [prompts.verbalizer(q) for q in group], query)
+        check_finite_scores(adapter, group, scores)
         kept = scores.kept
         rows = [_scored_row(q, scores, i) for i, q in enumerate(group)]
     return [{**row, **extra} for row, extra in zip(rows, _kept_columns(pruner, k, kept, tokens))]
@@ -257,5 +282,6 @@ def score_dataset(adapter: LlavaAdapter, dataset: Dataset, pruner: Pruner, k: in
 
 
 __all__ = ["CAPTION_COLUMNS", "CAPTION_TASK", "ENCODE_GROUP", "Encoder", "KEPT_COLUMNS", "LIST_COLUMNS",
-           "SCORED_COLUMNS", "SCORED_TASKS", "image_batches", "kept_token_diagnostics", "query_for", "score_batch",
+           "NonFiniteScoresError", "SCORED_COLUMNS", "SCORED_TASKS", "check_finite_scores", "image_batches",
+           "kept_token_diagnostics", "query_for", "score_batch",
            "score_dataset"]
