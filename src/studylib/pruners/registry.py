@@ -224,7 +224,8 @@ class Pruner:
 
     @property
     def layer(self) -> int | None:
-        """For LLM-stage pruners: the decoder layer before which they prune (else None)."""
+        """For LLM-stage pruners: the decoder layer before which they prune (else None; also None
+        for the staged ones, PyramidDrop and SparseVLM, whose layers depend on the model's depth)."""
         return self._params.get("layer") if self.stage == "llm" else None
 
     def _format_spec(self) -> str:
@@ -254,10 +255,10 @@ class Pruner:
     # -- use ---------------------------------------------------------------------------------
     def __call__(self, tokens: VisualTokens, k: int, query: QueryContext | None = None) -> Selection:
         if self.stage == "llm":
+            where = f"before decoder layer {self.layer}" if self.layer is not None else "before several decoder layers"
             raise RuntimeError(
-                f"{self._spec} runs inside the language model (before decoder layer "
-                f"{self._params['layer']}); it cannot select from VisualTokens alone. The model "
-                f"adapter applies `pruner.rule(...)` in its decoder-layer hook."
+                f"{self._spec} runs inside the language model ({where}); it cannot select from "
+                f"VisualTokens alone. The model adapter applies `pruner.rule(...)` in its decoder-layer hooks."
             )
         check_tokens(tokens, self._spec)
         k = check_budget(k, tokens.num_patches, self._spec)

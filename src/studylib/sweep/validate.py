@@ -194,14 +194,18 @@ def _grid_problems(pruners, budgets, seeds, bound: int) -> list[str]:
 
 def layer_problems(pruners, n_layers: int) -> list[str]:
     """In-LLM pruners (FastV, DART) whose ``layer`` is not a decoder layer of the model: they
-    prune before layer ``L`` from layer ``L - 1``'s attention, so ``1 <= L <= n_layers - 1``."""
+    prune before layer ``L`` from layer ``L - 1``'s attention, so ``1 <= L <= n_layers - 1``.  The
+    staged ones (PyramidDrop, SparseVLM) scale their layers to the model and need two layers."""
     problems = []
     for spec in as_list(pruners, "pruners"):
         try:
             pruner = parse_spec(str(spec))
         except PrunerConfigError:
             continue  # reported by the grid check
-        if pruner.stage == "llm" and not 1 <= pruner.layer < n_layers:
+        if pruner.stage == "llm" and pruner.layer is None and n_layers < 2:  # staged: pdrop, sparsevlm
+            problems.append(f"pruners: {pruner} drops tokens after the first decoder layer, but the model's language "
+                            f"model has {n_layers} layer")
+        elif pruner.stage == "llm" and pruner.layer is not None and not 1 <= pruner.layer < n_layers:
             problems.append(f"pruners: {pruner} prunes before decoder layer {pruner.layer}, but the model's language "
                             f"model has {n_layers} layers; use layer between 1 and {n_layers - 1}")
     return problems
