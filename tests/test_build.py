@@ -33,6 +33,14 @@ def test_profiles_fit_every_notebook(profile):
             assert "model" in params
 
 
+def test_the_toy_profile_passes_the_up_front_check_of_every_notebook():
+    """What build_book checks before any notebook runs (every_pruner's ``pruners = "all"`` included)."""
+    loaded = build.load_profile("toy")
+    for path in NOTEBOOKS:
+        declared = build.declared_parameters(path)
+        validate.check_run_parameters({**declared, **build.notebook_parameters(loaded, path.stem, declared)})
+
+
 def test_profiles_say_what_they_run():
     toy = build.load_profile("toy")
     assert toy["defaults"]["model"] == "toy" and toy["defaults"]["device"] == "cpu"

@@ -147,3 +147,28 @@ def test_methods_page_table_lists_every_registered_pruner(throwaway):
     assert list(table.columns) == ["name", "family", "stage", "method", "parameters", "source"]
     assert table.set_index("name").loc[throwaway, "source"] == "a test"
     assert table.set_index("name").loc["scope_adaptive", "family"] == "adaptive"
+
+
+def test_neighbour_gaps_are_paired_bootstraps_and_holm_decides_which_are_resolved():
+    skill = {"scope(alpha=0,p=1)@32": 0.9, "divprune@32": 0.86, "saliency@32": 0.6, "visionzip@32": 0.59,
+             **{f"random(seed={s})@32": 0.62 + 0.01 * s for s in range(3)}}
+    configs = ["full@144", *skill]
+    rows = _rows(configs, n_images=300, skill={"full@144": 0.8, **skill})
+    specs = ["scope(alpha=0,p=1)", "divprune", "saliency", "visionzip", "random"]
+    table = ep.aggregate(ep.summarise(rows, pope=True, n_bootstrap=5), N, specs)
+    ranking = ep.neighbours(rows, table, 32, "ece", n_bootstrap=300, seed=0)
+    assert list(ranking["name"]) == ["scope", "divprune", "random", "saliency", "visionzip"]
+    by_hand = rows.groupby("config").apply(lambda g: abs(0.9 - g["correct"].mean()))  # ECE at constant confidence
+    assert ranking["value"].iloc[2] == pytest.approx(np.mean([by_hand[f"random(seed={s})@32"] for s in range(3)]))
+    assert (ranking["gap"].iloc[1:] >= 0).all() and ranking["gap"].iloc[1:].to_numpy() == pytest.approx(
+        np.diff(ranking["value"].to_numpy()))
+    direct = analysis.paired_delta(rows, "divprune@32", "scope(alpha=0,p=1)@32", "ece", n_bootstrap=300)
+    assert (ranking["gap_low"].iloc[1], ranking["gap_high"].iloc[1]) == pytest.approx((-direct.high, -direct.low))
+    assert ranking["resolved"].tolist() == [False, False, True, False, False]
+    assert ep.tiers(ranking) == [["scope", "divprune"], ["random", "saliency", "visionzip"]]
+    record = ep.resolution_record("POPE", 32, "ece", ranking)
+    assert record["resolved gaps"] == "1 of 4"
+    assert record["tiers, best first (< = a resolved gap)"] == "scope, divprune < random, saliency, visionzip"
+    table_words = ep.ranking_table(ranking, table, 32, "ece")
+    assert table_words["ECE (15 bins) gap resolved (Holm over the ranking)"].tolist() == [
+        "", "not resolved", "resolved", "not resolved", "not resolved"]

@@ -80,6 +80,16 @@ def rank_correlation(rows: pd.DataFrame, configs: Sequence[str], x: str = "mean_
     return BootstrapInterval(estimate, low, high, LEVEL, distribution, len(base))
 
 
+def config_draws(rows: pd.DataFrame, configs: Sequence[str], metric: str = "ece", n_bootstrap: int = 1000,
+                 seed: int = 0, cluster: str | None = "image") -> tuple[np.ndarray, np.ndarray]:
+    """``metric`` of each configuration (``(C,)``) and on the same image resamples (``(n_bootstrap, C)``):
+    every configuration of a resample sees the same resampled images, so any contrast of the columns
+    (two configurations, two means of several) has its paired bootstrap distribution."""
+    configs = [str(c) for c in configs]
+    fn, views, base = _metric_views(rows, configs, metric)
+    return np.array([fn(v) for v in views]), _resampled(views, metric, base, n_bootstrap, seed, cluster)
+
+
 def _resampled(views, metric: str, base: pd.DataFrame, n_bootstrap: int, seed: int, cluster) -> np.ndarray:
     """The metric of every configuration on the same resamples: n_bootstrap × configurations."""
     groups = _cluster_ids(base, cluster)
@@ -87,4 +97,4 @@ def _resampled(views, metric: str, base: pd.DataFrame, n_bootstrap: int, seed: i
                                                                          seed, groups)])
 
 
-__all__ = ["family_mean_delta", "rank_correlation"]
+__all__ = ["config_draws", "family_mean_delta", "rank_correlation"]

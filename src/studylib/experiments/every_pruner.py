@@ -36,6 +36,7 @@ import math
 from functools import partial
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from studylib import analysis, plots
@@ -43,6 +44,7 @@ from studylib.experiments.common import Setup, budget_parameters, check_choice, 
 from studylib.experiments.erank_hallucination import adapt_spec, image_complexity
 from studylib.experiments.every_pruner_figures import family_figure, frontier_figure, reliability_figure
 from studylib.experiments.result import Result
+from studylib.multiplicity import holm_rejections, tail_p_values
 from studylib.pages import style_table
 from studylib.pruners import FAMILIES, get_pruner, list_pruners, parse_spec, pruner_table
 from studylib.reported import reported
@@ -50,6 +52,9 @@ from studylib.sweep import Config
 
 #: metrics with a bootstrap CI in the ranked tables (F1 on POPE only)
 CI_METRICS = ["accuracy", "f1", "ece", "brier", "nll", "aurc"]
+#: the calibration estimators the leaderboard ranks by, with the neighbour gaps of each ranking
+ESTIMATORS = ("ece",)
+ESTIMATOR_WORDS = {"ece": "ECE (15 bins)"}
 #: metrics without a CI in the ranked tables
 PLAIN_METRICS = ["mean_confidence", "overconfidence", "erank_kept", "entropy_kept"]
 #: headers in words
@@ -102,10 +107,26 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
     alpha_table = alpha_comparison(summaries, alpha_specs, [adaptive_spec, *variants])
     best = {bench: ranked(tables[bench], focus_k) for bench in BENCHMARKS}
 
+    frames = {"POPE": rows["rows"], "ScienceQA": rows["sqa"]}
+    rankings = {(bench, k, m): neighbours(frames[bench], tables[bench], k, m, **stats)
+                for bench in BENCHMARKS for k in budgets for m in ESTIMATORS}
     result = setup.result(rows=rows, summary=summaries["POPE"])
     result.tables = {
-        **{f"ranked_{bench}_{k}": ranked_styled(tables[bench], k, k_map, bench, setup.label)
+        **{f"ranked_{bench}_{k}": ranked_styled(tables[bench], k, k_map, bench, setup.label,
+                                                rankings[(bench, k, "ece")])
            for bench in BENCHMARKS for k in budgets},
+        **{f"ranking_{bench}_{k}_{m}": style_table(
+            ranking_table(rankings[(bench, k, m)], tables[bench], k, m), hide_index=True,
+            caption=f"{bench}, K={k}: every pruner ranked by {ESTIMATOR_WORDS.get(m, m)} ({setup.label}); gaps to the "
+                    "pruner above with paired image-bootstrap 95 % CIs, resolved when Holm's procedure over the "
+                    "ranking's neighbour pairs rejects a zero gap")
+           for bench in BENCHMARKS for k in budgets for m in ESTIMATORS if m != "ece"},
+        "resolution": style_table(pd.DataFrame([resolution_record(bench, k, m, rankings[(bench, k, m)])
+                                                for m in ESTIMATORS for bench in BENCHMARKS for k in budgets]),
+                                  hide_index=True,
+                                  caption=f"Which neighbours in each ranking are resolved ({setup.label}): paired image "
+                                          "bootstrap of each pruner against the one ranked just above, Holm over the "
+                                          "ranking's neighbour pairs (one-sided 2.5 %)"),
         "chair": chair_styled(chair, setup.n_tokens, setup.label),
         "alpha": style_table(alpha_table, hide_index=True, caption="SCOPE with fixed saliency weights α vs. the "
                              f"image-adaptive α ({setup.label}): ECE and accuracy with 95 % CIs"),
@@ -131,6 +152,8 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
         "adaptive_ece": _value(tables["POPE"], "scope_adaptive", focus_k, "ece"),
         "erank_ref": erank_ref,
         "n_pruners": int(tables["POPE"]["name"].nunique()),
+        "resolved_gaps_focus": int(rankings[("POPE", focus_k, "ece")]["resolved"].sum()),
+        "tiers_focus": len(tiers(rankings[("POPE", focus_k, "ece")])),
         "focus_k": focus_k,
     }
     result.notes["run"] = run_note(rows, erank_ref, entropy_ref, len(image_erank))
@@ -209,6 +232,84 @@ def ranked(table: pd.DataFrame, k: int) -> pd.DataFrame:
     return part.sort_values(["ece", "name"], kind="stable").reset_index(drop=True)
 
 
+# --- which neighbours in a ranking are resolved -------------------------------------------------
+
+def neighbours(rows: pd.DataFrame, table: pd.DataFrame, k: int, metric: str = "ece", n_bootstrap: int = 1000,
+               seed: int = 0) -> pd.DataFrame:
+    """The pruners at budget ``k`` ranked by ``metric`` (lowest first; ties by name; a seeded method
+    is the mean over its seeds) with, for each after the first, the **gap** to the pruner ranked just
+    above: ``gap = metric(this) − metric(above) ≥ 0`` and its 95 % CI from one paired image bootstrap
+    of all configurations (:func:`studylib.analysis.config_draws`: every resample draws the same
+    images for every pruner), ``p`` the one-sided p-value of gap > 0 (normal tail,
+    :func:`~studylib.multiplicity.tail_p_values`) and ``resolved`` whether Holm's procedure over the
+    ranking's neighbour pairs rejects "gap ≤ 0" at the one-sided 2.5 % level (as the claims' families).
+
+    Columns: ``rank, name, family, configs, value, gap, gap_low, gap_high, p, resolved`` (the first
+    row's gap columns empty)."""
+    part = table[(table["k"] == k) & ~table["reference"]]
+    if part.empty:
+        return pd.DataFrame(columns=["rank", "name", "family", "configs", "value", "gap", "gap_low", "gap_high", "p",
+                                     "resolved"])
+    configs = [c for members in part["configs"] for c in members]
+    estimates, draws = analysis.config_draws(rows, configs, metric, n_bootstrap, seed)
+    spans = np.cumsum([0, *(len(m) for m in part["configs"])])
+    value = np.array([estimates[a:b].mean() for a, b in zip(spans, spans[1:])])
+    resampled = np.column_stack([draws[:, a:b].mean(axis=1) for a, b in zip(spans, spans[1:])])
+    order = sorted(range(len(part)), key=lambda i: (value[i], part["name"].iloc[i]))
+    records = []
+    for rank, i in enumerate(order):
+        record = {"rank": rank + 1, "name": part["name"].iloc[i], "family": part["family"].iloc[i],
+                  "configs": part["configs"].iloc[i], "value": float(value[i]), "gap": math.nan,
+                  "gap_low": math.nan, "gap_high": math.nan, "p": math.nan}
+        if rank:
+            above = order[rank - 1]
+            distribution = resampled[:, i] - resampled[:, above]
+            gap = float(value[i] - value[above])
+            finite = distribution[np.isfinite(distribution)]
+            low, high = np.percentile(finite, [2.5, 97.5]) if len(finite) else (math.nan, math.nan)
+            record.update(gap=gap, gap_low=float(low), gap_high=float(high),
+                          p=tail_p_values(gap, distribution, "greater")[0])
+        records.append(record)
+    out = pd.DataFrame(records)
+    tested = out["p"].notna()
+    out["resolved"] = False
+    out.loc[tested, "resolved"] = holm_rejections(out.loc[tested, "p"].to_numpy())
+    return out
+
+
+def tiers(ranking: pd.DataFrame) -> list[list[str]]:
+    """The ranking cut at its resolved gaps: groups of pruners whose order within is not resolved."""
+    groups: list[list[str]] = []
+    for record in ranking.to_dict("records"):
+        if not groups or record["resolved"]:
+            groups.append([])
+        groups[-1].append(record["name"])
+    return groups
+
+
+def resolution_record(benchmark: str, k: int, metric: str, ranking: pd.DataFrame) -> dict:
+    """One row of the page's resolution table: how many neighbour gaps are resolved and the tiers,
+    in words generated from ``ranking`` (:func:`neighbours`)."""
+    pairs = int(ranking["p"].notna().sum())
+    resolved = int(ranking["resolved"].sum())
+    groups = tiers(ranking)
+    return {"benchmark": benchmark, "K": k, "estimator": ESTIMATOR_WORDS.get(metric, metric),
+            "resolved gaps": f"{resolved} of {pairs}",
+            "tiers, best first (< = a resolved gap)": " < ".join(", ".join(g) for g in groups),
+            "reading": _reading(groups, pairs, resolved)}
+
+
+def _reading(groups: list[list[str]], pairs: int, resolved: int) -> str:
+    if not pairs:
+        return "a single pruner: nothing to order"
+    if not resolved:
+        return f"no neighbouring pair is resolved: the {pairs + 1} pruners cannot be ordered by this estimator"
+    best, worst = groups[0], groups[-1]
+    text = (f"{len(groups)} tiers; best tier: {', '.join(best)}" if len(best) > 1
+            else f"{len(groups)} tiers; {best[0]} is resolved as the best")
+    return text + (f"; worst tier: {', '.join(worst)}" if len(worst) > 1 else f"; {worst[0]} is resolved as the worst")
+
+
 def _value(table: pd.DataFrame, name: str, k: int, metric: str) -> float:
     hit = table[(table["name"] == name) & (table["k"] == k)]
     return float(hit[metric].iloc[0]) if len(hit) else math.nan
@@ -232,10 +333,12 @@ def _cell(row: Mapping, metric: str) -> str:
 
 
 def ranked_table(table: pd.DataFrame, k: int, n_tokens: int, reported_columns: Mapping[str, Mapping[str, float]]
-                 | None = None) -> pd.DataFrame:
+                 | None = None, ranking: pd.DataFrame | None = None) -> pd.DataFrame:
     """The page's table at budget ``k``: one row per pruner ranked by ECE (lowest first), then the
     unpruned model (K = N) as the reference row; metrics as ``value [95 % CI]`` (seeded methods:
-    mean ± sd over seeds); ``reported_columns`` maps a header to {registry name: reported value}."""
+    mean ± sd over seeds); ``reported_columns`` maps a header to {registry name: reported value};
+    ``ranking`` (:func:`neighbours` by ECE) adds each pruner's ECE gap to the one above and whether
+    it is resolved, after the ECE column."""
     part = pd.concat([ranked(table, k), table[table["reference"] & (table["k"] == n_tokens)]], ignore_index=True)
     metrics = [m for m in CI_METRICS + PLAIN_METRICS if m in part]
     out = pd.DataFrame({"rank": [str(i + 1) for i in range(len(part) - int(part["reference"].sum()))]
@@ -243,8 +346,39 @@ def ranked_table(table: pd.DataFrame, k: int, n_tokens: int, reported_columns: M
                         "pruner": part["name"], "family": part["family"], "configuration": part["config"]})
     for metric in metrics:
         out[HEADERS[metric]] = [_cell(row, metric) for row in part.to_dict("records")]
+        if metric == "ece" and ranking is not None:
+            gaps = _gap_columns(ranking, "ECE")
+            for header, cells in gaps.items():
+                out[header] = [cells.get(name, "") for name in part["name"]]
     for header, values in (reported_columns or {}).items():
         out[header] = [values.get(name, math.nan) for name in part["name"]]
+    return out
+
+
+def _gap_columns(ranking: pd.DataFrame, estimator: str) -> dict[str, dict[str, str]]:
+    """header -> {pruner: cell}: the gap to the pruner ranked above ``+0.004 [0.001, 0.007]`` and
+    "resolved" / "not resolved" (:func:`neighbours`)."""
+    gap, resolved = {}, {}
+    for record in ranking.to_dict("records"):
+        if math.isnan(record["gap"]):
+            continue
+        gap[record["name"]] = f"+{record['gap']:.3f} [{record['gap_low']:.3f}, {record['gap_high']:.3f}]"
+        resolved[record["name"]] = "resolved" if record["resolved"] else "not resolved"
+    return {f"{estimator} gap to the pruner above [95 % CI]": gap,
+            f"{estimator} gap resolved (Holm over the ranking)": resolved}
+
+
+def ranking_table(ranking: pd.DataFrame, table: pd.DataFrame, k: int, metric: str) -> pd.DataFrame:
+    """The pruners at ``k`` ranked by one calibration estimator: rank, pruner, family, its value
+    ``[95 % CI]`` (seeded methods: mean ± sd over seeds), the gap to the pruner above and whether it
+    is resolved (:func:`neighbours`)."""
+    rows = table[(table["k"] == k) & ~table["reference"]].set_index("name")
+    words = ESTIMATOR_WORDS.get(metric, metric)
+    out = pd.DataFrame({"rank": ranking["rank"], "pruner": ranking["name"], "family": ranking["family"]})
+    out[f"{words} [95 % CI]"] = [_cell({**rows.loc[name].to_dict(), "n_seeds": rows.loc[name, "n_seeds"]}, metric)
+                                 for name in ranking["name"]]
+    for header, cells in _gap_columns(ranking, words).items():
+        out[header] = [cells.get(name, "") for name in ranking["name"]]
     return out
 
 
@@ -266,10 +400,11 @@ def reported_columns(benchmark: str, paper_k: int, names: Iterable[str]) -> dict
     return out
 
 
-def ranked_styled(table: pd.DataFrame, k: int, k_map: Mapping[int, int], benchmark: str, label: str):
+def ranked_styled(table: pd.DataFrame, k: int, k_map: Mapping[int, int], benchmark: str, label: str,
+                  ranking: pd.DataFrame | None = None):
     n_tokens = int(table.loc[table["reference"], "k"].iloc[0]) if table["reference"].any() else k
     paper_k = k_map.get(k, k)
-    frame = ranked_table(table, k, n_tokens, reported_columns(benchmark, paper_k, table["name"].unique()))
+    frame = ranked_table(table, k, n_tokens, reported_columns(benchmark, paper_k, table["name"].unique()), ranking)
     return style_table(frame, hide_index=True, digits={c: 1 for c in frame.columns if "reported" in str(c)},
                        caption=f"{benchmark}, K={k} (the paper's {paper_k} of 576): every pruner ranked by ECE "
                                f"({label}); 95 % CIs over images; reported numbers are LLaVA-1.5-7B's")
@@ -370,4 +505,5 @@ def run_note(rows: Mapping[str, pd.DataFrame], erank_ref: float, entropy_ref: fl
             f"(mean over the run's {n_images} POPE images) for the AgilePruner entries and scope_adaptive.")
 
 
-__all__ = ["aggregate", "pruner_specs", "ranked", "ranked_table", "run", "summarise", "unseeded"]
+__all__ = ["aggregate", "neighbours", "pruner_specs", "ranked", "ranked_table", "ranking_table", "resolution_record", "run",
+           "summarise", "tiers", "unseeded"]

@@ -60,17 +60,23 @@ def run(*, tasks, gap_powers, alpha, budgets, reported_budgets, claim_budgets, a
 def _validate(setup: Setup, tasks, pruners, budgets, claim_budgets) -> None:
     """One clear error for a bad task, model, pruner or budget, before any work."""
     require(isinstance(tasks, dict) and len(tasks) > 0,
-            "tasks must map a benchmark name to {'dataset': ..., 'dataset_options': {...}}")
+            "tasks must map a benchmark name to {'dataset': ..., 'dataset_options': {...}} (optional 'limit')")
     for name, task in tasks.items():
         require(isinstance(task, dict) and "dataset" in task, f"tasks[{name!r}] needs a 'dataset' entry")
-        setup.validate(task["dataset"], task.get("dataset_options", {}), pruners, budgets)
+        unknown = set(task) - {"dataset", "dataset_options", "limit"}
+        require(not unknown, f"tasks[{name!r}] has unknown entries {sorted(unknown)}; "
+                             "use 'dataset', 'dataset_options' and 'limit'")
+        setup.validate(task["dataset"], task.get("dataset_options", {}), pruners, budgets,
+                       limit=task.get("limit", "default"))
     for k in claim_budgets:
         check_choice("claim_budgets entry", k, budgets)
 
 
 def _sweep(setup: Setup, tasks, pruners, budgets) -> pd.DataFrame:
-    """The rows of every benchmark, with a ``benchmark`` column."""
-    frames = [setup.sweep(task["dataset"], task.get("dataset_options", {}), pruners, budgets).assign(benchmark=name)
+    """The rows of every benchmark, with a ``benchmark`` column (a task's own ``limit`` replaces the
+    run's image limit for that benchmark)."""
+    frames = [setup.sweep(task["dataset"], task.get("dataset_options", {}), pruners, budgets,
+                          limit=task.get("limit", "default")).assign(benchmark=name)
               for name, task in tasks.items()]
     return pd.concat(frames, ignore_index=True)
 

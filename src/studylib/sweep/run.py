@@ -22,8 +22,9 @@ much work and a fast cell is not slowed by a file per batch.  ``batch_size`` and
 not part of the key (they change no number beyond float rounding); the dtype is.
 
 The work is a list of :class:`Slice` s: batches ``start..stop-1`` of one cell on the cell's
-batch grid (batch ``j`` = questions ``j*B .. j*B+B-1`` in dataset order, whatever is already
-stored).  One process takes every cell whole; :mod:`studylib.sweep.shard` gives each of
+batch grid (:func:`~studylib.sweep.scoring.image_batches`: the questions of one image together,
+images in order of first appearance, at most ``batch_size`` questions per batch; a batch scores
+only its questions not yet stored).  One process takes every cell whole; :mod:`studylib.sweep.shard` gives each of
 several processes its own slices.  A whole cell is computed under its exclusive lock and
 consolidated at once; a cell another process is computing is skipped with a message naming
 the holder and waited for at the end, at most ``lock_timeout`` seconds
@@ -54,7 +55,7 @@ from studylib.pruners import PrunerConfigError
 from studylib.sweep.grid import Config, StudyParameterError, as_list, check_positive
 from studylib.sweep.identity import (config_fields, display_name, image_digests, key_fields, model_identity,
                                      model_num_layers, model_num_tokens)
-from studylib.sweep.scoring import CAPTION_TASK, Encoder, batches, score_batch
+from studylib.sweep.scoring import CAPTION_TASK, Encoder, image_batches, score_batch
 from studylib.sweep.locks import holder_text
 from studylib.sweep.locks import lock_timeout as checked_lock_timeout
 from studylib.sweep.store import Cell, ReadOnlyStoreError, clean_stale_temporaries, find_stored
@@ -119,15 +120,21 @@ class SweepPlan:
     n_tokens: int
     has_captions: bool
     image_digests: dict[str, str] = field(default_factory=dict)
+    _grids: dict[int, list[list[Question]]] = field(default_factory=dict, repr=False)
 
     @property
     def complete(self) -> bool:
         """True when every cell is finished (a run would only read)."""
         return all(cell.complete for cell in self.cells)
 
+    def batches(self, batch_size: int) -> list[list[Question]]:
+        """The batch grid of one cell (every cell has the same questions; module docstring)."""
+        if batch_size not in self._grids:
+            self._grids[batch_size] = image_batches(self.questions, batch_size)
+        return self._grids[batch_size]
+
     def n_batches(self, batch_size: int) -> int:
-        """Batches of one cell (every cell has the same questions)."""
-        return -(-len(self.questions) // batch_size)
+        return len(self.batches(batch_size))
 
 
 @dataclass(frozen=True)
@@ -219,7 +226,7 @@ class SliceRunner:
         self.order = [q.qid for q in plan.questions]
         self._adapter = model if isinstance(model, LlavaAdapter) else None
         self._encoder: Encoder | None = None
-        self._grid = list(batches(plan.questions, batch_size))
+        self._grid = plan.batches(batch_size)
         # one bar per sweep over every question of every cell (stored ones count as done at once); on a
         # terminal it redraws in place, in a log (no terminal) it writes a line every PROGRESS_LOG_SECONDS
         self._bar = tqdm(total=0, desc=plan.dataset.name, unit="q", disable=not progress, dynamic_ncols=True,

@@ -34,9 +34,10 @@ questions, a bad cell is computed again.  Nothing a file holds can block a cell 
 without a lock (:meth:`Cell.peek`): the files are written once, atomically.  Only a writer
 takes the lock, quarantines or repairs, so a read-only store renders.
 
-**Resumption.**  The questions of a cell are cut into batches of ``batch_size`` in dataset
-order (batch ``j`` = questions ``j*B .. j*B+B-1``); each batch is written as the part
-``part-<j>.parquet`` (temporary file + ``os.replace``: complete or absent).  A rerun reads the
+**Resumption.**  The questions of a cell are cut into batches of at most ``batch_size`` (the
+batch grid of :mod:`studylib.sweep.run`: the questions of one image together); the rows of the
+batches scored since the last part are written as the part ``part-<j>.parquet``, ``j`` its first
+batch (temporary file + ``os.replace``: complete or absent).  A rerun reads the
 parts, skips their question ids and computes the missing ones batch by batch on the same grid,
 so a run killed at any moment loses at most the batches in flight and never duplicates a row.
 When every question is done the parts are consolidated into ``<key>.parquet`` (atomic, rows in

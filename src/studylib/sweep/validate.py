@@ -24,7 +24,7 @@ import studylib.data as data_registry
 from studylib.data.records import Dataset, Question
 from studylib.models import prompts
 from studylib.models.adapter import LlavaAdapter, single_token_id
-from studylib.pruners import PrunerConfigError, parse_spec
+from studylib.pruners import PrunerConfigError, list_pruners, parse_spec
 from studylib.sweep.grid import (StudyParameterError, as_list, check_budget, check_positive, check_seed,
                                  config_grid)
 from studylib.models.loading import (TINY_RANDOM_NAMES, ModelSettingError, check_device, check_dtype, load_model,
@@ -315,14 +315,21 @@ def settings_problems(device, dtype) -> list[str]:
     return []
 
 
+def _pruner_specs(params: Mapping) -> list:
+    """A notebook's ``pruners`` and ``pruner``; ``pruners = "all"`` (every_pruner) stands for every
+    registered pruner."""
+    pruners = params.get("pruners")
+    listed = list_pruners() if isinstance(pruners, str) and pruners == "all" else as_list(pruners, "pruners")
+    return listed + as_list(params.get("pruner"), "pruner")
+
+
 def _model_problems(params: Mapping) -> tuple[list[str], int]:
     """Problems of ``model`` and the in-LLM pruner layers, and N (a large bound when unknown)."""
     if "model" not in params:
         return [], _UNKNOWN_N
     try:
         n_tokens = model_num_tokens(params["model"])
-        pruners = as_list(params.get("pruners"), "pruners") + as_list(params.get("pruner"), "pruner")
-        return layer_problems(pruners, model_num_layers(params["model"])), n_tokens
+        return layer_problems(_pruner_specs(params), model_num_layers(params["model"])), n_tokens
     except StudyParameterError as error:
         return [str(error)], _UNKNOWN_N
 
@@ -376,8 +383,8 @@ def check_run_parameters(params: Mapping) -> None:
     problems, n_tokens = _model_problems(params)
     problems += settings_problems(params.get("device"), params.get("dtype"))
     problems += results_dir_problems(params["results_dir"]) if params.get("results_dir") is not None else []
-    pruners = as_list(params.get("pruners"), "pruners") + as_list(params.get("pruner"), "pruner")
-    problems += _grid_problems(pruners or ["full"], params.get("budgets") or [1], params.get("seeds"), n_tokens)
+    problems += _grid_problems(_pruner_specs(params) or ["full"], params.get("budgets") or [1], params.get("seeds"),
+                               n_tokens)
     problems += _budget_problems(params, n_tokens)
     problems += _counts_problems(params)
     problems += data_problems(params)
