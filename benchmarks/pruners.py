@@ -23,8 +23,10 @@ so it pays its own similarity GEMMs and erank.  At B = 1 the fast greedy loops s
 Then the **sweep** tables, the reuse case: the per-object memo (``VisualTokens.derived``) keeps the
 cosine matrices, FPS's distances and the erank of an object, so the configs of a sweep run on one
 batch share them.  Per config: one call on an object every config has already used (memo warm:
-the selection loop and the config-dependent work only); and the whole sweep of every vision-stage
-config on one new object, ms per image per config, next to the mean single call.  Then the shared
+the selection loop and the config-dependent work only); the same with the memo's byte budget used
+up (what a LLaVA-scale sweep reaches once its images' ``N × N`` matrices fill 2 GiB: only the small
+values such as the erank stay); and the whole sweep of every vision-stage config on one new object,
+ms per image per config, next to the mean single call.  Then the shared
 costs that bound every single call from below (similarity GEMMs, the float64 erank) and, unless
 ``--no-models``, the toy / tiny-random model's encode and prefill for scale.
 This is a script, not a test: timings depend on the machine and its load.
@@ -42,7 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from studylib.tokens import QueryContext, VisualTokens  # noqa: E402
+from studylib.tokens import QueryContext, VisualTokens, set_memo_budget  # noqa: E402
 from studylib.pruners import _reference, agile, cdpruner, divprune  # noqa: E402
 from studylib.pruners import erank, fastv_rule, get_pruner, list_pruners  # noqa: E402
 from studylib.pruners._reference import NAIVE_PRUNERS, naive_kernels  # noqa: E402
@@ -146,6 +148,19 @@ def sweep_tables(specs: list[str], cols: list[tuple[int, int]], data: dict, sing
         total[k, b] = best_ms(whole_sweep, repeats) / b / len(pruners)
     print_table("sweep: one config on a VisualTokens object every config has already used (memo warm), "
                 "ms per image", vision, cols, cells, width)
+    exhausted = {}
+    old_budget = set_memo_budget(0)  # the N x N matrices no longer fit (a LLaVA-scale sweep of ~500 images)
+    try:
+        for k, b in cols:
+            tokens, query = data[b]
+            warm = dataclasses.replace(tokens)
+            for spec in vision:
+                get_pruner(spec)(warm, k, query)
+                exhausted[spec, (k, b)] = f"{best_ms(lambda: get_pruner(spec)(warm, k, query), repeats) / b:12.1f}"
+    finally:
+        set_memo_budget(old_budget)
+    print_table("sweep with the memo budget used up (only values of at most MEMO_SMALL_BYTES kept, e.g. the erank): "
+                "one config on an object every config has already used, ms per image", vision, cols, exhausted, width)
     width = max(width, 30)
     print(f"\nsweep of all {len(vision)} vision-stage configs on one new object, ms per image per config")
     print("".ljust(width) + "".join(f"K={k},B={b}".rjust(12) for k, b in cols))

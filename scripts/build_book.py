@@ -5,20 +5,31 @@
     python scripts/build_book.py --profile toy --only alpha_sweep --set "alpha_sweep.alphas=[0, 0.25, 0.5, 1]"
     python scripts/build_book.py --profile llava-1.5-7b --results results/llava   # GPU run
     python scripts/build_book.py --profile toy --no-execute         # re-render stored notebooks
+    python scripts/build_book.py --only u_curve --plugin l2norm.py --set u_curve.pruner=l2norm   # a pruner of yours
+    python scripts/build_book.py --only u_curve --set limit=20 --no-book   # compute only; book/ untouched
 
 Steps:
 
-1. check the profile and every ``--set`` against the notebooks' parameters, and the values that
-   need no dataset (model, device, dtype, pruners, budgets, batch_size, limit): one line naming
-   the problem and the valid choices, exit 2, before anything runs;
+1. check the options (``--only`` names at least one notebook, ``--timeout`` is positive), load the
+   plug-ins (``--plugin`` files and the profile's ``plugins``; they are passed to every kernel in
+   ``$STUDYLIB_PLUGINS``), check the profile (every notebook it names exists, every default is a
+   parameter of some notebook) and every ``--set`` against the notebooks' parameters, and the
+   values that read no data (model, device, dtype, pruners, budgets and the parameters derived
+   from them, seeds, counts, results_dir, bootstrap_seed, folds, datasets, their options and that
+   their data paths exist): one line naming the problem and the valid choices, exit 2, before
+   anything runs or any file is written;
 2. register the kernel ``studylib`` (this interpreter) in its prefix, idempotently;
 3. for each selected notebook (in :data:`studylib.experiments.ORDER`): execute it with papermill
    into a temporary folder, and only when it succeeds move it to ``book/experiments/<name>.ipynb``
    (parameter cells hidden, title labelled with the model); a failed run leaves the last good page;
 4. give every experiment never executed in this copy a page that says so, write the intro's
-   verdict table (``book/verdicts.md``), the methods page's table of registered pruners
+   verdict table (``book/verdicts.md``: rows of pages run with ``--set`` or ``--plugin`` show no
+   numbers, see :func:`studylib.build.verdicts_page`), the methods page's table of registered pruners
    (``book/pruners.md``), the timings (``book/_build_times.json``) and the status page (``book/status.md``);
 5. ``jupyter-book build book -W -n --keep-going`` (the book's own execution is off).
+
+``--no-book`` runs step 1 and executes the notebooks into ``results/notebooks/<profile>/`` (with
+``--results R``: ``R/notebooks/``; the result store fills as usual) and writes nothing under ``book/``.
 
 A notebook that fails does not stop the others, but then step 4 and 5 are skipped: the status,
 timings and verdicts of the last good build stay as they were, and the script exits 1.  Bad
@@ -48,7 +59,7 @@ sys.path.insert(0, str(REPO / "src"))
 import nbformat  # noqa: E402
 import papermill  # noqa: E402
 
-from studylib import build, pages  # noqa: E402
+from studylib import build, pages, plugins  # noqa: E402
 from studylib.experiments import ORDER  # noqa: E402
 from studylib.pruners import PrunerConfigError  # noqa: E402
 from studylib.sweep import StudyParameterError  # noqa: E402
@@ -57,6 +68,7 @@ from studylib.sweep.validate import check_run_parameters  # noqa: E402
 NOTEBOOKS = REPO / "notebooks"
 BOOK = REPO / "book"
 EXPERIMENTS = BOOK / "experiments"
+NO_BOOK_DIR = REPO / "results" / "notebooks"  # where --no-book puts the executed notebooks
 TIMES = BOOK / "_build_times.json"
 PACKAGES = ("torch", "transformers", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "papermill",
             "jupyter-book", "myst-nb", "sphinx")
@@ -91,8 +103,10 @@ def label_title(nb, model: str, profile: str) -> None:
         return
 
 
-def execute(name: str, params: dict, timeout: int | None, log_output: bool) -> tuple[float, str | None]:
-    """Run ``notebooks/<name>.ipynb`` into a temporary file; on success move it into the book."""
+def execute(name: str, params: dict, timeout: int | None, log_output: bool, scope: dict,
+            out_dir: Path = EXPERIMENTS) -> tuple[float, str | None]:
+    """Run ``notebooks/<name>.ipynb`` into a temporary file; on success move it to ``out_dir``
+    (the book's pages), recording its :func:`studylib.build.page_scope` ``scope``."""
     source = NOTEBOOKS / f"{name}.ipynb"
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"{name}-") as scratch:
@@ -110,10 +124,11 @@ def execute(name: str, params: dict, timeout: int | None, log_output: bool) -> t
         model = params.get("model", build.declared_parameters(source).get("model", ""))
         label_title(nb, str(model).strip("'\""), str(params.get("profile", "")))
         build.lead_with_findings(nb, name, pages.is_toy(str(model).strip("'\"")))
-        nb.metadata.setdefault("studylib", {}).update({"profile": params.get("profile"), "seconds": round(seconds, 1)})
-        EXPERIMENTS.mkdir(parents=True, exist_ok=True)
+        nb.metadata.setdefault("studylib", {}).update({"profile": params.get("profile"), "seconds": round(seconds, 1),
+                                                      "custom": scope})
+        out_dir.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(target))
-        shutil.move(str(target), EXPERIMENTS / f"{name}.ipynb")
+        shutil.move(str(target), out_dir / f"{name}.ipynb")
     return seconds, None
 
 
@@ -137,13 +152,16 @@ def status_page(profile: dict, times: dict, book_seconds: float | None) -> str:
         "seconds. The load average is the 1-minute system load (the larger of the values before and after the "
         "notebook): above the number of cores, other processes competed for the CPU and the wall time overstates "
         "the notebook's own cost. Notebooks not executed in this build keep their last entry.", "",
-        "| notebook | wall time (s) | load average | status |", "|---|---:|---:|---|",
+        "The last column says whether a notebook ran with the profile's own parameters or as a custom run "
+        "(`--set` values, `--plugin` files): the intro's verdict table shows numbers only for the former.", "",
+        "| notebook | wall time (s) | load average | status | parameters |", "|---|---:|---:|---|---|",
     ]
     total = sum(entry["seconds"] for entry in times.values())
-    lines += [f"| {name} | {e['seconds']:.1f} | {e.get('load_average', '')} | {e['status']} |" for name, e in times.items()]
-    lines.append(f"| **all notebooks** | **{total:.1f}** | | |")
+    lines += [f"| {name} | {e['seconds']:.1f} | {e.get('load_average', '')} | {e['status']} | "
+              f"{'custom: ' + build.scope_text(e['custom']) if e.get('custom') else 'profile'} |" for name, e in times.items()]
+    lines.append(f"| **all notebooks** | **{total:.1f}** | | | |")
     if book_seconds is not None:
-        lines.append(f"| jupyter-book build (previous build) | {book_seconds:.1f} | | |")
+        lines.append(f"| jupyter-book build (previous build) | {book_seconds:.1f} | | | |")
     lines += ["", build.sizes_section(ORDER, EXPERIMENTS)]
     lines += ["", "## Environment", "", "| package | version |", "|---|---|", f"| python | {platform.python_version()} |"]
     lines += [f"| {pkg} | {version(pkg)} |" for pkg in PACKAGES]
@@ -159,36 +177,74 @@ def build_html(keep_going: bool = True) -> int:
     return subprocess.run(command, cwd=str(REPO)).returncode
 
 
-def plan(args) -> tuple[dict, list[str], dict[str, dict]]:
-    """The profile, the notebooks to execute and their parameters, all checked before any work."""
+def use_plugins(files: list[str]) -> list[str]:
+    """Load the plug-in files here (for the parameter check) and put them in ``$STUDYLIB_PLUGINS``,
+    which every papermill kernel inherits; returns them resolved."""
+    paths = [str(Path(f).expanduser().resolve()) for f in files]
+    os.environ[plugins.ENV] = os.pathsep.join(dict.fromkeys([*map(str, plugins.plugin_paths()), *paths]))
     try:
+        plugins.load_plugins()
+    except plugins.PluginError as error:
+        raise build.ProfileError(f"--plugin: {error}") from None
+    return paths
+
+
+def plan(args) -> tuple[dict, list[str], dict[str, dict], dict[str, dict]]:
+    """The profile, the notebooks to execute, their parameters and each one's page scope, all
+    checked before any work."""
+    try:
+        if args.timeout is not None and args.timeout <= 0:
+            raise build.ProfileError(f"--timeout {args.timeout}: give a positive number of seconds per cell, or leave "
+                                     f"it out for no limit")
         profile = build.load_profile(args.profile)
-        names = [n for n in ORDER if (NOTEBOOKS / f"{n}.ipynb").exists()]
-        if args.only:
+        own_plugins = use_plugins(args.plugins)
+        use_plugins(profile["plugins"])
+        declared = {n: build.declared_parameters(NOTEBOOKS / f"{n}.ipynb") for n in ORDER
+                    if (NOTEBOOKS / f"{n}.ipynb").exists()}
+        check_profile_keys(profile, declared)
+        names = list(declared)
+        if args.only is not None:
             wanted = [n.strip() for n in args.only.split(",") if n.strip()]
             unknown = [n for n in wanted if n not in names]
-            if unknown:
-                raise build.ProfileError(f"--only: unknown notebook(s) {unknown}; choose from {names}")
+            if unknown or not wanted:
+                problem = f"unknown notebook(s) {unknown}" if unknown else "names no notebook"
+                raise build.ProfileError(f"--only {args.only!r}: {problem}; choose from {names} (comma-separated), "
+                                         f"or leave --only out for all")
             names = [n for n in names if n in wanted]
         overrides = build.parse_overrides(args.overrides, names)
-        declared_by = {name: build.declared_parameters(NOTEBOOKS / f"{name}.ipynb") for name in names}
+        declared_by = {name: declared[name] for name in names}
         common = overrides.get("*", {})
         unused = sorted(set(common) - set().union(*map(set, declared_by.values())))
         if unused:
             raise build.ProfileError(f"--set: no selected notebook has parameter(s) {unused}; parameters: "
                                      f"{sorted(set().union(*map(set, declared_by.values())))}")
-        params_by = {}
+        params_by, scopes = {}, {}
         for name, declared in declared_by.items():
             chosen = {**{k: v for k, v in common.items() if k in declared}, **overrides.get(name, {})}
             params = {**build.notebook_parameters(profile, name, declared, chosen), "profile": profile["name"]}
             if args.results:
                 params["results_dir"] = args.results
             params_by[name] = params
+            scopes[name] = build.page_scope(chosen, own_plugins)
         for name, params in params_by.items():
-            check_parameters(name, params)
+            check_parameters(name, {**declared_by[name], **params})
     except build.ProfileError as error:
         fail(str(error))
-    return profile, names, params_by
+    return profile, names, params_by, scopes
+
+
+def check_profile_keys(profile: dict, declared_by: dict[str, dict]) -> None:
+    """Every notebook a profile names exists, and every default is a parameter of some notebook
+    (a typo such as ``u_curv`` or ``batch_sise`` would otherwise be ignored)."""
+    unknown = sorted(set(profile["notebooks"]) - set(declared_by))
+    if unknown:
+        raise build.ProfileError(f"profile {profile['path']}: notebooks: unknown notebook(s) {unknown}; the notebooks "
+                                 f"are {sorted(declared_by)}")
+    parameters = set().union(*map(set, declared_by.values()))
+    unused = sorted(set(profile["defaults"]) - parameters)
+    if unused:
+        raise build.ProfileError(f"profile {profile['path']}: defaults: no notebook has parameter(s) {unused}; the "
+                                 f"parameters are {sorted(parameters)}")
 
 
 def check_parameters(name: str, params: dict) -> None:
@@ -210,44 +266,70 @@ def fail(message: str) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="toy", help="profile name (profiles/<name>.yaml) or path")
-    parser.add_argument("--only", default="", help="comma-separated notebooks to execute (default: all)")
+    parser.add_argument("--only", default=None, help="comma-separated notebooks to execute (default: all)")
     parser.add_argument("--results", default=None, help="result store directory (overrides results_dir)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="[NOTEBOOK.]KEY=YAML",
                         help="override a parameter, e.g. --set limit=50 or --set 'alpha_sweep.alphas=[0,1]'")
     parser.add_argument("--no-execute", action="store_true", help="only render the notebooks already in book/experiments")
-    parser.add_argument("--no-book", action="store_true", help="execute notebooks but do not build the HTML")
-    parser.add_argument("--timeout", type=int, default=None, help="per-cell execution timeout in seconds")
+    parser.add_argument("--no-book", action="store_true",
+                        help=f"execute the notebooks into {NO_BOOK_DIR.relative_to(REPO)}/<profile>/ (with --results R: "
+                             f"R/notebooks/) and write nothing under book/ (the result store fills as usual)")
+    parser.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="FILE.py",
+                        help="a plug-in file that registers pruners or datasets; loaded by the parameter check and "
+                             "by every notebook (repeatable; a profile's 'plugins' list adds more)")
+    parser.add_argument("--timeout", type=int, default=None, help="per-cell execution timeout in seconds (positive)")
     parser.add_argument("--quiet", action="store_true", help="do not stream notebook output (--log-output off)")
     return parser
+
+
+def execute_all(names: list[str], params_by: dict, scopes: dict, profile: dict, args,
+                out_dir: Path) -> tuple[dict, list[str]]:
+    """Execute ``names`` into ``out_dir``; their timings and the failures."""
+    build.ensure_kernel(build.KERNEL_NAME)
+    build.kernel_environment()
+    for logger in ("papermill", "papermill.translators", "papermill.execute"):  # filters do not inherit
+        logging.getLogger(logger).addFilter(_QuietPapermill())
+    times, failures = {}, []
+    for name in names:
+        print(f"\n=== {name}: profile {profile['name']}, parameters {json.dumps(params_by[name], default=str)}",
+              flush=True)
+        load_before = os.getloadavg()[0]
+        seconds, error = execute(name, params_by[name], args.timeout, not args.quiet, scopes[name], out_dir)
+        load = round(max(load_before, os.getloadavg()[0]), 1)
+        print(f"=== {name}: {seconds:.1f} s, {'ok' if error is None else 'FAILED (' + error + ')'} "
+              f"(load average {load})", flush=True)
+        if error is None:
+            times[name] = {"seconds": round(seconds, 1), "status": "ok", "profile": profile["name"],
+                           "load_average": load, "custom": scopes[name]}
+        else:
+            failures.append(f"{name}: {error}")
+    return times, failures
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    profile, names, params_by = plan(args)
+    if args.no_book and args.no_execute:
+        fail("--no-book with --no-execute would do nothing; drop one of them")
+    profile, names, params_by, scopes = plan(args)
+
+    if args.no_book:  # compute only: the executed notebooks go next to the result store, book/ stays as it is
+        out_dir = Path(args.results) / "notebooks" if args.results else NO_BOOK_DIR / profile["name"]
+        times, failures = execute_all(names, params_by, scopes, profile, args, out_dir)
+        print(f"\nexecuted notebooks: {out_dir} (book/ untouched)")
+        for name, entry in times.items():
+            print(f"  {name:22s} {entry['seconds']:8.1f}  {entry['status']}")
+        if failures:
+            print("\nFAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1 if failures else 0
 
     previous = json.loads(TIMES.read_text()) if TIMES.exists() else {}
     same_profile = previous.get("profile") == profile["name"]
     times = dict(previous.get("notebooks", {})) if same_profile else {}
     failures: list[str] = []
     if not args.no_execute:
-        build.ensure_kernel(build.KERNEL_NAME)
-        build.kernel_environment()
-        for logger in ("papermill", "papermill.translators", "papermill.execute"):  # filters do not inherit
-            logging.getLogger(logger).addFilter(_QuietPapermill())
-        for name in names:
-            print(f"\n=== {name}: profile {profile['name']}, parameters {json.dumps(params_by[name], default=str)}",
-                  flush=True)
-            load_before = os.getloadavg()[0]
-            seconds, error = execute(name, params_by[name], args.timeout, log_output=not args.quiet)
-            load = round(max(load_before, os.getloadavg()[0]), 1)
-            print(f"=== {name}: {seconds:.1f} s, {'ok' if error is None else 'FAILED (' + error + ')'} "
-                  f"(load average {load})", flush=True)
-            if error is None:
-                times[name] = {"seconds": round(seconds, 1), "status": "ok", "profile": profile["name"],
-                               "load_average": load}
-            else:
-                failures.append(f"{name}: {error}")
+        new_times, failures = execute_all(names, params_by, scopes, profile, args, EXPERIMENTS)
+        times.update(new_times)
 
     if failures:  # leave the last good book as it was: no status, timings, verdicts or HTML from this run
         print("\nFAILED (the last good pages, status and timings are kept):\n  " + "\n  ".join(failures),
@@ -264,13 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     (BOOK / "pruners.md").write_text(build.pruners_page())
     book_seconds = previous.get("book_seconds") if same_profile else None
     (BOOK / "status.md").write_text(status_page(profile, times, book_seconds))
-    code = 0
-    if not args.no_book:
-        start = time.perf_counter()
-        code = build_html()
-        book_seconds = round(time.perf_counter() - start, 1)
-        if code != 0:
-            failures.append(f"jupyter-book build exited with {code}")
+    start = time.perf_counter()
+    code = build_html()
+    book_seconds = round(time.perf_counter() - start, 1)
+    if code != 0:
+        failures.append(f"jupyter-book build exited with {code}")
     total = round(sum(v["seconds"] for v in times.values()), 1)
     build.write_json(TIMES, {"profile": profile["name"], "notebooks": times, "notebooks_total_seconds": total,
                              "book_seconds": book_seconds, "cpu_count": os.cpu_count(),
@@ -279,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, entry in times.items():
         print(f"  {name:22s} {entry['seconds']:8.1f}  {entry['status']}")
     print(f"  {'notebooks total':22s} {total:8.1f}")
-    if not args.no_book and code == 0:
+    if code == 0:
         print(f"\nbook: {BOOK / '_build' / 'html' / 'index.html'}")
     if failures:
         print("\nFAILED:\n  " + "\n  ".join(failures), file=sys.stderr)

@@ -1,10 +1,11 @@
 """Bad inputs, table-driven: every one ends in ONE error of the library's own type whose message
 names the parameter or file and the fix, and leaves the results directory and ``book/`` as they
-were (issue 16).
+were (issue 16); hostile stores and files (issue 27): parts of other cells, NaN weights and
+images, read-only stores, stuck writers, typos in profiles.
 
-Categories (cases): pruners 14, metrics 18, analysis 8, sweep 18, cli 18 (16 through the build
-script's planning step in-process, 2 as subprocesses), notebooks 8, data_files 14, images 5,
-model_dirs 11, store 6; 120 in all
+Categories (cases): pruners 14, metrics 18, analysis 8, sweep 25, cli 26 (24 through the build
+script's planning step in-process, 2 as subprocesses), notebooks 11, data_files 19, images 8,
+model_dirs 13, store 16; 158 in all
 (:func:`test_the_suite_has_at_least_100_cases` keeps the count honest).
 
 Each row: ``(id, call, error type, words)``; ``call(ctx)`` gets the module's prepared inputs
@@ -14,6 +15,8 @@ Each row: ``(id, call, error type, words)``; ``call(ctx)`` gets the module's pre
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import dataclasses
 import hashlib
 import importlib.util
 import io
@@ -30,11 +33,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from fixtures import formats
+from PIL import Image
 
 from studylib import analysis, build, experiments
 from studylib import metrics as m
 from studylib.data import DataFormatError, DataNotFoundError, ImageNotFoundError, load_dataset
+from studylib.data.records import Dataset, Question, check_unique_records
 from studylib.data.coco import load_coco_captions
 from studylib.data.pope import load_pope
 from studylib.data.scienceqa import load_scienceqa
@@ -44,7 +50,10 @@ from studylib.models.loading import (TOY_MODEL_DIR, CheckpointError, ModelNotFou
 from studylib.pruners import PrunerConfigError, get_pruner, parse_spec
 from studylib.sweep import Config, StudyParameterError, config_grid, plan_sweep, run_sweep, validate_parameters
 from studylib.sweep.grid import check_budget
+from studylib.sweep.locks import TIMEOUT_ENV, lock_timeout
 from studylib.sweep.store import Cell, DamagedFileError, StoreIntegrityWarning, clean_stale_temporaries
+from studylib.sweep.verify import main as verify_main
+from studylib.sweep.verify import verify
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
@@ -252,9 +261,14 @@ def _validate(model="toy", dataset="toy-pope", options=None, pruners=("full",), 
 
 
 def _sweep(configs=("random(seed=0)@8",), **kw):
-    settings = dict(dataset_options=TOY, limit=1, batch_size=8, progress=False) | kw
-    return lambda c: run_sweep(settings.pop("model", "toy"), "toy-pope", list(configs), results_dir=c.results,
-                               **settings)
+    def call(c):
+        settings = dict(dataset_options=TOY, limit=1, batch_size=8, progress=False, results_dir=c.results) | kw
+        return run_sweep(settings.pop("model", "toy"), "toy-pope", list(configs), **settings)
+    return call
+
+
+def _sqa_options(c):
+    return {"problems": str(c.scienceqa.problems), "images": str(c.scienceqa.images)}
 
 
 SWEEP = [
@@ -280,7 +294,33 @@ SWEEP = [
     ("run-fastv-layer", _sweep(configs=["random(seed=0)@8", "fastv(layer=4)@8"]), StudyParameterError,
      ["fastv(layer=4)", "between 1 and 3"]),
     ("run-dtype", _sweep(dtype="float8"), StudyParameterError, ["dtype", "choose one of"]),
+    ("seeds-beyond-64-bit", _validate(pruners=["random"], seeds=[2**70]), StudyParameterError,
+     ["seeds", str(2**70), "[0, 2**63 - 1]", "like [0, 1, 2]"]),
+    ("spec-seed-beyond-64-bit", lambda c: Config.parse(f"random(seed={2**70})@8"), StudyParameterError,
+     ["seed", str(2**70), "[0, 2**63 - 1]"]),
+    ("verbalizer-letter-not-a-token", lambda c: validate_parameters("toy", "scienceqa", _sqa_options(c), ["full"], [8]),
+     StudyParameterError, ["verbalizer word 'e'", "one token", "'3'", "use a model whose tokenizer has it"]),
+    ("run-results-dir-under-proc", _sweep(results_dir="/proc/studylib/results"), StudyParameterError,
+     ["results_dir='/proc/studylib/results'", "cannot be created", "choose a folder you can write"]),
+    ("run-results-dir-is-a-file", lambda c: _sweep(results_dir=c.results / "notes.txt")(c), StudyParameterError,
+     ["notes.txt", "is a file", "choose a folder"]),
+    ("run-lock-timeout-negative", _sweep(lock_timeout=-5), StudyParameterError,
+     ["lock wait", "-5", "non-negative number of seconds"]),
+    ("lock-timeout-env-text", lambda c: _with_env(TIMEOUT_ENV, "soon", lock_timeout), ValueError,
+     ["STUDYLIB_LOCK_TIMEOUT='soon'", "non-negative number of seconds", "e.g."]),
 ]
+
+
+def _with_env(name: str, value: str, call):
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        return call()
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
 
 
 @pytest.mark.parametrize("case", SWEEP, ids=ids(SWEEP))
@@ -291,13 +331,14 @@ def test_sweep_parameters(case, ctx):
 # ----------------------------------------------------------------------------------- cli
 
 
-def _plan(*argv):
+def _plan(*argv, only="u_curve", results=True):
     """``scripts/build_book.py``'s planning step in-process: must exit 2 with one stderr line."""
     def call(ctx):
         module = build_book_module.cached
         stderr = io.StringIO()
+        options = ["--only", only] + (["--results", str(ctx.results)] if results else [])
         with contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as caught:
-            module.plan(module.make_parser().parse_args(["--only", "u_curve", "--results", str(ctx.results), *argv]))
+            module.plan(module.make_parser().parse_args([*options, *argv]))
         lines = stderr.getvalue().splitlines()
         assert caught.value.code == 2 and len(lines) == 1 and "Traceback" not in stderr.getvalue(), lines
         raise CliError(lines[0])
@@ -338,7 +379,32 @@ CLI = [
     ("dtype-float16-cpu", _plan("--set", "dtype=float16"), CliError, ["float16", "float32"]),
     ("fastv-layer", _plan("--set", "u_curve.pruner=fastv(layer=9)"), CliError, ["layer 9", "between 1 and 3"]),
     ("scope-alpha-bound", _plan("--set", "u_curve.pruner=scope(alpha=1000)"), CliError, ["alpha", "[0, 10]"]),
+    ("only-names-nothing", _only(","), CliError, ["--only ','", "names no notebook", "choose from", "u_curve"]),
+    ("timeout-negative", _plan("--timeout", "-5"), CliError, ["--timeout -5", "positive number of seconds"]),
+    ("profile-notebook-typo", lambda c: _plan("--profile", str(_profile(c, notebooks={"u_curv": {"limit": 5}})))(c),
+     CliError, ["notebooks", "u_curv", "unknown notebook", "'u_curve'"]),
+    ("profile-default-typo", lambda c: _plan("--profile", str(_profile(c, defaults={"batch_sise": 8})))(c),
+     CliError, ["defaults", "batch_sise", "'batch_size'"]),
+    ("bootstrap-seed-negative", _plan("--set", "bootstrap_seed=-1"), CliError, ["bootstrap_seed", "-1", "[0, 2**63 - 1]"]),
+    ("results-dir-under-proc", _plan("--set", "results_dir=/proc/studylib/results", results=False), CliError,
+     ["results_dir='/proc/studylib/results'", "cannot be created", "choose a folder you can write"]),
+    ("limit-below-folds", _plan("--set", "temperature_scaling.limit=3", only="temperature_scaling"), CliError,
+     ["temperature_scaling", "limit=3", "n_folds=5", "raise limit to >= 5"]),
+    ("seeds-beyond-64-bit", _plan("--set", f"baselines.seeds=[{2**70}]", only="baselines"), CliError,
+     ["baselines", "seeds", str(2**70), "[0, 2**63 - 1]"]),
 ]
+
+
+def _profile(ctx, **changed) -> Path:
+    """The toy profile with ``changed`` top-level sections, written to a scratch file."""
+    import yaml
+
+    profile = yaml.safe_load((REPO / "profiles" / "toy.yaml").read_text())
+    for section, values in changed.items():
+        profile[section] = {**profile[section], **values}
+    path = ctx.fresh(f"profile-{'-'.join(changed)}") / "typo.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -387,6 +453,12 @@ NOTEBOOKS = [
     ("u_curve-moderate-k", _notebook("u_curve", moderate_k=7), StudyParameterError, ["moderate_k", "pick one"]),
     ("alpha_sweep-no-alphas", _notebook("alpha_sweep", alphas=[]), StudyParameterError, ["alphas", "e.g."]),
     ("alpha_sweep-alpha-bound", _notebook("alpha_sweep", alphas=[0, 1000]), StudyParameterError, ["alpha", "[0, 10]"]),
+    ("u_curve-bootstrap-seed", _notebook("u_curve", bootstrap_seed=-1), StudyParameterError,
+     ["bootstrap_seed", "-1", "[0, 2**63 - 1]"]),
+    ("u_curve-results-dir-proc", _notebook("u_curve", results_dir="/proc/studylib/results"), StudyParameterError,
+     ["results_dir='/proc/studylib/results'", "choose a folder you can write"]),
+    ("temperature_scaling-limit-below-folds", _notebook("temperature_scaling", limit=3), StudyParameterError,
+     ["limit=3", "n_folds=5", "raise limit"]),
 ]
 
 
@@ -428,6 +500,23 @@ def _drop_field(problems, field):
     del problems["1"][field]
 
 
+MC = Question("q1", "img", "mc", "Which shape?", "A", ("X", "X "))
+YN = Question("y1", "img", "yesno", "Is there a cat?", "yes")
+
+
+def _made(questions) -> Dataset:
+    """A dataset as a loader outside this package (a plugin) might return it."""
+    return Dataset("hand-made", list(questions), lambda key: None)
+
+
+def _lmms_twice(ctx) -> Path:
+    """An lmms-lab ScienceQA shard whose first test question offers the same option twice."""
+    problems = formats.scienceqa_problems()
+    problems["1"]["choices"] = ["X", "X"]
+    problems["1"]["answer"] = 0
+    return formats.write_scienceqa_parquet(ctx.fresh("lmms-twice") / "test-00000-of-00001.parquet", problems)
+
+
 DATA = [
     ("pope-folder-missing", lambda c: load_pope(c.root / "nope", c.pope.images), DataNotFoundError,
      ["nope", "get it from"]),
@@ -447,6 +536,16 @@ DATA = [
      ["answer 9", "0-based index"]),
     ("scienceqa-one-choice", _scienceqa(lambda p: p["1"].update(choices=["a"]), "sqa-one"), DataFormatError,
      ["choices", "2 to"]),
+    ("scienceqa-same-option-twice", _scienceqa(lambda p: p["1"].update(choices=["X", "X"], answer=0), "sqa-twice"),
+     DataFormatError, ["problem '1'", "['x'] twice", "fix or drop"]),
+    ("scienceqa-same-pid-twice", _scienceqa(lambda p: json.dumps(p)[:-1] + ', "1": ' + json.dumps(p["1"]) + "}",
+                                            "sqa-pid"), DataFormatError, ["problems.json", "['1']", "more than once"]),
+    ("lmms-same-option-twice", lambda c: load_dataset("scienceqa-lmms", path=_lmms_twice(c)), DataFormatError,
+     ["test-00000-of-00001.parquet row 0", "['x'] twice", "fix or drop"]),
+    ("records-same-option-twice", lambda c: check_unique_records(_made([MC, dataclasses.replace(MC, qid="q2")]), {}),
+     DataFormatError, ["'q1'", "['x'] twice", "'q2'", "fix or drop"]),
+    ("records-same-id-twice", lambda c: check_unique_records(_made([YN, YN, MC, MC]), {}), DataFormatError,
+     ["['y1', 'q1']", "more than once", "keep one record per id"]),
     ("coco-instances-not-json", _coco(lambda f: (f / "instances_val2014.json").write_text("{"), "coco-json"),
      DataFormatError, ["instances_val2014.json", "json"]),
     ("coco-captions-missing", _coco(lambda f: (f / "captions_val2014.json").unlink(), "coco-missing"),
@@ -491,7 +590,20 @@ IMAGES = [
      ["000000000001", "could not be decoded"]),
     ("image-missing-before-sweep", _missing_image_sweep, StudyParameterError,
      ["000000000001", "not found", "images"]),
+    ("image-float-nan-tiff-as-jpg", _image(lambda p: _float_tiff(p, np.nan), "img-nan"), DataFormatError,
+     ["000000000001", "non-finite", "replace the file"]),
+    ("image-float-inf-tiff-as-jpg", _image(lambda p: _float_tiff(p, np.inf), "img-inf"), DataFormatError,
+     ["000000000001", "non-finite", "replace the file"]),
+    ("image-one-colour", _image(lambda p: Image.new("RGB", (96, 96), (0, 0, 0)).save(p, format="JPEG"), "img-blank"),
+     DataFormatError, ["000000000001", "one colour", "replace the file"]),
 ]
+
+
+def _float_tiff(path: Path, value: float) -> None:
+    """A float TIFF (mode F) with ``value`` in one pixel, saved under the image's .jpg name."""
+    pixels = np.random.default_rng(0).random((96, 96), dtype=np.float32)
+    pixels[5, 5] = value
+    Image.fromarray(pixels, mode="F").save(path, format="TIFF")
 
 
 @pytest.mark.parametrize("case", IMAGES, ids=ids(IMAGES))
@@ -539,7 +651,22 @@ MODEL_DIRS = [
      ["model", "model.safetensors", "re-download"]),
     ("name-typo", lambda c: resolve_checkpoint("tooy"), ModelNotFoundError, ["'tooy'", "did you mean 'toy'"]),
     ("dtype-on-load", lambda c: load_model("toy", dtype="int8"), ModelSettingError, ["dtype='int8'", "float32"]),
+    ("weight-nan", _damaged(lambda f: _poison(f, LLM_WEIGHT, math.nan), "nan-weight"), CheckpointError,
+     ["model.safetensors", "nan or infinite", "self_attn.q_proj.weight", "re-download"]),
+    ("lm-head-inf", _damaged(lambda f: _poison(f, "language_model.lm_head.weight", math.inf), "inf-head"),
+     CheckpointError, ["model.safetensors", "lm_head.weight", "re-download"]),
 ]
+
+LLM_WEIGHT = "language_model.model.layers.0.self_attn.q_proj.weight"
+
+
+def _poison(folder: Path, name: str, value: float) -> None:
+    """Put ``value`` into one element of weight ``name`` of a checkpoint copy (a valid file)."""
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(folder / "model.safetensors")
+    weights[name].view(-1)[7] = value
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
 
 
 @pytest.mark.parametrize("case", MODEL_DIRS, ids=ids(MODEL_DIRS))
@@ -612,13 +739,227 @@ def test_bad_sweep_leaves_the_store_byte_for_byte(ctx):
     assert snapshot(folder) == before
 
 
-STORE_TESTS = 6
+def _unfinished(ctx, name) -> tuple[Path, Cell, pd.DataFrame, bytes]:
+    """A store copy whose one cell lost its finished file (as if killed before consolidating):
+    (folder, the cell, its rows, the bytes of the uninterrupted finished file)."""
+    folder, key = _store_copy(ctx, name)
+    cell = plan_sweep("toy", "toy-pope", ["random(seed=0)@8"], dataset_options=TOY, results_dir=folder,
+                      limit=1).cells[0]
+    assert cell.key == key
+    finished = cell.parquet.read_bytes()
+    rows = cell.read()
+    cell.parquet.unlink()
+    cell.manifest.unlink()
+    return folder, cell, rows, finished
+
+
+def _bad_part(kind: str, folder: Path, cell: Cell, rows: pd.DataFrame) -> Path:
+    """Put a part into ``cell``'s folder that is not its own (module docstring of the store)."""
+    if kind == "another-cell":  # a part of random(seed=1) copied into the folder of random(seed=0)
+        other = plan_sweep("toy", "toy-pope", ["random(seed=1)@8"], dataset_options=TOY, results_dir=folder,
+                           limit=1).cells[0]
+        written = other.write_part(rows.head(4), 0.0, batch=0)
+        cell.parts_dir.mkdir()
+        path = written.rename(cell.parts_dir / written.name)
+        other.parts_dir.rmdir()
+        return path
+    if kind == "foreign-question-id":  # this cell's metadata, one row of a question the dataset lacks
+        foreign = rows.head(4).copy()
+        foreign.loc[0, "qid"] = "random-99999"
+        return cell.write_part(foreign, 0.0, batch=0)
+    # written for this key but another list of questions: the question-id digest differs
+    return Cell(folder, cell.fields, [*cell.question_ids, "random-99999"]).write_part(rows.head(4), 0.0, batch=0)
+
+
+BAD_PARTS = {"another-cell": "belongs to cell", "foreign-question-id": "random-99999",
+             "other-question-digest": "question-id digest"}
+
+
+@pytest.mark.parametrize("kind", BAD_PARTS)
+def test_a_part_that_is_not_the_cells_is_reported_quarantined_and_recomputed(kind, ctx, capsys):
+    folder, cell, rows, finished = _unfinished(ctx, f"store-{kind}")
+    part = _bad_part(kind, folder, cell, rows)
+    table = verify(folder).set_index("key")
+    assert table.loc[cell.key, "status"] == "bad parts" and BAD_PARTS[kind] in table.loc[cell.key, "detail"]
+    assert table.loc[cell.key, "action"] == f"quarantine {part.name}"
+    assert verify_main([str(folder)]) == 1 and part.name in capsys.readouterr().out
+    with pytest.warns(StoreIntegrityWarning, match=f"{part.name}.*{cell.key}.*{BAD_PARTS[kind]}"):
+        again = _rerun(folder)
+    assert cell.parquet.read_bytes() == finished  # repaired to the uninterrupted result
+    pd.testing.assert_frame_equal(again.iloc[:, 5:], rows)
+    assert not part.exists() and any((folder / "quarantine").iterdir())
+
+
+def test_verify_prune_lists_first_repairs_bad_parts_and_keeps_files_the_store_did_not_write(ctx, capsys):
+    folder, cell, rows, finished = _unfinished(ctx, "store-prune")
+    part = _bad_part("another-cell", folder, cell, rows)
+    mine = folder / "0123456789abcdef01234567.json"  # the user's file, named like a store key
+    mine.write_text('{"note": "mine"}')
+    (folder / "0123456789abcdef01234567.lock").write_text("not a lock of the store")
+    listed = []
+    with pytest.warns(StoreIntegrityWarning, match=part.name):
+        table = verify(folder, prune=True, report=listed.append).set_index("key")
+    assert str(part) in listed[0] and "0123456789abcdef01234567" not in listed[0]
+    assert table.loc["0123456789abcdef01234567", "status"] == "not a store file"
+    assert "keep 0123456789abcdef01234567.json" in table.loc["0123456789abcdef01234567", "action"]
+    assert mine.read_text() == '{"note": "mine"}' and not part.exists()
+    assert verify(folder).set_index("key").loc[cell.key, "status"] == "partial"  # its parts folder, now empty
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StoreIntegrityWarning)
+        _rerun(folder)
+    assert cell.parquet.read_bytes() == finished and mine.exists()
+
+
+def test_nan_scores_are_refused_naming_the_model_and_nothing_is_stored(ctx):
+    from studylib.models.adapter import LlavaAdapter
+    from studylib.sweep.scoring import NonFiniteScoresError
+
+    adapter = LlavaAdapter.load("toy")
+    with torch.no_grad():  # weights damaged after the load-time check, e.g. by a buggy hook
+        adapter.model.get_parameter("model.language_model.layers.0.self_attn.q_proj.weight").view(-1)[7] = math.nan
+    folder = ctx.fresh("store-nan") / "results"
+    shutil.copytree(ctx.results, folder)
+    before = snapshot(folder)
+    with pytest.raises(NonFiniteScoresError) as caught:
+        run_sweep(adapter, "toy-pope", ["random(seed=0)@8"], dataset_options=TOY, results_dir=folder, limit=1,
+                  batch_size=8, progress=False)
+    message = str(caught.value)
+    assert all(w in message for w in ("NaN or infinite", "model.safetensors", "nothing of this batch is stored",
+                                      "re-download"))
+    assert snapshot(folder) == before
+
+
+def test_nan_weights_stop_a_sweep_before_anything_is_stored(ctx):
+    checkpoint = ctx.model_copy("store-nan-weights")
+    _poison(checkpoint, LLM_WEIGHT, math.nan)
+    folder = ctx.fresh("store-nan-weights-results") / "results"
+    with pytest.raises(CheckpointError, match="model.safetensors.*re-download"):
+        run_sweep(str(checkpoint), "toy-pope", ["random(seed=0)@8"], dataset_options=TOY, results_dir=folder,
+                  limit=1, batch_size=8, progress=False)
+    assert not folder.exists()  # not even an empty results folder or a lock file
+
+
+def test_an_undecodable_image_mid_sweep_leaves_no_lock_or_other_file(ctx):
+    images = ctx.fresh("store-bad-image") / "images"
+    shutil.copytree(ctx.pope.images, images)
+    (images / formats.coco_name(1)).write_bytes(b"\xff\xd8garbage" * 10)  # digested as bytes, fails to decode
+    options = {"questions": str(ctx.pope.questions), "images": str(images), "splits": [POPE_SPLIT]}
+    folder, _ = _store_copy(ctx, "store-bad-image-results")
+    before = snapshot(folder)
+    with pytest.raises(DataFormatError, match="000000000001.*could not be decoded"):
+        run_sweep("toy", "pope", ["random(seed=0)@8"], dataset_options=options, results_dir=folder,
+                  batch_size=8, progress=False)
+    assert snapshot(folder) == before
+
+
+def _drop_write_override() -> None:
+    """``preexec_fn`` for root: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding
+    set, so that after exec file permissions bind the child like any user (chmod works)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            os._exit(97)
+
+
+READ_ONLY_RUN = """
+import sys
+from pathlib import Path
+from studylib.sweep import run_sweep
+from studylib.sweep.store import ReadOnlyStoreError
+root = Path(sys.argv[1])
+try:
+    (root / "probe").write_text("x")
+    sys.exit(98)  # the store is writable after all
+except PermissionError:
+    pass
+options = dict(dataset_options={"n_images": 2}, results_dir=root, limit=1, batch_size=8, progress=False)
+print(run_sweep("toy", "toy-pope", ["random(seed=0)@8"], **options).to_json())
+try:
+    run_sweep("toy", "toy-pope", ["random(seed=5)@8"], **options)
+except ReadOnlyStoreError as error:
+    print(error)
+"""
+
+
+def test_a_read_only_store_is_read_and_refuses_only_what_needs_writing(ctx):
+    folder, key = _store_copy(ctx, "store-read-only")
+    expected = _rerun(ctx.results).to_json()
+    before = snapshot(folder)
+    paths = [folder, *folder.rglob("*")]
+    for path in paths:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:  # as root, chmod binds only a process without the DAC capabilities
+        done = subprocess.run([sys.executable, "-c", READ_ONLY_RUN, str(folder)], capture_output=True, text=True,
+                              preexec_fn=_drop_write_override if os.geteuid() == 0 else None)
+    finally:
+        for path in paths:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    if done.returncode in (97, 98):
+        pytest.skip("cannot make a folder read-only for this process (root without CAP_SETPCAP)")
+    assert done.returncode == 0, done.stderr
+    rows, refusal = done.stdout.strip().splitlines()[-2:]
+    assert rows == expected
+    assert all(w in refusal for w in (str(folder), "is not writable", "random(seed=5)@8", "another results_dir"))
+    assert snapshot(folder) == before
+
+
+HOLD_LOCK = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("locks", sys.argv[2])  # the module alone: a quick start
+locks = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(locks)
+locks.FileLock(sys.argv[1]).acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_stuck_writer_is_named_and_the_wait_gives_up(ctx, capfd):
+    from studylib.sweep import locks
+
+    folder, key = _store_copy(ctx, "store-stuck")
+    cell = plan_sweep("toy", "toy-pope", ["random(seed=3)@8"], dataset_options=TOY, results_dir=folder,
+                      limit=1).cells[0]
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(cell.lock.path), locks.__file__],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = snapshot(folder)
+        with pytest.raises(locks.LockTimeoutError) as caught:
+            run_sweep("toy", "toy-pope", ["random(seed=3)@8"], dataset_options=TOY, results_dir=folder, limit=1,
+                      batch_size=8, progress=False, lock_timeout=1.5)
+        assert snapshot(folder) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    message, printed = str(caught.value), capfd.readouterr().err
+    assert all(w in message for w in (f"pid {holder.pid}", "since", cell.lock.path.name, "kill", "STUDYLIB_LOCK_TIMEOUT"))
+    assert f"locked by another process (held by pid {holder.pid}" in printed and "waiting for the lock" in printed
+    rows = _rerun_config(folder, "random(seed=3)@8")  # the dead holder's lock is taken over at once
+    assert rows.attrs["cells"][0]["status"] == "computed" and not cell.lock.path.exists()
+
+
+def _rerun_config(folder: Path, config: str) -> pd.DataFrame:
+    return run_sweep("toy", "toy-pope", [config], dataset_options=TOY, results_dir=folder, limit=1, batch_size=8,
+                     progress=False)
+
+
+def test_a_home_relative_results_dir_is_expanded(ctx, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(ctx.results, tmp_path / "store")
+    monkeypatch.chdir(tmp_path)
+    rows = run_sweep("toy", "toy-pope", ["random(seed=0)@8"], dataset_options=TOY, results_dir="~/store", limit=1,
+                     batch_size=8, progress=False)
+    assert rows.attrs["cells"][0]["status"] == "cached" and not (tmp_path / "~").exists()
+
+
+STORE_TESTS = 6 + len(BAD_PARTS) + 7
 
 
 def test_the_suite_has_at_least_100_cases():
     counts = {"pruners": len(PRUNERS), "metrics": len(METRICS), "analysis": len(ANALYSIS), "sweep": len(SWEEP),
               "cli": len(CLI) + len(CLI_SUBPROCESS), "notebooks": len(NOTEBOOKS), "data_files": len(DATA),
               "images": len(IMAGES), "model_dirs": len(MODEL_DIRS), "store": STORE_TESTS}
-    assert counts == {"pruners": 14, "metrics": 18, "analysis": 8, "sweep": 18, "cli": 18, "notebooks": 8,
-                      "data_files": 14, "images": 5, "model_dirs": 11, "store": 6}
+    assert counts == {"pruners": 14, "metrics": 18, "analysis": 8, "sweep": 25, "cli": 26, "notebooks": 11,
+                      "data_files": 19, "images": 8, "model_dirs": 13, "store": 16}
     assert sum(counts.values()) >= 100

@@ -14,6 +14,7 @@ import yaml
 from studylib import build, claims, pages, reported, summary
 from studylib.claims import Claim
 from studylib.experiments import common
+from studylib.sweep import validate
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -31,6 +32,14 @@ def test_profiles_fit_every_notebook(profile):
         params = build.notebook_parameters(loaded, path.stem, declared)  # raises on unknown keys
         if "model" in declared:
             assert "model" in params
+
+
+def test_the_toy_profile_passes_the_up_front_check_of_every_notebook():
+    """What build_book checks before any notebook runs (every_pruner's ``pruners = "all"`` included)."""
+    loaded = build.load_profile("toy")
+    for path in NOTEBOOKS:
+        declared = build.declared_parameters(path)
+        validate.check_run_parameters({**declared, **build.notebook_parameters(loaded, path.stem, declared)})
 
 
 def test_profiles_say_what_they_run():
@@ -88,13 +97,54 @@ def test_run_settings_come_from_the_profile_or_the_defaults():
         {"model": "toy", "batch_size": 4}
 
 
-def test_budget_map_and_choices():
-    assert common.budget_map([144, 32], [576, 128]) == {144: 576, 32: 128}
-    assert common.budget_map([64], None) == {64: 64}
-    with pytest.raises(ValueError, match="reported_budgets has 1 entries"):
-        common.budget_map([144, 32], [576])
+def test_parameters_that_follow_the_budgets():
+    derive = validate.derived_budget_parameters
+    toy = derive([144, 48, 32, 16, 8], 144)  # the toy profile's values, derived
+    assert toy == {"moderate_k": 32, "aggressive_k": 8, "k_map": {144: 576, 48: 192, 32: 128, 16: 64, 8: 32}}
+    assert derive([576, 192, 128, 64, 32], 576) == {"moderate_k": 128, "aggressive_k": 32,
+                                                    "k_map": {576: 576, 192: 192, 128: 128, 64: 64, 32: 32}}
+    other = derive([144, 72, 24, 12, 4], 144)
+    assert (other["moderate_k"], other["aggressive_k"]) == (24, 4) and other["k_map"][72] == 288
+    assert derive([144, 32], 144, reported_budgets=[576, 128])["k_map"] == {144: 576, 32: 128}
+    assert derive([144, 32], 144, reported_budgets=None)["k_map"] == {144: "—", 32: "—"}
+    with pytest.raises(ValueError, match="reported_budgets .* give the paper's budget") as error:
+        derive([144, 32], 144, moderate_k=7, reported_budgets=[576])
+    assert "moderate_k = 7 is not one of budgets [144, 32]" in str(error.value)  # both problems, one message
     with pytest.raises(ValueError, match="moderate_k"):
         common.check_choice("moderate_k", 7, [144, 32])
+
+
+def test_set_budgets_alone_drops_the_profiles_derived_values():
+    profile = build.load_profile("toy")
+    declared = build.declared_parameters(REPO / "notebooks" / "u_curve.ipynb")
+    kept = build.notebook_parameters(profile, "u_curve", declared, {"limit": 5})
+    assert kept["moderate_k"] == 32 and kept["reported_budgets"] == [576, 192, 128, 64, 32]
+    chosen = build.notebook_parameters(profile, "u_curve", declared, {"budgets": [144, 72, 24, 12, 4]})
+    assert not {"moderate_k", "aggressive_k", "reported_budgets"} & set(chosen)  # derived from the new budgets
+    both = build.notebook_parameters(profile, "u_curve", declared, {"budgets": [144, 72], "moderate_k": 72})
+    assert both["moderate_k"] == 72
+    validate.check_run_parameters({**declared, **chosen})  # and the result passes the up-front check
+
+
+def test_the_up_front_check_names_missing_data_paths_and_derived_values(tmp_path):
+    params = {"model": "toy", "budgets": [144, 72, 24], "moderate_k": 32, "dataset": "pope",
+              "dataset_options": {"questions": str(tmp_path / "nope"), "images": str(tmp_path)},
+              "tasks": {"X": {"dataset": "toy-pope", "dataset_options": {"n_image": 3}}}}
+    with pytest.raises(ValueError) as error:
+        validate.check_run_parameters(params)
+    message = str(error.value)
+    assert message.startswith("3 problems with the parameters")
+    assert "moderate_k = 32 is not one of budgets [144, 72, 24]" in message
+    assert f"questions = '{tmp_path / 'nope'}' does not exist" in message
+    assert "tasks.X.dataset options for 'toy-pope'" in message and "n_image" in message
+
+
+def test_reported_budgets_null_shows_no_paper_budget():
+    ours = pd.DataFrame({"pruner": ["full", "scope(alpha=1,p=1)"], "k": [144, 32], "ece": [0.05, 0.02]})
+    k_map = validate.derived_budget_parameters([144, 32], 144, reported_budgets=None)["k_map"]
+    side = reported.beside_reported(ours, ["ece"], paper="000", table="Table 1", label="x", k_map=k_map)
+    assert side.index.get_level_values("paper K").tolist() == [576, "—"]  # the unpruned model is the paper's
+    assert side[("ece", "reported")].iloc[0] == pytest.approx(0.041) and math.isnan(side[("ece", "reported")].iloc[1])
 
 
 def test_labels():
@@ -278,21 +328,21 @@ def test_delta_claim_verdicts_follow_the_numbers():
     holds = claims.delta_claim(rows, id="X", a="a@1", b="b@1", direction="less", **common)
     assert holds.verdict == "holds" and holds.estimate < 0 and holds.low <= holds.estimate <= holds.high
     fails = claims.delta_claim(rows, id="Y", a="b@1", b="a@1", direction="less", **common)
-    assert fails.verdict == "does not hold"
+    assert fails.verdict == "reversed"
     same = claims.delta_claim(rows, id="Z", a="a@1", b="a@1", direction="less", **common)
-    assert same.verdict.startswith("inconclusive")
+    assert same.verdict.startswith("inconclusive (zero-width CI")
     missing = claims.delta_claim(rows, id="M", a="a@1", b="nope@1", direction="less", **common)
     assert missing.verdict == "not applicable: needs nope@1"
 
 
 def test_equivalence_and_mean_claims():
-    rows = _rows({"a@1": 0.8, "b@1": 0.8})
+    rows = _rows({"a@1": 0.8, "b@1": 0.81})  # the same answers but for the few draws in [0.8, 0.81)
     eq = claims.equivalence_claim(rows, id="E", source="t", statement="s", a="a@1", b="b@1", metric="accuracy",
                                   margin=0.05, n_bootstrap=100)
     assert eq.verdict == "holds"
     far = claims.equivalence_claim(_rows({"a@1": 0.95, "b@1": 0.5}), id="F", source="t", statement="s", a="a@1",
                                    b="b@1", metric="accuracy", margin=0.05, n_bootstrap=100)
-    assert far.verdict == "does not hold"
+    assert far.verdict == "reversed"  # a change larger than the margin
     mean = claims.mean_delta_claim(rows, id="R", source="t", statement="s", a="b@1", b="a@1", column="erank_kept",
                                    direction="greater", n_bootstrap=100)
     assert mean.verdict == "holds" and mean.estimate == pytest.approx(1.0, abs=0.2)
@@ -301,21 +351,21 @@ def test_equivalence_and_mean_claims():
 def test_point_and_composite_claims():
     yes = claims.point_claim(1.0, 2.0, id="P", source="t", statement="s", metric="m", comparison="c", direction="less")
     no = claims.point_claim(3.0, 2.0, id="Q", source="t", statement="s", metric="m", comparison="c", direction="less")
-    assert yes.verdict == "holds (point estimate)" and no.verdict == "does not hold (point estimate)"
+    assert yes.verdict == "holds (point estimate)" and no.verdict == "reversed (point estimate)"
     assert claims.point_claim(float("nan"), 1.0, id="N", source="t", statement="s", metric="m", comparison="c",
                               direction="less").verdict.startswith("not applicable")
-    inconclusive = claims.Claim("I", "t", "s", verdict="inconclusive (CI crosses 0)")
+    inconclusive = claims.Claim("I", "t", "s", verdict="inconclusive (CI includes 0)")
     untested = claims.Claim("U", "t", "s")
     tested = claims.Claim("T", "t", "s", verdict="holds")
     assert claims.all_of([tested, tested], id="A", source="t", statement="s").verdict == "holds"
     # a composite is only as strong as its weakest part: point-estimate parts make it a point estimate
     assert claims.all_of([yes, tested], id="A", source="t", statement="s").verdict == "holds (point estimate)"
-    assert claims.all_of([yes, no], id="A", source="t", statement="s").verdict == "does not hold (point estimate)"
+    assert claims.all_of([yes, no], id="A", source="t", statement="s").verdict == "reversed (point estimate)"
     assert claims.all_of([tested, inconclusive], id="A", source="t", statement="s").verdict == "inconclusive"
     assert claims.all_of([tested, untested], id="A", source="t", statement="s").verdict == "inconclusive"
     assert claims.all_of([untested], id="A", source="t", statement="s").verdict == "not applicable"
     assert claims.any_of([no, yes], id="B", source="t", statement="s").verdict == "holds (point estimate)"
-    assert claims.any_of([no, no], id="B", source="t", statement="s").verdict == "does not hold (point estimate)"
+    assert claims.any_of([no, no], id="B", source="t", statement="s").verdict == "reversed (point estimate)"
     with pytest.raises(ValueError, match="verdict"):
         claims.Claim("V", "t", "s", verdict="probably")
 
@@ -365,7 +415,55 @@ def test_verdicts_page_covers_every_intro_claim_and_says_what_did_not_run(tmp_pa
 
     page = build.verdicts_page(ORDER, tmp_path)  # nothing executed in tmp_path
     intro_claims = [spec for name in ORDER if (REPO / "data" / "claims" / f"{name}.yaml").exists()
-                    for spec in load_specs(name) if "intro" in spec]
+                    for spec in load_specs(name) if spec.intro is not None]
     assert len(intro_claims) >= 20
     assert page.count(build.NOT_RUN) == len(intro_claims)
     assert "{include} verdicts.md" in (REPO / "book" / "intro.md").read_text()
+
+
+def test_a_custom_run_does_not_replace_the_intros_numbers(tmp_path):
+    """A page run with --set values or a plug-in shows its own numbers; the intro's verdict row names
+    the custom run instead of taking them, and a run with the profile's parameters fills it."""
+    from studylib.claim_specs import load_specs
+
+    spec = next(s for s in load_specs("u_curve") if s.intro is not None)
+    claim = claims.Claim(spec.id, "s", "x", "ece", "ece[a@1] − ece[b@1] < 0", 0.0123, 0.01, 0.015, claims.HOLDS)
+    values = {f"u_curve_{spec.id}_verdict": "holds", f"u_curve_{spec.id}_estimate": "0.0123",
+              "u_curve_claims": summary.claims_to_json([claim])}
+    executed = tmp_path / "experiments"
+    executed.mkdir()
+    path = _glued_notebook(tmp_path, values)
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata["studylib"] = {"custom": build.page_scope({"limit": 30}, ["/x/l2norm.py"])}
+    nbformat.write(nb, str(executed / "u_curve.ipynb"))
+    row = next(line for line in build.verdicts_page(["u_curve"], executed).splitlines() if spec.intro[:30] in line)
+    assert "custom run (limit=30, plug-in l2norm.py)" in row and "0.0123" not in row and "**holds**" not in row
+    assert build.custom_scope(executed / "u_curve.ipynb") == {"set": {"limit": 30}, "plugins": ["l2norm.py"]}
+
+    nb.metadata["studylib"] = {"custom": build.page_scope({}, [])}
+    nbformat.write(nb, str(executed / "u_curve.ipynb"))
+    row = next(line for line in build.verdicts_page(["u_curve"], executed).splitlines() if spec.intro[:30] in line)
+    assert "**holds**" in row and "+0.012 [+0.010, +0.015]" in row
+
+
+def test_verdict_counts_and_the_intro_table_read_the_glued_outcomes(tmp_path):
+    values = {"u_curve_C1_outcome": "holds", "u_curve_C1_estimator_sensitive": True,
+              "u_curve_C1_verdict": "holds (estimator-sensitive; debiased ECE: inconclusive)",
+              "u_curve_C2_outcome": "reversed", "u_curve_C2_estimator_sensitive": False,
+              "u_curve_C3_outcome": "inconclusive", "u_curve_C3_estimator_sensitive": False,
+              "u_curve_n_questions": 1400, "u_curve_paper_n_questions": 8910}
+    debiased = claims.Claim("C1", "s", "x", "ece_debiased", "", -0.01, -0.03, 0.01, claims.INCONCLUSIVE)
+    glued = [claims.Claim("C1", "s", "x", "ece", "", -0.02, -0.03, -0.01, claims.HOLDS, estimators=(debiased,)),
+             claims.Claim("C2", "s", "x", "ece", "", 0.02, 0.01, 0.03, claims.REVERSED)]
+    values["u_curve_claims"] = summary.claims_to_json(glued)
+    path = _glued_notebook(tmp_path, values)
+    path.rename(tmp_path / "u_curve.ipynb")
+    counts = build.verdict_counts(["u_curve", "gallery"], tmp_path)
+    assert counts == {**dict.fromkeys(claims.OUTCOMES, 0), "holds": 1, "reversed": 1, "inconclusive": 1,
+                      "estimator-sensitive": 1}
+    headline = build.verdict_counts(["u_curve"], tmp_path, headline_only=True)  # C1 and C2 have intro lines
+    assert headline["holds"] == 1 and headline["reversed"] == 1 and headline["inconclusive"] == 0
+    page = build.verdicts_page(["u_curve"], tmp_path)
+    assert page.startswith(claims.LEGEND + "\n")
+    assert "**holds** (estimator-sensitive; debiased ECE: inconclusive)" in page
+    assert "1,400 (fewer than the paper's 8,910)" in page

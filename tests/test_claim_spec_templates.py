@@ -28,13 +28,15 @@ def test_point_claims_cite_templated_benchmarks_and_skip_numeric_sides():
     assert (split.id, split.reported, split.note) == ("P.adversarial", "0.018", "on adversarial")
     assert split.verdict == "holds (point estimate)"
     assert step.id == "S.1" and step.reported == "0.024 vs 0.041"
-    assert step.comparison == "ece[scope(alpha=1,p=1)@128] − ece[full@576] < 0"  # configurations canonical
+    assert step.comparison == "ece[scope(alpha=1,p=1)@128] − ece[full@576]: claimed below 0"  # configurations canonical
 
 
 def test_missing_point_values_make_claims_not_applicable_and_composites_say_why():
     specs = [{"id": "P2", "source": "s", "statement": "order", "test": "all_of", "parts": [
-        {"id": "a", "test": "point", "a": "change[adversarial]", "b": "change[popular]", "direction": "less"},
-        {"id": "b", "test": "point", "a": "change[popular]", "b": "change[random]", "direction": "less"}]}]
+        {"id": "a", "statement": "a", "test": "point", "a": "change[adversarial]", "b": "change[popular]",
+         "direction": "less"},
+        {"id": "b", "statement": "b", "test": "point", "a": "change[popular]", "b": "change[random]",
+         "direction": "less"}]}]
     (claim,) = _evaluate(specs, {"change[adversarial]": -0.01})
     assert [p.verdict for p in claim.parts] == ["not applicable: needs change[popular]",
                                                 "not applicable: needs change[popular], change[random]"]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from studylib.claim_specs import ClaimEvaluator, ClaimSpecError, evaluate_claims, load_specs
+from studylib.claim_specs import Citation, ClaimEvaluator, ClaimSpecError, evaluate_claims, load_specs
 from studylib.experiments import ORDER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,11 +57,9 @@ def test_for_each_expands_and_missing_configurations_are_not_applicable(tmp_path
     assert missing[0].parts[0].verdict == "not applicable: needs scope(alpha=0.5,p=1)@16"
 
 
-def test_exclude_ref_point_values_and_missing_parameters(tmp_path):
+def test_exclude_ref_and_point_values(tmp_path):
     specs = [{"id": "P", "source": "s", "statement": "T closer to 1 at K={k}", "test": "point", "metric": "|T-1|",
               "a": "dev[scope(alpha=1)@{k}]", "b": "dev[full]", "direction": "less"},
-             {"id": "Q", "source": "s", "statement": "needs {nothing}", "test": "point", "a": 1, "b": 2,
-              "direction": "less"},
              {"id": "R", "source": "s", "statement": "every K but 16", "test": "all_of",
               "parts": [{"ref": "P"}, {"id": "R.{k}", "statement": "K={k}", "test": "point", "a": "{k}", "b": 0,
                                        "direction": "greater", "for_each": {"k": [16, 32]}, "exclude": [{"k": 16}]}]}]
@@ -69,7 +67,6 @@ def test_exclude_ref_point_values_and_missing_parameters(tmp_path):
     out = evaluate_claims("x", {"rows": ROWS}, {**CONTEXT, "k": 16}, values, directory=_write(tmp_path, specs))
     by_id = {c.id: c for c in out}
     assert by_id["P"].verdict == "holds (point estimate)" and by_id["P"].estimate == pytest.approx(-0.2)
-    assert by_id["Q"].verdict == "not applicable: needs the parameter nothing"
     assert [p.id for p in by_id["R"].parts] == ["P", "R.32"]
     assert by_id["R"].verdict == "holds (point estimate)"
 
@@ -82,17 +79,58 @@ def test_reported_numbers_are_cited_from_the_csv(tmp_path):
     assert claim.reported == "0.016 vs 0.023"  # seed 000 Table 2, K = 128 (our 32)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"id": "X", "test": "delta", "a": "a@1", "b": "b@1", "metric": "ece", "direction": "less", "typo": 1},
-     "unknown field"),
-    ({"id": "X", "test": "ttest"}, "test must be one of"),
-    ({"id": "X", "test": "all_of", "parts": []}, "non-empty list"),
-    ({"id": "X", "test": "delta", "metric": "ece", "a": "a@1", "b": "b@1", "direction": "sideways"}, "direction"),
+DELTA = {"id": "X", "source": "s", "statement": "s", "test": "delta", "metric": "ece", "a": "a@1", "b": "b@1",
+         "direction": "less"}
+
+
+@pytest.mark.parametrize("bad, field, match", [
+    ({**DELTA, "typo": 1}, "typo", "unknown for a delta test"),
+    ({**DELTA, "margin": 0.01}, "margin", "unknown for a delta test"),  # a field another test takes
+    ({k: v for k, v in DELTA.items() if k != "b"}, "b", "missing"),
+    ({**{k: v for k, v in DELTA.items() if k != "direction"}, "test": "equivalence"}, "margin", "missing"),
+    ({k: v for k, v in DELTA.items() if k != "statement"}, "statement", "missing"),
+    ({"id": "X", "source": "s", "statement": "s", "test": "ttest"}, "test", "must be one of"),
+    ({"id": "X", "source": "s", "statement": "s", "test": "all_of", "parts": []}, "parts", "non-empty list"),
+    ({**DELTA, "direction": "sideways"}, "direction", "must be 'less' or 'greater'"),
+    ({**DELTA, "reported": {"table": "Table 1", "tabel": "x"}}, "reported.tabel", "unknown"),
+    ({"id": "X", "source": "s", "statement": "s", "test": "all_of", "parts": [{**DELTA, "id": "X.1", "per": "image"}]},
+     "per", "unknown for a delta test"),
 ])
-def test_malformed_specs_are_refused_with_the_file_and_claim(tmp_path, bad, match):
+def test_malformed_specs_are_refused_naming_the_file_the_claim_and_the_field(tmp_path, bad, field, match):
     with pytest.raises(ClaimSpecError, match=match) as caught:
         load_specs("x", _write(tmp_path, [bad]))
-    assert "x.yaml" in str(caught.value)
+    message = str(caught.value)
+    assert "x.yaml" in message and "claim X" in message and f"field {field!r}" in message
+
+
+def test_a_part_inherits_its_source_and_loads_typed(tmp_path):
+    composite = {"id": "A", "source": "seed 000", "statement": "s", "test": "any_of", "intro": "line",
+                 "parts": [{**DELTA, "id": "A.1"}, {"ref": "A"}], "correction": None}
+    (spec,) = load_specs("x", _write(tmp_path, [DELTA | {"id": "A0"}, composite][1:]))
+    assert spec.intro == "line" and spec.correction is None and spec.parts[0].metric == "ece"
+    assert spec.parts[0].source == "s" and spec.parts[1].ref == "A"
+
+
+@pytest.mark.parametrize("field, template, name", [
+    ("statement", "K={moderate_kk}", "moderate_kk"),
+    ("a", "scope(alpha=0)@{kk}", "kk"),
+    ("note", "{nothing[0]}", "nothing"),
+    ("reported", {"table": "Table {tabel}"}, "tabel"),
+])
+def test_a_template_key_that_does_not_exist_is_an_error_before_anything_runs(tmp_path, field, template, name):
+    spec = {"id": "T", "source": "s", "statement": "s", "test": "all_of", "parts": [
+        {**DELTA, "id": "T.K{k}", "for_each": {"k": "budgets"}, field: template}]}
+    with pytest.raises(ClaimSpecError, match=r"template key \{" + name + r"\} does not exist") as caught:
+        evaluate_claims("x", {"rows": ROWS}, CONTEXT, directory=_write(tmp_path, [spec]), n_bootstrap=10)
+    message = str(caught.value)
+    assert "x.yaml" in message and "claim T.K{k}" in message and f"field {field!r}" in message
+    assert "budgets" in message and "'k'" in message  # what is available
+
+
+def test_a_for_each_over_a_list_the_experiment_lacks_is_an_error(tmp_path):
+    spec = {**DELTA, "id": "T.{k}", "for_each": {"k": "budgetz"}}
+    with pytest.raises(ClaimSpecError, match="for_each.k.*'budgetz'"):
+        evaluate_claims("x", {"rows": ROWS}, CONTEXT, directory=_write(tmp_path, [spec]))
 
 
 def test_every_experiment_claims_file_loads_and_cites_known_tables():
@@ -104,10 +142,10 @@ def test_every_experiment_claims_file_loads_and_cites_known_tables():
         if not path.exists():
             continue
         for spec in load_specs(name):
-            for part in [spec, *spec.get("parts", [])]:
-                cite = part.get("reported")
-                if isinstance(cite, dict):
-                    assert (cite.get("paper", "000"), cite["table"]) in tables, (name, part.get("id"), cite)
+            for part in [spec, *spec.parts]:
+                cite = getattr(part, "reported", None)
+                if isinstance(cite, Citation):
+                    assert (cite.paper, cite.table) in tables, (name, part.id, cite)
 
 
 def test_evaluator_needs_n_tokens():

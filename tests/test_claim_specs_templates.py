@@ -40,9 +40,10 @@ def test_templated_metric_subset_and_citations(tmp_path):
     mean, delta = evaluate_claims("x", {"tau": tau, "rows": rows}, context, n_bootstrap=50, directory=tmp_path)
     pope, sqa = mean.parts
     assert (pope.id, sqa.id) == ("M.POPE", "M.ScienceQA")
-    assert pope.verdict == "holds" and sqa.verdict == "does not hold"  # each part reads its benchmark's rows only
+    assert pope.verdict == "holds" and sqa.verdict == "reversed"  # each part reads its benchmark's rows only
     assert (pope.reported, sqa.reported) == ("34.2 vs 14.9", "35.2 vs 15.5")  # Table 12 states no budget
-    # no effect at all (CI [0, 0]); the cited "score" is not this claim's metric, so δ is accuracy's 1 pp default
-    assert delta.metric == "accuracy" and delta.verdict == "does not hold"
-    assert delta.comparison.endswith("does not hold if CI < +0.01 (1 pp, no reported effect)")
+    # no difference at all: a zero-width CI decides nothing; the cited "score" is not this claim's metric, so δ
+    # is accuracy's 1 pp default
+    assert delta.metric == "accuracy" and delta.verdict.startswith("inconclusive (zero-width CI")
+    assert delta.comparison.endswith("smallest effect of interest +0.01 (1 pp, no reported effect)")
     assert delta.reported == "MME-OCR: 140 vs 130, ScienceQA: 69.51 % vs 67.53 %"

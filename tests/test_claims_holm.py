@@ -54,13 +54,14 @@ def test_all_of_corrects_only_the_one_part_conclusion():
     assert C.all_of(strong, id="A", source="t", statement="s").verdict == C.HOLDS
     # one part barely on the wrong side: significant alone, not after Holm over 20 parts
     weak = _part(99, rng.normal(2.3, 1.0, size=1000))
-    assert weak.verdict == C.DOES_NOT_HOLD
+    assert weak.verdict == C.REVERSED
     family = strong + [weak] + [_part(10 + i, rng.normal(-5.0, 1.0, size=1000)) for i in range(13)]
     claim = C.all_of(family, id="A", source="t", statement="s")
     assert claim.verdict.startswith(C.INCONCLUSIVE)
     assert "Holm-corrected over 20 tests" in claim.comparison
     assert claim.parts[6].verdict == f"{C.INCONCLUSIVE} (not significant after Holm over 20 tests)"
-    assert C.all_of(family, id="A", source="t", statement="s", correction=None).verdict == C.DOES_NOT_HOLD
+    assert C.all_of(family, id="A", source="t", statement="s", correction=None).verdict == \
+        f"{C.REVERSED} (1 of 20 parts)"
 
 
 @pytest.mark.parametrize("correction", ["holm", None])

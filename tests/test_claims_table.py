@@ -23,5 +23,5 @@ def test_the_claims_table_reads_the_short_form_and_the_claim_keeps_its_digits():
                            comparison=f"ece[{spec}] − ece[full]", direction="less")
     row = claims_table([claim]).iloc[0]
     assert row["id"] == "X.agile(erank_avg=20.21,tau_max=0.25)@16"
-    assert row["test on this run"].startswith("ece[agile(erank_avg=20.21,tau_max=0.25)@16] − ece[full]")
+    assert row["test on this run"].startswith("ece[agile(erank_avg=20.21,tau_max=0.25)@16] − ece[full]: claimed below")
     assert "20.211923587046698" in claim.comparison

@@ -124,7 +124,7 @@ def test_interval_claims(tmp_path):
               "gap[K=32]": BootstrapInterval(0.05, 0.03, 0.07, 0.95, draws)}
     out = {c.id: c for c in evaluate_claims("x", {"rows": pd.DataFrame()}, {"n_tokens": N}, values,
                                             directory=tmp_path)}
-    assert out["I"].verdict == "holds" and out["I"].parts[0].comparison.startswith("gap[K=16] > 0;")
+    assert out["I"].verdict == "holds" and out["I"].parts[0].comparison.startswith("gap[K=16]: claimed above 0;")
     assert out["I"].parts[0].estimate == 0.05 and out["I"].parts[0].p_holds < 1e-3
     assert out["J"].verdict == "not applicable: needs nothing"
 
@@ -132,7 +132,7 @@ def test_interval_claims(tmp_path):
 def test_claims_file_loads():
     from studylib.claim_specs import load_specs
 
-    ids = [spec["id"] for spec in load_specs("every_pruner")]
+    ids = [spec.id for spec in load_specs("every_pruner")]
     assert ids == ["E1", "E2", "E3", "E4", "E5", "E6", "E7"]
 
 
@@ -147,3 +147,66 @@ def test_methods_page_table_lists_every_registered_pruner(throwaway):
     assert list(table.columns) == ["name", "family", "stage", "method", "parameters", "source"]
     assert table.set_index("name").loc[throwaway, "source"] == "a test"
     assert table.set_index("name").loc["scope_adaptive", "family"] == "adaptive"
+
+
+def test_neighbour_gaps_are_paired_bootstraps_and_holm_decides_which_are_resolved():
+    skill = {"scope(alpha=0,p=1)@32": 0.9, "divprune@32": 0.86, "saliency@32": 0.6, "visionzip@32": 0.59,
+             **{f"random(seed={s})@32": 0.62 + 0.01 * s for s in range(3)}}
+    configs = ["full@144", *skill]
+    rows = _rows(configs, n_images=300, skill={"full@144": 0.8, **skill})
+    specs = ["scope(alpha=0,p=1)", "divprune", "saliency", "visionzip", "random"]
+    table = ep.aggregate(ep.summarise(rows, pope=True, n_bootstrap=5), N, specs)
+    ranking = ep.neighbours(rows, table, 32, "ece", n_bootstrap=300, seed=0)
+    assert list(ranking["name"]) == ["scope", "divprune", "random", "saliency", "visionzip"]
+    by_hand = rows.groupby("config").apply(lambda g: abs(0.9 - g["correct"].mean()))  # ECE at constant confidence
+    assert ranking["value"].iloc[2] == pytest.approx(np.mean([by_hand[f"random(seed={s})@32"] for s in range(3)]))
+    assert (ranking["gap"].iloc[1:] >= 0).all() and ranking["gap"].iloc[1:].to_numpy() == pytest.approx(
+        np.diff(ranking["value"].to_numpy()))
+    direct = analysis.paired_delta(rows, "divprune@32", "scope(alpha=0,p=1)@32", "ece", n_bootstrap=300)
+    assert (ranking["gap_low"].iloc[1], ranking["gap_high"].iloc[1]) == pytest.approx((-direct.high, -direct.low))
+    assert ranking["resolved"].tolist() == [False, False, True, False, False]
+    assert ep.tiers(ranking) == [["scope", "divprune"], ["random", "saliency", "visionzip"]]
+    record = ep.resolution_record("POPE", 32, "ece", ranking)
+    assert record["resolved gaps"] == "1 of 4"
+    assert record["tiers, best first (< = a resolved gap)"] == "scope, divprune < random, saliency, visionzip"
+    table_words = ep.ranking_table(ranking, "ece")
+    assert table_words["ECE (15 bins) gap resolved (Holm over the ranking)"].tolist() == [
+        "", "not resolved", "resolved", "not resolved", "not resolved"]
+
+
+def test_a_pruner_that_keeps_the_same_tokens_as_its_neighbour_is_not_tested_against_it():
+    rows = _rows(["full@144", "saliency@32", "hired@32", "divprune@32"], n_images=60,
+                 skill={"saliency@32": 0.7, "hired@32": 0.7, "divprune@32": 0.9})
+    kept = {"saliency@32": [1, 2], "hired@32": [1, 2], "divprune@32": [3, 4], "full@144": list(range(144))}
+    rows["kept"] = [kept[c] for c in rows["config"]]
+    same = rows["config"] == "hired@32"
+    for column in ("correct", "prediction", "probs", "logits", "confidence"):
+        rows.loc[same, column] = rows.loc[rows["config"] == "saliency@32", column].to_numpy()
+    table = ep.aggregate(ep.summarise(rows, pope=True, n_bootstrap=5), N, ["saliency", "hired", "divprune"])
+    ranking = ep.neighbours(rows, table, 32, "ece", n_bootstrap=200, seed=0)
+    by_name = ranking.set_index("name")
+    assert by_name.loc["saliency", "same_as"] == "hired" and math.isnan(by_name.loc["saliency", "p"])
+    assert not by_name.loc["saliency", "resolved"]
+    assert ep.resolution_record("POPE", 32, "ece", ranking)["resolved gaps"].endswith(
+        "(1 with the same tokens, not tested)")
+    words = ep.ranking_table(ranking, "ece").set_index("pruner")
+    assert words.loc["saliency", "ECE (15 bins) gap to the pruner above [95 % CI]"] == "0 (same tokens)"
+    # a different selection with an equal value is still tested
+    rows.loc[same, "kept"] = pd.Series([[5, 6]] * int(same.sum()), index=rows.index[same])
+    assert ep.neighbours(rows, table, 32, "ece", n_bootstrap=200, seed=0).set_index("name").loc["saliency", "same_as"] == ""
+
+
+@pytest.mark.parametrize("metric", ep.ESTIMATORS)
+def test_every_estimator_ranks_with_its_own_ci(metric):
+    skill = {"scope(alpha=0,p=1)@32": 0.9, "divprune@32": 0.7}
+    rows = _rows(["full@144", *skill], n_images=80, skill={"full@144": 0.8, **skill})
+    rng = np.random.default_rng(1)
+    rows["confidence"] = rng.uniform(0.5, 1.0, len(rows))
+    table = ep.aggregate(ep.summarise(rows, pope=True, n_bootstrap=5), N, ["scope(alpha=0,p=1)", "divprune"])
+    ranking = ep.neighbours(rows, table, 32, metric, n_bootstrap=200, seed=0)
+    assert np.isfinite(ranking[["value_low", "value_high"]].to_numpy()).all()
+    assert (ranking["value_low"] < ranking["value_high"]).all()
+    direct = analysis.config_draws(rows, ["divprune@32"], metric, n_bootstrap=1)[0][0]
+    assert ranking.set_index("name").loc["divprune", "value"] == pytest.approx(direct)
+    text = ep.ranking_table(ranking, metric)
+    assert text.columns[3] == f"{ep.ESTIMATOR_WORDS[metric]} [95 % CI]" and text.iloc[0, 3].count("[") == 1

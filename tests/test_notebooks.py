@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from studylib import build, pages, summary
-from studylib.claims import VERDICTS, verdict_base
+from studylib.claims import OUTCOMES, VERDICTS, verdict_base
 from studylib.experiments import RUN_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ RANGES = {  # suffix -> (low, high), inclusive
     "_accuracy": (0.0, 1.0), "_ece": (0.0, 1.0), "_ece_low": (0.0, 1.0), "_ece_high": (0.0, 1.0),
     "_ece_after": (0.0, 1.0), "_ece_change": (-1.0, 1.0),
     "_chair_i": (0.0, 1.0), "_chair_s": (0.0, 1.0), "_temperature": (1e-3, 1e3), "_erank_divprune": (1.0, 1e4),
-    "_erank_ref": (1.0, 1e4), "_moderate_k": (1, 1e4), "_n_questions": (1, 1e9), "_n_better": (0, 1e6),
+    "_erank_ref": (1.0, 1e4), "_moderate_k": (1, 1e4), "_n_questions": (1, 1e9), "_n_needed": (1, 1e15), "_n_better": (0, 1e6),
     "_n_comparisons": (1, 1e6), "_n_bootstrap": (0, 1e6), "_n_pruners": (1, 1e4), "_focus_k": (1, 1e5),
 }
 
@@ -150,6 +150,10 @@ def test_glued_headline_values_are_valid():
         for name, value in values.items():
             if name.endswith("_verdict"):
                 assert isinstance(value, str) and verdict_base(value) in VERDICTS, (path.name, name, value)
+            elif name.endswith("_outcome"):
+                assert value in OUTCOMES, (path.name, name, value)
+            elif name.endswith("_estimator_sensitive"):
+                assert isinstance(value, bool), (path.name, name, value)
             elif name.endswith(("_estimate", "_config")):
                 assert isinstance(value, str) and value, (path.name, name)
             elif name.endswith(("_reported", "_test")):
@@ -223,7 +227,8 @@ def test_only_one_notebook_in_a_fresh_copy_builds_the_whole_book(tmp_path):
     done = subprocess.run(command, cwd=copy, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     verdicts = (copy / "book" / "verdicts.md").read_text()
-    assert "not run in this build" in verdicts and "| **" in verdicts
+    assert "not run in this build" in verdicts
+    assert "custom run (limit=6, n_bootstrap=20" in verdicts and "| **" not in verdicts  # --set: not the intro's numbers
     alpha = build.read_glued(copy / "book" / "experiments" / "alpha_sweep.ipynb")
     assert alpha["alpha_sweep_A1_verdict"].startswith("not applicable")  # the grid has no alpha 0 or 1
     placeholder = nbformat.read(str(copy / "book" / "experiments" / "baselines.ipynb"), as_version=4)

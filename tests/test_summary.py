@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from studylib import labels, metric_catalog as mc, pages, summary
-from studylib.claims import HOLDS, INCONCLUSIVE, Claim, all_of, any_of, interval_claim
+from studylib.claims import HOLDS, INCONCLUSIVE, REVERSED, Claim, all_of, any_of, interval_claim
 from studylib.metrics import BootstrapInterval
 
 
@@ -100,7 +100,7 @@ def test_a_composite_is_shown_by_the_part_its_verdict_turns_on():
 
 def test_findings_follow_the_numbers():
     holds = summary.findings([_claim(-0.02, -0.03, -0.01, id="C1")], "u_curve", toy=True)
-    fails = summary.findings([_claim(0.009, 0.001, 0.019, verdict="does not hold", id="C1")], "u_curve", toy=True)
+    fails = summary.findings([_claim(0.009, 0.001, 0.019, verdict=REVERSED, id="C1")], "u_curve", toy=True)
     assert holds.startswith("- On the TOY model") and f"{HOLDS}: 1" in holds
     assert "−0.020 [−0.030, −0.010] on this run, −0.017 in the paper" in holds
     assert "+0.009 [+0.001, +0.019] on this run, −0.017 in the paper" in fails and holds != fails

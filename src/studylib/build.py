@@ -3,11 +3,19 @@
 The build runs every notebook of ``notebooks/`` through papermill with the parameters of a named
 **profile** (``profiles/<name>.yaml``), writes the executed notebooks into ``book/experiments/``
 (only when they succeed: a failed run leaves the last good page untouched) and renders the book
-with Jupyter Book, which never executes anything itself.  A profile file has three keys::
+with Jupyter Book, which never executes anything itself.  A profile file has these keys::
 
     description: one line shown on the status page
     defaults:    parameters given to every notebook that declares them
     notebooks:   {<notebook name>: {parameter: value, ...}}  per-notebook overrides
+    plugins:     [path.py, ...]  plug-in files (pruners, datasets) every notebook loads (optional)
+
+Parameters derived from ``budgets`` (``moderate_k``, ``aggressive_k``, ``reported_budgets``)
+follow the budgets they were given with: when ``--set`` changes a notebook's budgets but not
+one of them, the profile's value is dropped and the experiment derives it from the new budgets.
+Every executed page records its scope (:func:`page_scope`): run with the profile's own
+parameters, or a custom run (``--set``, plug-ins, another result store); the intro's verdict
+table shows the numbers of the first kind only.
 
 Notebooks not executed in a build keep their last executed page, or get a page that says they
 were not run (:func:`not_run_notebook`); the intro's verdict table (:func:`verdicts_page`) is
@@ -31,12 +39,16 @@ import yaml
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from studylib.claim_specs import CLAIMS_DIR, load_specs
+from studylib.claims import ESTIMATOR_SENSITIVE, LEGEND, OUTCOMES
 from studylib.experiments.common import RUN_SETTINGS
+from studylib.plugins import load_plugin
+from studylib.sweep.validate import DERIVED_FROM_BUDGETS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILES_DIR = REPO_ROOT / "profiles"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 NOT_RUN = "not run in this build"
+CUSTOM_RUN = "custom run"
 
 
 # ----------------------------------------------------------------------------- profiles
@@ -58,15 +70,19 @@ def load_profile(name_or_path: str | Path, directory: Path = PROFILES_DIR) -> di
         raise ProfileError(f"no profile {str(name_or_path)!r} (looked for {path}); "
                            f"available: {list_profiles(directory)}")
     profile = yaml.safe_load(path.read_text()) or {}
-    unknown = set(profile) - {"description", "defaults", "notebooks"}
+    unknown = set(profile) - {"description", "defaults", "notebooks", "plugins"}
     if unknown:
         raise ProfileError(f"{path}: unknown top-level keys {sorted(unknown)}; "
-                           f"expected description, defaults, notebooks")
+                           f"expected description, defaults, notebooks, plugins")
     profile.setdefault("description", "")
     profile.setdefault("defaults", {})
     profile.setdefault("notebooks", {})
     if not isinstance(profile["defaults"], dict) or not isinstance(profile["notebooks"], dict):
         raise ProfileError(f"{path}: 'defaults' and 'notebooks' must be mappings")
+    plugins = profile.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ProfileError(f"{path}: 'plugins' must be a list of plug-in file paths, got {plugins!r}")
+    profile["plugins"] = [str(REPO_ROOT / Path(p).expanduser()) for p in plugins]  # relative to the repository root
     profile["name"] = path.stem
     profile["path"] = str(path)
     return profile
@@ -78,14 +94,19 @@ def notebook_parameters(profile: Mapping[str, Any], notebook: str, declared: Ite
     profile's per-notebook values, then ``overrides``.  Per-notebook values and overrides must
     name declared parameters (a typo fails here, not silently in papermill)."""
     declared = set(declared)
+    overrides = dict(overrides or {})
     params = {k: v for k, v in profile.get("defaults", {}).items() if k in declared}
     for source, values in (("profile " + str(profile.get("name", "")), profile.get("notebooks", {}).get(notebook, {}) or {}),
-                           ("--set", overrides or {})):
+                           ("--set", overrides)):
         unknown = sorted(set(values) - declared)
         if unknown:
             raise ProfileError(f"{source}: notebook {notebook!r} has no parameter(s) {unknown}; "
                                f"its parameters are {sorted(declared)}")
         params.update(values)
+    if "budgets" in overrides:  # the profile's derived values belong to the profile's budgets
+        for name in DERIVED_FROM_BUDGETS:
+            if name not in overrides:
+                params.pop(name, None)
     return params
 
 
@@ -304,8 +325,11 @@ def estimated_seconds(flops: float, peak_flops: float = 989e12, utilisation: flo
 def experiment_parameters(profile: str, notebook: str, **overrides: Any) -> dict[str, Any]:
     """Every parameter of ``notebooks/<notebook>.ipynb`` as a build with ``profile`` would pass it
     (the notebook's defaults, then the profile's values, then ``overrides``): the keyword arguments of
-    ``studylib.experiments.<notebook>.run`` for use outside the book."""
+    ``studylib.experiments.<notebook>.run`` for use outside the book.  The profile's plug-ins are
+    loaded (as a build loads them)."""
     loaded = load_profile(profile)
+    for path in loaded["plugins"]:
+        load_plugin(path)
     declared = declared_parameters(NOTEBOOKS_DIR / f"{notebook}.ipynb")
     return {**declared, **notebook_parameters(loaded, notebook, declared, overrides), "profile": loaded["name"]}
 
@@ -337,50 +361,81 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def page_scope(overrides: Mapping[str, Any], plugins: Iterable[str]) -> dict[str, Any]:
+    """What an executed page records about how far its numbers are the profile's: the ``--set``
+    values it ran with and the ``--plugin`` files loaded; empty for a run of the profile as it is."""
+    scope = {}
+    if overrides:
+        scope["set"] = dict(overrides)
+    if plugins:
+        scope["plugins"] = [Path(p).name for p in plugins]
+    return scope
+
+
+def custom_scope(path: str | Path) -> dict[str, Any]:
+    """The :func:`page_scope` an executed page was written with (empty: the profile's own run)."""
+    return dict(nbformat.read(str(path), as_version=4).metadata.get("studylib", {}).get("custom") or {})
+
+
+def scope_text(scope: Mapping[str, Any]) -> str:
+    """A :func:`page_scope` in words: ``budgets=[144, 72], plug-in l2norm.py``."""
+    parts = [f"{k}={json.dumps(v)}" for k, v in scope.get("set", {}).items()]
+    parts += [f"plug-in {name}" for name in scope.get("plugins", [])]
+    return ", ".join(parts)
+
+
 def executed_claims(experiments: Iterable[str], executed_dir: Path) -> dict[str, list]:
-    """The claims glued by each executed notebook of ``experiments`` (those that glued some), in order."""
+    """The claims glued by each executed notebook of ``experiments`` that ran with its profile's own
+    parameters (a custom run, :func:`page_scope`, is left out: the intro shows no numbers of it), in order."""
     out = {}
     for name in experiments:
         path = Path(executed_dir) / f"{name}.ipynb"
-        claims = glued_claims(path, name) if path.is_file() else None
+        claims = glued_claims(path, name) if path.is_file() and not custom_scope(path) else None
         if claims:
             out[name] = claims
     return out
 
 
 def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
-    """Markdown table of the headline claims (claims with an ``intro`` line in
-    ``data/claims/<experiment>.yaml``): this run's effect and CI (a composite's deciding part,
-    :func:`studylib.summary.deciding_part`), the paper's numbers, the verdict and the number of questions,
-    read from the executed notebooks' glued claims; rows of experiments that were not executed say so."""
+    """Markdown of the headline claims (claims with an ``intro`` line in ``data/claims/<experiment>.yaml``):
+    the verdict legend (:data:`studylib.claims.LEGEND`, the same as on every page), then one row per
+    claim: this run's effect and CI (a composite's deciding part, :func:`studylib.summary.deciding_part`),
+    the paper's numbers, the verdict (with what would decide an inconclusive one and the
+    estimator-sensitive label) and the number of questions (saying so where it is fewer than the
+    paper's benchmark), read from the executed notebooks' glued claims.  Rows of experiments that were
+    not executed say so; rows of a page run with custom parameters or plug-ins show no numbers: they
+    name the custom run, whose page has them."""
     from studylib import summary
 
     claims = executed_claims(experiments, executed_dir)
-    lines = ["| claim (source) | this run [95 % CI] | paper (LLaVA-1.5-7B) | verdict | questions |",
+    lines = [LEGEND, "", "| claim (source) | this run [95 % CI] | paper (LLaVA-1.5-7B) | verdict | questions |",
              "|---|---|---|---|---:|"]
     for name in experiments:
         if not (CLAIMS_DIR / f"{name}.yaml").is_file():  # an experiment without claims (gallery, explore)
             continue
+        path = Path(executed_dir) / f"{name}.ipynb"
+        glued = read_glued(path) if path.is_file() else {}
+        custom = custom_scope(path) if path.is_file() else {}
         by_id = {c.id: c for c in claims.get(name, [])}
-        n_questions = read_glued(Path(executed_dir) / f"{name}.ipynb").get(f"{name}_n_questions", "") if by_id else ""
         for spec in load_specs(name):
-            if "intro" not in spec:
+            if spec.intro is None:
                 continue
-            page = f"[{_cell(spec.get('source', ''))}](experiments/{name}.ipynb)"
-            claim = by_id.get(str(spec["id"]))
+            page = f"[{_cell(spec.source)}](experiments/{name}.ipynb)"
+            claim = by_id.get(spec.id)
+            if custom and f"{name}_{spec.id}_verdict" in glued:
+                lines.append(f"| {_cell(spec.intro)} ({page}) | | | *{CUSTOM_RUN} ({_cell(scope_text(custom))}): "
+                             "numbers on its page; rerun the profile to restore this row* | |")
+                continue
             if claim is None:
-                lines.append(f"| {_cell(spec['intro'])} ({page}) | | | *{NOT_RUN}* | |")
+                lines.append(f"| {_cell(spec.intro)} ({page}) | | | *{NOT_RUN}* | |")
                 continue
             part = summary.deciding_part(claim)
             effect = summary.effect_text(part)
             if part is not claim:
                 effect += f" (part {summary.readable_test(part.id)})"
-            detail = summary.readable_test(summary.verdict_detail(claim))
-            verdict = f"**{summary.outcome(claim)}**" + (f" ({_cell(detail)})" if detail else "")
-            questions = f"{n_questions:,}" if isinstance(n_questions, int) else ""
-            paper = _cell(summary.readable_test(claim.reported))
-            lines.append(f"| {_cell(spec['intro'])} ({page}) | {_cell(effect)} | {paper} | "
-                         f"{verdict} | {questions} |")
+            lines.append(f"| {_cell(spec.intro)} ({page}) | {_cell(effect)} | "
+                         f"{_cell(summary.readable_test(claim.reported))} | {_cell(summary.verdict_cell(claim))} | "
+                         f"{_questions(glued, name)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -481,6 +536,33 @@ def _toy_build(executed_dir: Path) -> bool:
     """Whether the executed notebooks are toy results (their titles say "TOY model")."""
     titles = [notebook_title(p) for p in Path(executed_dir).glob("*.ipynb")]
     return any("TOY model" in t for t in titles)
+
+
+def verdict_counts(experiments: Iterable[str], executed_dir: Path, headline_only: bool = False) -> dict[str, int]:
+    """How many claims of the executed notebooks have each outcome (:data:`studylib.claims.OUTCOMES`)
+    and how many are estimator-sensitive, from their glued values (every declared claim, or with
+    ``headline_only`` those of the intro's table); experiments not executed are left out."""
+    counts = dict.fromkeys([*OUTCOMES, ESTIMATOR_SENSITIVE], 0)
+    for name in experiments:
+        path = Path(executed_dir) / f"{name}.ipynb"
+        if not path.is_file() or not (CLAIMS_DIR / f"{name}.yaml").is_file():
+            continue
+        glued = read_glued(path)
+        for spec in load_specs(name):
+            outcome = glued.get(f"{name}_{spec.id}_outcome")
+            if outcome is None or (headline_only and spec.intro is None):
+                continue
+            counts[outcome] += 1
+            counts[ESTIMATOR_SENSITIVE] += bool(glued.get(f"{name}_{spec.id}_estimator_sensitive"))
+    return counts
+
+
+def _questions(glued: Mapping[str, Any], name: str) -> str:
+    """``8,970``, or ``1,400 (fewer than the paper's 10,927)``."""
+    n, paper = glued.get(f"{name}_n_questions"), glued.get(f"{name}_paper_n_questions")
+    if not isinstance(n, int):
+        return ""
+    return f"{n:,}" + (f" (fewer than the paper's {paper:,})" if isinstance(paper, int) and n < paper else "")
 
 
 def pruners_page() -> str:

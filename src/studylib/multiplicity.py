@@ -20,15 +20,20 @@ def tail_p_values(estimate: float, distribution: Any, direction: str, threshold:
     normal tail of the bootstrap: z = (estimate − threshold) / SE, SE the standard deviation of the
     resampled ``distribution``; for ``less`` p_holds = Φ(z) and p_fails = Φ(−z) (``greater``: swapped).
     The percentile tail cannot resolve the p < 0.025 / m that a family of m parts needs with
-    B = 1,000 resamples, the normal tail can.  NaN without a distribution."""
+    B = 1,000 resamples, the normal tail can.  NaN without a distribution.
+
+    A zero SE (every resample gives the same value, e.g. two configurations with identical
+    answers) carries no evidence either way: both p-values are 1, so nothing is rejected (a
+    normal tail would give z = ±inf, and a tie at the threshold would "hold" at p = 0)."""
     values = np.asarray(distribution if distribution is not None else [], dtype=float)
     values = values[np.isfinite(values)]
     if len(values) < 2 or math.isnan(estimate):
         return math.nan, math.nan
     se = float(np.std(values, ddof=1))
-    gap = float(estimate) - threshold
-    z = math.copysign(math.inf, gap) if se == 0 else gap / se
-    below = 0.5 * math.erfc(-z / math.sqrt(2)) if not math.isnan(z) else 0.5  # Φ(z)
+    if not se > 0:
+        return 1.0, 1.0
+    z = (float(estimate) - threshold) / se
+    below = 0.5 * math.erfc(-z / math.sqrt(2))  # Φ(z)
     less = direction in ("less", "<")
     return (below, 1.0 - below) if less else (1.0 - below, below)
 

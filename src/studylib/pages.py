@@ -6,6 +6,7 @@ of an experiment lives in its module, the page shows its :class:`~studylib.exper
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Any, Iterable, Mapping
 
@@ -14,7 +15,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from studylib import labels, metric_catalog as mc, summary
-from studylib.claims import Claim, readable
+from studylib.claims import LEGEND, Claim, metric_words, readable
 
 # Tables styled without style_table (a plain ``frame.style``) still read: 2 decimals, NaN as an empty cell.
 pd.set_option("styler.format.precision", 2)
@@ -316,13 +317,22 @@ def glue_value(name: str, value: Any) -> None:
 
 
 def glue_claims(claims: Iterable[Claim], prefix: str = "") -> None:
-    """Glue ``<prefix><id>_verdict``, ``_estimate``, ``_reported`` and ``_test`` of every claim, and
+    """Glue ``<prefix><id>_verdict`` (as the page shows it), ``_outcome`` (one of
+    :data:`studylib.claims.OUTCOMES`), ``_estimator_sensitive`` (True/False), ``_estimate``,
+    ``_reported`` and ``_test`` of every claim, where known ``_n_questions`` (questions it was
+    tested on) and ``_n_needed`` (questions that would decide an inconclusive one), and
     ``<prefix>claims``: every claim as JSON (:func:`studylib.summary.claims_to_json`; the build writes the
     page's findings and the intro from it)."""
     claims = list(claims)
     glue_value(f"{prefix}claims", summary.claims_to_json(claims))
     for claim in claims:
-        glue_value(f"{prefix}{claim.id}_verdict", claim.verdict)
+        glue_value(f"{prefix}{claim.id}_verdict", claim.verdict_text())
+        glue_value(f"{prefix}{claim.id}_outcome", claim.outcome)
+        glue_value(f"{prefix}{claim.id}_estimator_sensitive", claim.estimator_sensitive)
+        if claim.n_questions:
+            glue_value(f"{prefix}{claim.id}_n_questions", claim.n_questions)
+        if math.isfinite(claim.n_needed):
+            glue_value(f"{prefix}{claim.id}_n_needed", round(claim.n_needed))
         glue_value(f"{prefix}{claim.id}_estimate", claim.estimate_text())
         glue_value(f"{prefix}{claim.id}_reported", claim.reported)
         glue_value(f"{prefix}{claim.id}_test", readable(claim.comparison))
@@ -394,7 +404,8 @@ def _claim_row(claim: Claim, part: bool = False) -> str:
     effect and CI (metric units of the catalogue); the paper's numbers; the verdict."""
     colour = summary.outcome_colours().get(summary.outcome(claim), "#555")
     base, detail = summary.outcome(claim), summary.verdict_detail(claim)
-    details = [("test on this run", summary.readable_test(claim.comparison)), ("source", claim.source),
+    details = [("test on this run", summary.readable_test(claim.comparison)),
+               ("other estimators", estimators_text(claim)), ("source", claim.source),
                ("note", labels.humanize(readable(claim.note)))]
     body = "".join(f"<div><i>{name}:</i> {escape(text)}</div>" for name, text in details if text)
     ident = escape(summary.readable_test(claim.id))
@@ -407,6 +418,13 @@ def _claim_row(claim: Claim, part: bool = False) -> str:
             f'<td class="estimate">{escape(summary.effect_text(claim, unit=True))}</td>'
             f'<td class="prose">{escape(labels.humanize(readable(claim.reported)))}</td>'
             f'<td class="verdict">{verdict}</td></tr>')
+
+
+def estimators_text(claim: Claim) -> str:
+    """The claim judged under the other estimators of its metric (``debiased ECE: -0.006 [-0.012, -0.002]
+    holds; smooth ECE: ...``), ``""`` when it has none."""
+    return "; ".join(f"{metric_words(c.metric)}: {c.estimate_text()} {c.outcome}" for c in claim.estimators
+                     if c.tested)
 
 
 CLAIMS_HEADER = ("<thead><tr><th>claim (test behind the toggle)</th><th>this run [95 % CI]</th><th>paper</th>"
@@ -448,14 +466,8 @@ def show_claims(claims: Iterable[Claim], expand: bool = True, caption: str = "")
     return HTMLTable(claims_html(claims, expand=expand), caption)
 
 
-CLAIMS_LEGEND = (
-    "Each row states a claim of the paper, the comparison that tests it on this run (behind its toggle), the "
-    "estimate with its 95 % "
-    "paired bootstrap CI (whole images resampled), the paper's own numbers, and the verdict computed from the CI: "
-    "**holds** (the whole CI on the claimed side), **does not hold** (the whole CI on the other side), "
-    "**inconclusive** (the CI crosses the threshold) or **not applicable** (this run's grid lacks a configuration "
-    "the claim needs). A verdict marked *(point estimate)* compares numbers that have no CI in this study. Nothing "
-    "here is written by hand: rerun the notebook with other parameters and the verdicts follow the numbers.")
+#: the legend above every claims table: the one legend of :mod:`studylib.claims` (the intro shows it too)
+CLAIMS_LEGEND = LEGEND
 
 
 def claims_section(result, expand: bool = True) -> None:
@@ -464,6 +476,6 @@ def claims_section(result, expand: bool = True) -> None:
 
 
 __all__ = ["CLAIMS_LEGEND", "HEADER_WORDS", "TOY_MODELS", "HTMLTable", "InteractiveTable", "claims_html",
-           "claims_interactive", "claims_section", "display_text", "glue_claims", "glue_value", "header_words",
+           "claims_interactive", "claims_section", "display_text", "estimators_text", "glue_claims", "glue_value", "header_words",
            "interactive_table", "is_percent_metric", "is_toy", "model_label", "rows_by_source", "run_banner",
            "run_label", "show_claims", "style_table"]

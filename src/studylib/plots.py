@@ -179,15 +179,18 @@ def alpha_heatmap(summary: pd.DataFrame, value: str = "ece", x: str = "k", y: st
 
 
 def reliability_diagram(bins_by_label: Mapping[str, ReliabilityBins], *, toy: bool = False, title: str | None = None,
-                        panel_width: float = PAGE_WIDTH / 3) -> Figure:
+                        panel_width: float = PAGE_WIDTH / 3, smooth: Mapping[str, dict] | None = None) -> Figure:
     """One panel per label: accuracy bars per confidence bin against the diagonal (gap to the
     bin's mean confidence shaded), and below it the per-bin count histogram.  The panel title
-    gives the ECE computed from the bins (same bins and edges as the bins were built with)."""
+    gives the ECE computed from the bins (same bins and edges as the bins were built with).
+    ``smooth`` (``{label: analysis.smooth_reliability(rows, config)}``) adds relplot's smoothed
+    diagram of the same configurations below (drawn by ``relplot.plot_rel_diagram``: the line's
+    width follows the density of confidences; its title gives smooth ECE)."""
     if not bins_by_label:
         raise ValueError("bins_by_label is empty; pass {label: analysis.reliability(rows, config)}")
     n = len(bins_by_label)
-    fig = Figure(figsize=(panel_width * n, 4.6), layout="constrained")
-    grid = fig.add_gridspec(2, n, height_ratios=(3, 1))
+    fig = Figure(figsize=(panel_width * n, 8.0 if smooth else 4.6), layout="constrained")
+    grid = fig.add_gridspec(3 if smooth else 2, n, height_ratios=(3, 1, 3) if smooth else (3, 1))
     first = None
     for j, (label, bins) in enumerate(bins_by_label.items()):
         top = fig.add_subplot(grid[0, j], sharey=first)
@@ -214,8 +217,21 @@ def reliability_diagram(bins_by_label: Mapping[str, ReliabilityBins], *, toy: bo
             bottom.set_ylabel("count")
         bottom.bar(centres, bins.count, width=width, color="0.5", edgecolor="white")
         bottom.set_xlabel("confidence")
+        if smooth and label in smooth:
+            _smooth_panel(fig, fig.add_subplot(grid[2, j]), smooth[label], first_column=j == 0)
     fig.suptitle(_title(title or "Reliability diagrams", toy))
     return fig
+
+
+def _smooth_panel(fig: Figure, ax, diagram: dict, first_column: bool) -> None:
+    """relplot's smoothed reliability diagram in ``ax``."""
+    import relplot
+
+    relplot.plot_rel_diagram(diagram, fig=fig, ax=ax, use_default_style=False, plot_labels=False)
+    ax.set_title(f"smoothed (relplot)\nsmooth ECE = {diagram['ce']:.3f}", fontsize="medium")
+    ax.set_xlabel("confidence")
+    if first_column:
+        ax.set_ylabel("accuracy (smoothed)")
 
 
 def risk_coverage_plot(curves: Mapping[str, RiskCoverage], *, ax=None, toy: bool = False,

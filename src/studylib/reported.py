@@ -25,6 +25,21 @@ PAPERS = {
 }
 
 
+#: questions of the benchmarks the papers score (LLaVA-1.5's evaluation files: POPE 8,910, ScienceQA-IMG's
+#: test questions with an image 2,017, MME 2,374; CHAIR: 500 COCO val2014 captions), by this study's
+#: dataset names (the toy datasets stand for them)
+BENCHMARK_QUESTIONS = {"POPE": 8910, "ScienceQA-IMG": 2017, "MME": 2374, "COCO captions": 500}
+DATASET_BENCHMARKS = {"pope": "POPE", "toy-pope": "POPE", "scienceqa": "ScienceQA-IMG",
+                      "toy-scienceqa": "ScienceQA-IMG", "mme": "MME", "coco-captions": "COCO captions",
+                      "toy-captions": "COCO captions"}
+
+
+def paper_questions(datasets: Iterable[str]) -> int | None:
+    """Questions the papers score on the benchmarks these datasets stand for (``None`` if one is unknown)."""
+    benchmarks = {DATASET_BENCHMARKS.get(str(d)) for d in datasets}
+    return None if None in benchmarks or not benchmarks else sum(BENCHMARK_QUESTIONS[b] for b in benchmarks)
+
+
 def reported(paper: str | None = None, table: str | None = None, *, path: Path = REPORTED_CSV,
              **filters: Any) -> pd.DataFrame:
     """Rows of ``reported.csv`` (all columns), filtered by paper, table and any column value
@@ -97,7 +112,8 @@ def beside_reported(ours: pd.DataFrame, metrics: Iterable[str], *, paper: str, t
     (``sel_acc_80`` -> ``selective_accuracy_80``); ``ci=True`` adds the columns ``95% CI low`` and
     ``95% CI high`` for metrics with ``<metric>_low``/``_high`` columns (one column "this run [95 % CI]"
     on the page: :func:`studylib.pages.style_table`).  The unpruned model (``pruner == "full"``)
-    is matched with the paper's ``full_k`` (576 for LLaVA-1.5) whatever our N.
+    is matched with the paper's ``full_k`` (576 for LLaVA-1.5) whatever our N.  A metric the cited
+    tables do not report at all (e.g. debiased ECE) gets no "reported" column.
     """
     metrics = list(metrics)
     k_map = dict(k_map or {})
@@ -111,6 +127,7 @@ def beside_reported(ours: pd.DataFrame, metrics: Iterable[str], *, paper: str, t
     if benchmark is not None:
         ref = ref[ref["benchmark"] == benchmark]
     lookup = {(r.pruner, int(r.k) if not pd.isna(r.k) else None, r.metric): r.value for r in ref.itertuples()}
+    reported_metrics = set(ref["metric"])
     rows = []
     for _, row in ours.iterrows():
         pruner = reported_pruner.get(str(row["pruner"]), str(row["pruner"]))
@@ -124,7 +141,8 @@ def beside_reported(ours: pd.DataFrame, metrics: Iterable[str], *, paper: str, t
             if ci and f"{metric}_low" in row:
                 out[(metric, "95% CI low")] = row[f"{metric}_low"]
                 out[(metric, "95% CI high")] = row[f"{metric}_high"]
-            out[(metric, "reported")] = lookup.get((pruner, paper_k, aliases.get(metric, metric)), math.nan)
+            if aliases.get(metric, metric) in reported_metrics:
+                out[(metric, "reported")] = lookup.get((pruner, paper_k, aliases.get(metric, metric)), math.nan)
         rows.append(out)
     frame = pd.DataFrame(rows)
     index_cols = [c for c in frame.columns if not isinstance(c, tuple)]
@@ -183,22 +201,30 @@ def reported_value(paper: str, table: str, pruner: str, k: int | None, metric: s
     return reported_text(reported_number(paper, table, pruner, k, metric, benchmark))
 
 
-def conflicting_reports(paper: str, pruner: str, k: int | None, metric: str, benchmark: str | None = None) -> str:
+def conflicting_reports(paper: str, pruner: str, k: int | None, metric: str, benchmark: str | None = None,
+                        table: str | None = None) -> str:
     """``""`` when ``paper`` prints one value for this setting (pruner, budget, metric, benchmark),
     else where it prints which, e.g. ``"Table 1: 85.5 %; Table 6: 83.9 %"`` (a claim citing one of
-    them carries this as a footnote)."""
+    them carries this as a footnote).  Only numbers of one benchmark are compared: without
+    ``benchmark``, those of the benchmark(s) ``table`` reports this setting on (POPE's Table 1 is not
+    compared with ScienceQA's Table 4)."""
     rows = reported(paper, metric=metric, pruner=pruner)
-    if benchmark is not None:
-        rows = rows[rows["benchmark"] == benchmark]
     if k is not None:
         rows = rows[rows["k"] == k]
-    if rows["value"].nunique() < 2:
-        return ""
-    by_value = rows.groupby("value", sort=False)["table"].agg(lambda tables: ", ".join(dict.fromkeys(tables)))
-    unit = " %" if (rows["unit"] == "%").all() else ""
-    return "; ".join(f"{tables}: {value:g}{unit}" for value, tables in by_value.items())
+    if benchmark is not None:
+        rows = rows[rows["benchmark"] == benchmark]
+    elif table is not None:
+        rows = rows[rows["benchmark"].isin(set(rows.loc[rows["table"] == table, "benchmark"]))]
+    conflicts = []
+    for _, same in rows.groupby("benchmark", sort=False):
+        if same["value"].nunique() < 2:
+            continue
+        by_value = same.groupby("value", sort=False)["table"].agg(lambda tables: ", ".join(dict.fromkeys(tables)))
+        unit = " %" if (same["unit"] == "%").all() else ""
+        conflicts.append("; ".join(f"{tables}: {value:g}{unit}" for value, tables in by_value.items()))
+    return "; ".join(conflicts)
 
 
-__all__ = ["PAPERS", "PAPER_UNITS", "REPORTED_COLUMNS", "REPORTED_CSV", "beside_reported", "conflicting_reports",
-           "reported", "reported_label", "reported_number", "reported_points", "reported_text", "reported_value",
-           "to_paper_units"]
+__all__ = ["BENCHMARK_QUESTIONS", "DATASET_BENCHMARKS", "PAPERS", "PAPER_UNITS", "REPORTED_COLUMNS", "REPORTED_CSV",
+           "beside_reported", "conflicting_reports", "paper_questions", "reported", "reported_label", "reported_number",
+           "reported_points", "reported_text", "reported_value", "to_paper_units"]

@@ -50,13 +50,16 @@ N_PAGE_CLAIMS = 3
 # ----------------------------------------------------------------------------- serialisation
 
 def claims_to_json(claims: Iterable[C.Claim]) -> str:
-    """Every field of every claim (parts included) as JSON; NaN as null."""
+    """Every field of every claim (parts and other estimators included, the rule as a mapping) as JSON;
+    NaN as null."""
     def record(claim: C.Claim) -> dict:
         out = {}
         for f in dataclasses.fields(claim):
             value = getattr(claim, f.name)
-            if f.name == "parts":
+            if f.name in ("parts", "estimators"):
                 value = [record(p) for p in value]
+            elif f.name == "rule":
+                value = None if value is None else dataclasses.asdict(value)
             elif isinstance(value, float) and math.isnan(value):
                 value = None
             out[f.name] = value
@@ -74,8 +77,10 @@ def claims_from_json(text: str) -> list[C.Claim]:
         for name, value in record.items():
             if name not in names:
                 continue
-            if name == "parts":
+            if name in ("parts", "estimators"):
                 value = tuple(claim(p) for p in value)
+            elif name == "rule":
+                value = None if value is None else C.Rule(**value)
             elif value is None and names[name].type in ("float", float):
                 value = math.nan
             values[name] = value
@@ -87,26 +92,38 @@ def claims_from_json(text: str) -> list[C.Claim]:
 # ----------------------------------------------------------------------------- reading one claim
 
 def outcome(claim: C.Claim) -> str:
-    """The claim's outcome word without its detail (``"inconclusive (CI crosses 0)"`` -> ``"inconclusive"``)."""
-    return C.verdict_base(claim.verdict)
+    """The claim's outcome, one of :data:`studylib.claims.OUTCOMES` (``"inconclusive (CI includes 0)"`` ->
+    ``"inconclusive"``)."""
+    return claim.outcome
 
 
 def verdict_detail(claim: C.Claim) -> str:
-    """What the verdict says besides its outcome (``"CI spans 0 and -0.017"``, ``"needs fastv@32"``)."""
-    return claim.verdict[len(outcome(claim)):].strip(" :()")
+    """What the verdict as a page shows it (:meth:`Claim.verdict_text`) says besides its outcome: why,
+    how many questions would decide an inconclusive one, the estimator-sensitive label
+    (``"CI includes 0 and −0.017; would need ≈ 81,000 questions, this run 8,970"``)."""
+    return claim.verdict_text()[len(claim.outcome):].strip(" :()")
+
+
+def verdict_cell(claim: C.Claim) -> str:
+    """``**inconclusive** (CI includes 0; would need ≈ 81,000 questions, this run 8,970)``: the outcome in
+    bold and its detail in words (:func:`verdict_detail`, :func:`readable_test`)."""
+    detail = readable_test(verdict_detail(claim))
+    return f"**{claim.outcome}**" + (f" ({detail})" if detail else "")
 
 
 def has_interval(claim: C.Claim) -> bool:
     return not (math.isnan(claim.estimate) or math.isnan(claim.low) or math.isnan(claim.high))
 
 
+#: evidence for a claim by outcome, strongest first (an untested claim carries none)
+_STRENGTH = {C.HOLDS: 2.0, C.HOLDS_SMALLER: 1.0, C.INCONCLUSIVE: 0.0, C.NO_REPORTED_EFFECT: -1.0, C.REVERSED: -2.0}
+
+
 def _weight(claim: C.Claim) -> float:
     """Evidence for the claim (higher: stronger): its one-sided p against it, else its outcome."""
     if not math.isnan(claim.p_holds):
         return -claim.p_holds
-    if claim.holds:
-        return 1.0
-    return 0.0 if outcome(claim) == C.INCONCLUSIVE else -1.0
+    return _STRENGTH.get(claim.outcome, 0.0)
 
 
 def deciding_part(claim: C.Claim) -> C.Claim:
@@ -171,15 +188,31 @@ FRAME_WORDS = {"scaled": "after temperature scaling", "sqa": "on ScienceQA", "ca
 VALUE_WORDS = {"family_gap": "family difference of mean ECE", "erank_chair_rho": "Spearman ρ(erank, CHAIR_i)"}
 
 
-def readable_test(text: str) -> str:
+def readable_test(text: str, metric: str = "") -> str:
     """A claim's test formula for readers: configurations by their names, metric code names by the
     catalogue's (``t_star_dev[...]`` -> ``|T* − 1|[...]``), ``[scaled rows]`` in words, typographic minus
-    signs, long decimals shortened."""
+    signs, long decimals shortened; with the claim's ``metric`` a percent metric's bounds in percentage
+    points, as its effect is shown (``claimed below −0.1`` -> ``claimed below −10 pp``)."""
     text = labels.humanize(C.readable(text))
+    record = mc.lookup(metric) if metric else None
+    if record is not None and record.percent:
+        text = _BOUND.sub(lambda m: m.group(1) + _points(m.group(2)), text)
     text = re.sub(r"\b([a-z][a-z0-9_]*)\[", lambda m: _quantity_words(m.group(1)) + "[", text)
     text = re.sub(r" \[(\w+) rows\]", lambda m: " (" + FRAME_WORDS.get(m.group(1), f"on the {m.group(1)} rows") + ")",
                   text)
     return re.sub(r"(?<![\w.])-(?=\d)", "−", text)
+
+
+#: the bounds a test states (:meth:`studylib.claims.Rule.words`), for percent metrics shown in points
+_BOUND = re.compile(r"((?:claimed (?:below|above|within ±)|reported effect|smallest effect of interest) ?)"
+                    r"([+\-−]?\d+(?:\.\d+)?(?:e[+\-]?\d+)?)(?! pp)")
+
+
+def _points(number: str) -> str:
+    """A fraction as percentage points: ``-0.1`` -> ``−10 pp``, ``+0.01`` -> ``+1 pp``."""
+    value = float(number.replace("−", "-")) * 100
+    text = f"{value:+.4g}" if number[0] in "+-−" else f"{value:.4g}"
+    return text.replace("-", "−") + " pp"
 
 
 def _quantity_words(name: str) -> str:
@@ -198,14 +231,15 @@ def subject(claim: C.Claim) -> str:
 
 
 def claim_sentence(claim: C.Claim, title: str = "") -> str:
-    """One sentence: ``<title>: <outcome> — <subject>: <effect> on this run, <paper's effect>.`` (a composite:
-    "the comparison it turns on, <subject>: ...")."""
+    """One sentence: ``<title>: <outcome> (<detail>) — <subject>: <effect> on this run, <paper's effect>.``
+    (a composite: "the comparison it turns on, <subject>: ..."); the detail says why, how many questions
+    would decide an inconclusive claim and whether it is estimator-sensitive (:func:`verdict_detail`)."""
     part = deciding_part(claim)
     head = title or labels.humanize(C.readable(claim.statement))
-    words = f"**{head.rstrip('.')}**: {outcome(claim)}"
+    detail = readable_test(verdict_detail(claim))
+    words = f"**{head.rstrip('.')}**: {claim.outcome}" + (f" ({detail})" if detail else "")
     if math.isnan(part.estimate):
-        reason = verdict_detail(claim)
-        return words + (f" ({readable_test(reason)})." if reason else ".")
+        return words + "."
     which = "the comparison it turns on, " if part is not claim else ""
     paper = paper_text(part)
     return f"{words} — {which}{subject(part)}: {effect_text(part)} on this run" + (f", {paper}." if paper else ".")
@@ -218,25 +252,35 @@ def intro_lines(experiment: str) -> dict[str, str]:
 
     if not (CLAIMS_DIR / f"{experiment}.yaml").is_file():
         return {}
-    return {str(spec["id"]): spec["intro"] for spec in load_specs(experiment) if "intro" in spec}
+    lines, previous = {}, ""
+    for spec in load_specs(experiment):
+        if spec.intro is None:
+            continue
+        line = str(spec.intro)
+        if line.startswith("..."):  # "... and on ScienceQA" continues the line above it in the intro's table
+            line = f"{previous.rstrip('.')} {line[3:].strip()}"
+        else:
+            previous = line
+        lines[spec.id] = line
+    return lines
 
 
 def tally(claims: Sequence[C.Claim]) -> str:
-    """``"7 claims (holds: 3, does not hold: 2, inconclusive: 2)"`` (outcomes in the claims module's order)."""
-    counts = {}
-    for claim in claims:
-        counts[outcome(claim)] = counts.get(outcome(claim), 0) + 1
-    order = [o for o in _outcomes() if counts.get(o)] + [o for o in counts if o not in _outcomes()]
+    """``"7 claims (holds: 3, reversed: 2, inconclusive: 2; 1 estimator-sensitive)"`` (outcomes in the order
+    of :data:`studylib.claims.OUTCOMES`)."""
+    counts = C.outcome_counts(claims)
     noun = "claim" if len(claims) == 1 else "claims"
-    return f"{len(claims)} {noun} (" + ", ".join(f"{name}: {counts[name]}" for name in order) + ")"
+    text = f"{len(claims)} {noun} (" + ", ".join(f"{name}: {counts[name]}" for name in C.OUTCOMES if counts[name])
+    sensitive = counts[C.ESTIMATOR_SENSITIVE]
+    return text + (f"; {sensitive} {C.ESTIMATOR_SENSITIVE}" if sensitive else "") + ")"
 
 
-def _outcomes() -> tuple[str, ...]:
-    return tuple(getattr(C, "OUTCOMES", C.VERDICTS))
+#: outcomes that depart from the paper: the claimed effect is smaller, absent or the other way round
+DEPARTING = (C.HOLDS_SMALLER, C.NO_REPORTED_EFFECT, C.REVERSED)
 
 
 def _departs(claim: C.Claim) -> bool:
-    return claim.tested and not claim.holds
+    return claim.outcome in DEPARTING
 
 
 def findings(claims: Sequence[C.Claim], experiment: str, toy: bool = False) -> str:
@@ -270,25 +314,31 @@ def _departure_size(claim: C.Claim) -> float:
 
 def answer(claims_by_experiment: Mapping[str, Sequence[C.Claim]], toy: bool = False) -> str:
     """Markdown of the intro's answer (module docstring): the verdict on the question and the claims that
-    carry it, each with its effect, CI and the paper's effect."""
+    carry it, each with its effect, CI and the paper's effect.  The answer is *yes* when every tested
+    claim holds, *no* when none holds and some are decided against (no effect of the reported size,
+    reversed), *undecided* when none holds and none is decided, else *only in part*."""
     keyed = {(name, c.id): c for name, claims in claims_by_experiment.items() for c in claims}
     carrying = [(key, keyed[key]) for key in ANSWER_CLAIMS if key in keyed]
     model = "the TOY model" if toy else "this run's model"
     if not carrying:
         needed = ", ".join(dict.fromkeys(name for name, _ in ANSWER_CLAIMS))
         return f"**No answer yet:** none of the experiments whose claims answer the question ({needed}) ran.\n"
-    n_hold = sum(c.holds for _, c in carrying)
-    n_tested = sum(c.tested for _, c in carrying)
-    if n_tested == 0:
-        verdict = f"**Not answered on {model}:** none of the {len(carrying)} claims that answer it could be tested."
-    elif n_hold == n_tested:
-        verdict = f"**Yes, on {model}:** all {n_tested} tested claims that pruning improves calibration hold."
+    claims = [c for _, c in carrying]
+    tested = [c for c in claims if c.tested]
+    n_hold = sum(c.holds for c in tested)
+    n_against = sum(c.outcome in (C.NO_REPORTED_EFFECT, C.REVERSED) for c in tested)
+    subject = "claims that pruning improves calibration"
+    if not tested:
+        verdict = f"**Not answered on {model}:** none of the {len(claims)} {subject} could be tested"
+    elif n_hold == len(tested):
+        verdict = f"**Yes, on {model}:** all {len(tested)} tested {subject} hold"
+    elif n_hold == 0 and n_against:
+        verdict = f"**No, on {model}:** none of the {len(tested)} tested {subject} holds"
     elif n_hold == 0:
-        verdict = f"**No, on {model}:** none of the {n_tested} tested claims that pruning improves calibration holds."
+        verdict = f"**Undecided on {model}:** none of the {len(tested)} tested {subject} is decided either way"
     else:
-        verdict = (f"**Only in part, on {model}:** {n_hold} of the {n_tested} tested claims that pruning improves "
-                   "calibration hold.")
-    lines = [verdict, ""]
+        verdict = f"**Only in part, on {model}:** {n_hold} of the {len(tested)} tested {subject} hold"
+    lines = [f"{verdict} — {tally(claims)}.", ""]
     for (name, _), claim in carrying:
         sentence = claim_sentence(claim, intro_lines(name).get(claim.id, ""))
         lines.append(f"- {sentence} ([{name}](experiments/{name}.ipynb))")
@@ -317,11 +367,14 @@ def departures(claims_by_experiment: Mapping[str, Sequence[C.Claim]]) -> str:
 
 # ----------------------------------------------------------------------------- the forest plot
 
-#: one colour per outcome (colour-blind safe), by the claims module's constants
+#: one colour per outcome of :data:`studylib.claims.OUTCOMES` (greens: it holds; red to dark red: the paper's
+#: effect is absent or reversed; greys: undecided, not tested), on the forest plot and in every claims table
+OUTCOME_COLOURS = dict(zip(C.OUTCOMES, ("#1b7837", "#7fbc41", "#d6604d", "#67001f", "#878787", "#c7c7c7")))
+
+
 def outcome_colours() -> dict[str, str]:
-    palette = {"HOLDS": "#1b7837", "HOLDS_SMALLER": "#7fbc41", "NO_REPORTED_EFFECT": "#d6604d",
-               "DOES_NOT_HOLD": "#b2182b", "REVERSED": "#67001f", "INCONCLUSIVE": "#878787", "NOT_TESTED": "#c7c7c7"}
-    return {getattr(C, name): colour for name, colour in palette.items() if hasattr(C, name)}
+    """:data:`OUTCOME_COLOURS` (a copy)."""
+    return dict(OUTCOME_COLOURS)
 
 
 OTHER_PANEL = "other metrics: difference (own units)"
@@ -352,8 +405,8 @@ def forest_rows(claims_by_experiment: Mapping[str, Sequence[C.Claim]],
         rows.append({"header": titles.get(name, name)})
         for claim in headline:
             part = deciding_part(claim)
-            label = f"{lines[claim.id]} ({claim.id})"
-            rows.append({"label": label, "claim": claim, "part": part, "outcome": outcome(claim),
+            rows.append({"label": f"{lines[claim.id]} ({claim.id})", "note": forest_note(claim), "claim": claim,
+                         "part": part, "outcome": claim.outcome,
                          "panel": _panel(part.metric), "paper": reported_effect(part)})
     panels = list(dict.fromkeys(r["panel"] for r in rows if "panel" in r))
     if len(panels) > MAX_PANELS:
@@ -362,6 +415,23 @@ def forest_rows(claims_by_experiment: Mapping[str, Sequence[C.Claim]],
             if "panel" in row and row["panel"] not in keep:
                 row["panel"] = OTHER_PANEL
     return rows
+
+
+def forest_note(claim: C.Claim) -> str:
+    """The second line of a claim's label on the forest plot: ``estimator-sensitive``, ``would need ≈ 81,000
+    questions`` (an inconclusive claim), or both; empty otherwise."""
+    notes = [C.ESTIMATOR_SENSITIVE] if claim.estimator_sensitive else []
+    need = claim.n_needed
+    if claim.outcome == C.INCONCLUSIVE and math.isfinite(need):
+        notes.append(f"would need ≈ {C._round_count(need)} questions")
+    return "; ".join(notes)
+
+
+def _label_text(row: Mapping) -> str:
+    if "header" in row:
+        return textwrap.fill(row["header"], 40)
+    text = textwrap.fill(row["label"], 40)
+    return text + ("\n" + textwrap.fill(f"({row['note']})", 44) if row.get("note") else "")
 
 
 def forest_figure(claims_by_experiment: Mapping[str, Sequence[C.Claim]], titles: Mapping[str, str] | None = None,
@@ -374,7 +444,7 @@ def forest_figure(claims_by_experiment: Mapping[str, Sequence[C.Claim]], titles:
         raise ValueError("no headline claims to plot: no executed experiment glued its claims")
     panels = list(dict.fromkeys(r["panel"] for r in rows if "panel" in r))
     colours = outcome_colours()
-    wrapped = [textwrap.fill(r.get("header") or r["label"], 40) for r in rows]
+    wrapped = [_label_text(r) for r in rows]
     heights = [0.17 * (w.count("\n") + 1) + 0.08 for w in wrapped]
     y = -np.cumsum([0] + [(a + b) / 2 for a, b in zip(heights, heights[1:])])
     fig = Figure(figsize=(width, 1.3 + sum(heights)), layout="constrained")
@@ -388,7 +458,7 @@ def forest_figure(claims_by_experiment: Mapping[str, Sequence[C.Claim]], titles:
             part, record = row["part"], mc.metric(row["part"].metric)
             colour = colours.get(row["outcome"], "0.5")
             if math.isnan(part.estimate):
-                ax.text(0, yi, row["outcome"], fontsize=8.5, color=colour, va="center", ha="center", style="italic")
+                ax.text(0, yi, row["outcome"], fontsize=9, color=colour, va="center", ha="center", style="italic")
                 continue
             x = part.estimate * record.scale
             if row["paper"] is not None:
@@ -415,8 +485,7 @@ def forest_figure(claims_by_experiment: Mapping[str, Sequence[C.Claim]], titles:
         if "header" in row:
             tick.set_fontweight("bold")
     axes[0].set_ylim(y[-1] - 0.3, y[0] + 0.3)
-    handles = [axes[0].plot([], [], "o", color=c, label=o)[0] for o, c in colours.items()
-               if any(r.get("outcome") == o for r in rows)]
+    handles = [axes[0].plot([], [], "o", color=c, label=o)[0] for o, c in colours.items()]  # every outcome, always
     handles.append(axes[0].plot([], [], "D", markerfacecolor="none", markeredgecolor="black",
                                 label="the paper's effect")[0])
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)

@@ -15,7 +15,10 @@ Quantities that depend on the tokens only (cosine matrices, the erank, …) are 
 pruner configuration run on one batch shares them; a batch stacked from single images computes
 them per image and keeps them there, so the batches of later configurations, stacked anew from
 the adapter's cache, reuse them too.  The memo is bounded by a byte budget
-(:func:`set_memo_budget`) and never part of equality, hashing, ``repr`` or pickles.
+(:func:`set_memo_budget`) and never part of equality, hashing, ``repr`` or pickles.  Small values
+(per-image scalars such as the erank, at most :data:`MEMO_SMALL_BYTES`) are kept even when the
+``N × N`` matrices have used the budget up: at LLaVA-1.5's shape the erank costs ~40 ms per image
+(float64 Gram + eigenvalues) and the cosine matrices of a 556-image sweep alone exceed 2 GiB.
 """
 
 from __future__ import annotations
@@ -29,13 +32,16 @@ import torch
 
 #: bytes of derived tensors all :class:`VisualTokens` together may keep (:meth:`VisualTokens.derived`);
 #: beyond it a derived quantity is computed and returned but not kept.  ``STUDYLIB_MEMO_BYTES``
-#: overrides it; :func:`set_memo_budget` changes it at run time (0 disables the memo).
+#: overrides it; :func:`set_memo_budget` changes it at run time (0 keeps only the small values).
 MEMO_BYTES_DEFAULT = 2 * 1024**3
+#: derived values of at most this many bytes are kept whatever the budget (counted in it all the same)
+MEMO_SMALL_BYTES = 1024
 _memo_state = {"budget": int(os.environ.get("STUDYLIB_MEMO_BYTES", MEMO_BYTES_DEFAULT)), "used": 0}
 
 
 def set_memo_budget(n_bytes: int) -> int:
-    """Set the byte budget of the derived-quantity memo (0 = keep nothing); returns the old one.
+    """Set the byte budget of the derived-quantity memo (0 = keep only values of at most
+    :data:`MEMO_SMALL_BYTES`); returns the old one.
     Memos already kept stay until their :class:`VisualTokens` is freed."""
     old, _memo_state["budget"] = _memo_state["budget"], int(n_bytes)
     return old
@@ -129,8 +135,9 @@ class VisualTokens:
         computes the quantity on each part and concatenates the rows, so the parts' memos serve
         every later batch holding the same images (and repeated images of one batch are computed
         once).  The memo is kept within the byte budget shared by all objects
-        (:func:`set_memo_budget`); what does not fit is recomputed when asked again, with the same
-        result (the computation never depends on what is kept)."""
+        (:func:`set_memo_budget`), values of at most :data:`MEMO_SMALL_BYTES` always; what does not
+        fit is recomputed when asked again, with the same result (the computation never depends on
+        what is kept)."""
         hit = self._memo.get(key)
         if hit is not None:
             return hit
@@ -145,7 +152,7 @@ class VisualTokens:
 
     def _keep(self, key: Hashable, value: torch.Tensor) -> None:
         n_bytes = value.numel() * value.element_size()
-        if _memo_state["used"] + n_bytes > _memo_state["budget"]:
+        if _memo_state["used"] + n_bytes > _memo_state["budget"] and n_bytes > MEMO_SMALL_BYTES:
             return
         if not self._memo:  # the first kept value: give the bytes back when the object is freed
             weakref.finalize(self, _release, self._memo_bytes)

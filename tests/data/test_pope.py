@@ -47,6 +47,22 @@ def test_single_file_splits_and_limit(files):
     assert [q.split for q in limited.questions] == ["adversarial"] * 3 + ["random"] * 3
 
 
+def test_official_rows_load_under_any_file_name(tmp_path, files):
+    """The loader recognises official rows (question_id, image, text, label) by their fields: the
+    split comes from the file name when it names one, else from ``splits``."""
+    rows = _expected("adversarial")
+    mine = load_pope(_write(tmp_path / "my_questions.jsonl", rows), files.images, splits=["adversarial"])
+    assert [(q.qid, q.split, q.text, q.answer) for q in mine.questions] == \
+        [(f"adversarial-{r['question_id']}", "adversarial", r["text"], r["label"]) for r in rows]
+    named = load_pope(_write(tmp_path / "subset-popular.json", rows), files.images)
+    assert {q.split for q in named.questions} == {"popular"}
+    assert len(load_dataset("pope", questions=str(tmp_path / "my_questions.jsonl"), images=str(files.images),
+                            splits="random")) == len(rows)
+    with pytest.raises(DataFormatError, match=r"neither its name nor the splits option says which; pass "
+                                              r"splits=\['random'\]"):
+        load_pope(tmp_path / "my_questions.jsonl", files.images)
+
+
 def test_llava_file_is_joined_with_official_labels(files):
     llava = load_pope(files.llava, files.images)
     official = load_pope(files.questions, files.images)

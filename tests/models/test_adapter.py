@@ -80,11 +80,13 @@ def test_kept_tokens_reach_the_llm_in_raster_order(tiny_adapter, small_world):
     seen = {}
     handle = tiny_adapter.model.model.language_model.register_forward_pre_hook(
         lambda m, a, kw: seen.update(embeds=kw["inputs_embeds"]), with_kwargs=True)
+    tiny_adapter._share_prefixes = False  # one forward over the whole prompts, to look at its input
     try:
         scores = tiny_adapter.score([prompts.build_prompt(q) for q in questions], tokens, keep,
                                     prompts.YES_NO_VERBALIZER)
     finally:
         handle.remove()
+        tiny_adapter._share_prefixes = True
     assert scores.kept.tolist() == [[3, 17, 40, 500], [6, 7, 8, 9]]
     for i in range(2):
         before, after = tiny_adapter._encode_prompt(prompts.build_prompt(questions[i]))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from studylib.models.prefix_cache import prefix_groups
+from studylib.models.prefix_cache import prefix_groups, shared_text
 from studylib.models import prompts
 from studylib.pruners import get_pruner
 from studylib.tokens import Selection
@@ -166,13 +166,22 @@ def test_a_reused_image_key_with_other_features_is_not_shared(tiny_adapter, smal
     assert_same_logits(shared, single)
 
 
-def test_distinct_prefixes_take_the_single_forward(adapter, small_world):
+def test_distinct_images_take_one_forward_on_the_cached_system_text(adapter, small_world):
     questions = small_world.scienceqa().questions[:3]
-    tokens = encode(adapter, small_world, questions)
     texts = [prompts.build_prompt(q) for q in questions]
-    shared, single = both_paths(adapter, texts, tokens, None, None, None)
-    assert shared[2] == single[2] == 1
-    assert torch.equal(shared[0], single[0])
+    adapter.clear_cache()
+    tokens = encode(adapter, small_world, questions)
+    first, single = both_paths(adapter, texts, tokens, None, None, None)
+    again, _ = both_paths(adapter, texts, tokens, None, None, None)
+    assert (first[2], again[2], single[2]) == (2, 1, 1)  # the system text is prefilled once per adapter
+    assert_same_logits(first, single)
+    assert torch.equal(first[0], again[0])
+
+
+def test_shared_text_stops_before_each_rows_last_token():
+    rows = [((1,), (5, 6, 7, 8)), ((1,), (5, 6, 9)), ((1,), (5, 6)), ((1,), (4, 6, 7))]
+    assert shared_text(rows, [0, 0, 0, 1]) == [1, 2]
+    assert shared_text(rows[:2], [0, 0]) == [2]
 
 
 def test_tokens_without_image_keys_take_the_single_forward(tiny_adapter, small_world):

@@ -39,7 +39,7 @@ def test_pruner_scores_through_the_toy_model(name, toy_adapter, batch):
             assert np.isfinite(p).all() and abs(p.sum() - 1) < 1e-6
 
 
-@pytest.mark.parametrize("name", ["fastv", "dart"])
+@pytest.mark.parametrize("name", list_pruners("llm"))
 def test_in_llm_pruners_generate(name, toy_adapter, batch):
     questions, tokens, texts, _ = batch
     out, kept = toy_adapter.generate_pruned(texts[:2], tokens[:2], get_pruner(name), BUDGET, max_new_tokens=2)

@@ -346,6 +346,45 @@ def test_idselect_gamma_zero_is_topk_and_needs_query():
         get_pruner("idselect(imp=unified)")(tokens, 5, QueryContext(query.text_embedding))
 
 
+
+def exact_suppression_order(s0: np.ndarray, sim: np.ndarray, k: int, gamma: float) -> list[int]:
+    """ID-Selection's compounding update in linear space with :mod:`decimal` numbers (no underflow:
+    ``exp(-774)`` stays positive), first maximum on ties: the reference for large K/N."""
+    from decimal import Decimal, localcontext
+
+    with localcontext() as context:
+        context.prec = 40
+        score = [Decimal(float(v)) for v in s0]
+        picks: list[int] = []
+        for _ in range(k):
+            j = max((i for i in range(len(score)) if i not in picks), key=lambda i: (score[i], -i))
+            picks.append(j)
+            score = [v * Decimal(-gamma * max(float(sim[j, i]), 0.0)).exp() for i, v in enumerate(score)]
+    return picks
+
+
+@pytest.mark.parametrize("host", [True, False])
+def test_idselect_keeps_zero_importance_last_issue_28(host, monkeypatch):
+    """Issue 28: N = 144, D = 64, K = 128, seed 0.  The old floor s⁰ ≥ 1e-30 (log −69) kept the
+    least salient token (importance 0 after min–max, token 23 here) at step 118 and left the positive
+    token 79 out; in exact arithmetic a zero score stays below every positive one."""
+    import studylib.pruners._similarity as similarity
+    from studylib.pruners.idselect import importance_scores, suppression_order
+    from studylib.pruners._similarity import token_cosine
+
+    monkeypatch.setattr(similarity, "HOST_LOOPS", host)
+    tokens, _ = make_tokens(0, b=1, rows=12, cols=12, dv=64, dl=16, dh=8)
+    score = importance_scores(tokens, None, "saliency", 0.5)
+    sim = token_cosine(tokens, "vision")
+    order = suppression_order(score, sim, 128, 20.0, "sum")[0].tolist()
+    assert int(score[0].argmin()) == 23 and float(score[0, 23]) == 0.0
+    assert 23 not in order and 79 in order
+    assert order == exact_suppression_order(_np(score[0]), _np(sim[0]), 128, 20.0)
+    full = suppression_order(score, sim, 144, 20.0, "sum")[0].tolist()
+    zeros = (score[0] == 0).nonzero().flatten().tolist()
+    assert full[-len(zeros):] == zeros  # zeros last, in index order
+    assert get_pruner("idselect")(tokens, 128).indices[0].tolist() == sorted(order)
+
 # --- AgilePruner ---------------------------------------------------------------------------------
 
 def test_erank_and_entropy_known_values():

@@ -213,3 +213,19 @@ def test_budget_bounds_what_is_kept(no_memo):
     del tokens
     gc.collect()
     assert memo_bytes_used() == base
+
+
+def test_small_values_are_kept_beyond_the_budget(no_memo, monkeypatch):
+    """Issue 28: with the budget used up by N × N matrices the per-image erank (8 bytes, ~40 ms at
+    LLaVA-1.5's shape) is still kept, so every erank-driven configuration of a sweep reuses it."""
+    erank = agile_module.erank
+    calls = []
+    monkeypatch.setattr(agile_module, "erank", lambda x: calls.append(x.shape[0]) or erank(x))
+    tokens, query = make_tokens(8, b=2)
+    base = memo_bytes_used()
+    get_pruner("agile")(tokens, K, query)
+    assert calls == [2] and list(tokens._memo) == [("erank", "vision")]  # the cosine matrix did not fit
+    assert memo_bytes_used() == base + 2 * 8
+    get_pruner("agile_mix")(tokens, K, query)
+    get_pruner("agile(tau_max=0.1)")(tokens, K, query)
+    assert calls == [2]

@@ -15,14 +15,16 @@ from studylib.pruners import (
 
 EXPECTED = {
     "full", "random", "saliency", "scope", "divprune", "fps", "visionzip", "vispruner", "cdpruner",
-    "idselect", "agile", "agile_entropy", "agile_mix", "agile_count", "scope_adaptive", "fastv", "dart",
+    "idselect", "agile", "agile_entropy", "agile_mix", "agile_count", "scope_adaptive", "hired", "fastv", "dart",
+    "pdrop", "sparsevlm",
 }
+LLM = {"fastv", "dart", "pdrop", "sparsevlm"}
 
 
 def test_names_and_stages():
     assert set(list_pruners()) == EXPECTED
-    assert set(list_pruners("llm")) == {"fastv", "dart"}
-    assert set(list_pruners("vision")) == EXPECTED - {"fastv", "dart"}
+    assert set(list_pruners("llm")) == LLM
+    assert set(list_pruners("vision")) == EXPECTED - LLM
     assert all(get_pruner(n).stage == pruner_info(n).stage for n in EXPECTED)
     assert "scope" in describe_pruners() and "gap_power (p)" in describe_pruners("vision")
     with pytest.raises(PrunerConfigError, match="vision, llm"):
@@ -106,6 +108,13 @@ def test_name_aliases():
         (lambda: get_pruner("scope(alpha=1)", alpha=2), r"given twice"),
         (lambda: get_pruner("scope", alpha=1, p=1, gap_power=1), r"given twice"),
         (lambda: get_pruner("idselect", imp="attention"), r"one of \{saliency, relevance, unified\}"),
+        (lambda: get_pruner("hired", alpha=1.5), r"alpha: float = 0.5, in \[0, 1\]"),
+        (lambda: get_pruner("pdrop", lam=0), r"ratio \(lam\): float = 0.5, in \(0, 1\]"),
+        (lambda: get_pruner("pdrop", ratio=1.01), r"in \(0, 1\]"),
+        (lambda: get_pruner("pdrop", stride=0), r"stride: int = 8, in \[1, inf\)"),
+        (lambda: get_pruner("pdrop", layer=2), r"unknown parameter 'layer'; valid parameters: ratio"),
+        (lambda: get_pruner("sparsevlm", schedule="100"), r"one of \{192, 128, 96, 64\}"),
+        (lambda: get_pruner("sparsevlm", recycle="maybe"), r"recycle: bool = true"),
     ],
 )
 def test_errors_list_choices(call, match):
@@ -129,3 +138,16 @@ def test_llm_pruners_expose_rule_and_layer():
     assert get_pruner("scope").layer is None
     with pytest.raises(AttributeError):
         get_pruner("scope").rule
+    # staged pruners: no layer, the rule gives the stages for a model depth and a budget
+    pdrop = get_pruner("pdrop(lam=0.25,stride=4)")
+    assert pdrop.layer is None and pdrop.rule.keywords == {"ratio": 0.25, "stride": 4}
+    assert get_pruner("sparsevlm").rule.keywords == {"schedule": "192", "recycle": True}
+
+
+@pytest.mark.parametrize("name", sorted(LLM))
+def test_llm_pruners_refuse_visual_tokens(name):
+    from _pruner_helpers import make_tokens
+
+    tokens, _ = make_tokens(0)
+    with pytest.raises(RuntimeError, match="runs inside the language model"):
+        get_pruner(name)(tokens, 5)

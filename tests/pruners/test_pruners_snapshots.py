@@ -20,6 +20,7 @@ import torch
 
 from _pruner_helpers import VISION_SPECS, make_tokens
 from studylib.pruners import dart_rule, fastv_rule, get_pruner
+from studylib.pruners.sparsevlm import recycle_dropped, select_raters
 
 PATH = Path(__file__).with_name("snapshots.json")
 BUDGETS = (5, 12)
@@ -44,10 +45,22 @@ def _llm_snapshot() -> dict:
     att = torch.softmax(torch.randn(2, 4, 36, generator=g, dtype=torch.float64), dim=-1)
     keys = torch.randn(2, 50, 16, generator=g, dtype=torch.float64)
     hidden = torch.randn(2, 50, 12, generator=g, dtype=torch.float64)
-    return {
+    snap = {
         "fastv(layer=2)": {f"k={k}": {"indices": fastv_rule(att, k).tolist()} for k in BUDGETS},
         "dart(layer=2)": {f"k={k}": {"indices": dart_rule(keys, hidden, 6, 36, k).tolist()} for k in BUDGETS},
     }
+    # staged pruners: their schedules (drop layers, then kept counts) on a 32- and a 4-layer LLM,
+    # SparseVLM's raters and recycled tokens on seeded inputs
+    for spec in ("pdrop", "sparsevlm"):
+        plans = [get_pruner(spec).rule(depth, k) for k in BUDGETS for depth in (32, 4)]
+        snap[str(get_pruner(spec))] = {f"k={k}": {"indices": [list(p.layers) + list(p.keep) for p in plans[2 * i:2 * i + 2]]}
+                                       for i, k in enumerate(BUDGETS)}
+    valid = torch.arange(8).expand(2, 8) >= torch.tensor([[0], [3]])
+    snap["sparsevlm raters, recycled"] = {f"k={k}": {
+        "indices": select_raters(hidden[:, :k], hidden[:, 36:44], valid).long().tolist(),
+        "merged": [[[round(v, 5) for v in row] for row in img] for img in recycle_dropped(hidden[:, :3 * k], att[:, 0, :3 * k]).tolist()],
+    } for k in BUDGETS}
+    return snap
 
 
 def _current() -> dict:

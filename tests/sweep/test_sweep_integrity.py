@@ -42,6 +42,13 @@ def _status(rows) -> list[str]:
     return [cell["status"] for cell in rows.attrs["cells"]]
 
 
+def _picture(colour):
+    """A one-colour picture with one white pixel (the loaders refuse blank images)."""
+    image = Image.new("RGB", (96, 96), colour)
+    image.putpixel((0, 0), (255, 255, 255))
+    return image
+
+
 def _pope_folder(tmp_path, colours=((200, 30, 30), (30, 200, 30))):
     questions = tmp_path / "pope"
     images = tmp_path / "images"
@@ -50,7 +57,7 @@ def _pope_folder(tmp_path, colours=((200, 30, 30), (30, 200, 30))):
     lines = []
     for i, colour in enumerate(colours):
         name = f"img{i}.png"
-        Image.new("RGB", (96, 96), colour).save(images / name)
+        _picture(colour).save(images / name)
         lines += [{"question_id": 2 * i + j, "image": name, "text": f"Is there a {w} in the image?",
                    "label": label} for j, (w, label) in enumerate([("cat", "yes"), ("dog", "no")])]
     (questions / "coco_pope_random.json").write_text("\n".join(json.dumps(line) for line in lines))
@@ -61,14 +68,14 @@ def test_a_replaced_image_gives_a_new_cell(adapter, tmp_path):
     options = _pope_folder(tmp_path)
     first = _run(adapter, tmp_path / "results", "pope", options, limit=None)
     image = tmp_path / "images" / "img1.png"
-    Image.new("RGB", (96, 96), (250, 250, 20)).save(image)  # same name, new content
+    _picture((250, 250, 20)).save(image)  # same name, new content
     second = _run(adapter, tmp_path / "results", "pope", options, limit=None)
     assert _status(second) == ["computed"]
     assert first.attrs["cells"][0]["key"] != second.attrs["cells"][0]["key"]
     changed = second["image"] == "img1.png"
     assert not np.array_equal(np.stack(first.loc[changed, "probs"]), np.stack(second.loc[changed, "probs"]))
     pd.testing.assert_frame_equal(first[~changed], second[~changed], check_exact=True)
-    Image.new("RGB", (96, 96), (30, 200, 30)).save(image)  # the original content again: the first cell
+    _picture((30, 200, 30)).save(image)  # the original content again: the first cell
     assert _status(_run(adapter, tmp_path / "results", "pope", options, limit=None)) == ["cached"]
 
 
@@ -185,22 +192,25 @@ def test_verify_reports_and_prunes(adapter, tmp_path, capsys):
     options = _pope_folder(tmp_path)
     results = tmp_path / "results"
     stale = _run(adapter, results, "pope", options, limit=None).attrs["cells"][0]["key"]
-    Image.new("RGB", (96, 96), (0, 0, 255)).save(tmp_path / "images" / "img0.png")
+    _picture((0, 0, 255)).save(tmp_path / "images" / "img0.png")
     current = _run(adapter, results, "pope", options, limit=None).attrs["cells"][0]["key"]
     damaged = _run(adapter, results, "pope", options, limit=1).attrs["cells"][0]["key"]
     _flip(results / f"{damaged}.parquet", 100)
-    (results / ("f" * 24 + ".json")).write_text("{}")  # a manifest without its cell
+    (results / ("f" * 24 + ".json")).write_text(json.dumps({"key": "f" * 24, "fields": {}}))  # a manifest alone
+    (results / ("e" * 24 + ".json")).write_text("{}")  # a user's file named like a key: never pruned
     assert verify_main([str(results)]) == 1  # damaged cells: exit status 1
     printed = capsys.readouterr().out
     table = verify(results).set_index("key")
-    assert table["status"].to_dict() == {stale: "stale key", current: "ok", damaged: "damaged", "f" * 24: "orphaned"}
+    assert table["status"].to_dict() == {stale: "stale key", current: "ok", damaged: "damaged", "f" * 24: "orphaned",
+                                         "e" * 24: "not a store file"}
     assert table.loc[stale, "detail"] == "changed: images" and stale in printed and "1 stale key" in printed
+    assert table.loc[stale, "action"] == f"remove {stale}.parquet, {stale}.json"
     with pytest.warns(StoreIntegrityWarning):
         assert verify_main([str(results), "--prune"]) == 0
-    capsys.readouterr()
+    assert f"remove {results / stale}.parquet" in capsys.readouterr().out
     assert verify_main([str(results)]) == 0
     assert sorted(p.name for p in results.iterdir() if p.name != QUARANTINE) == [f"{current}.json",
-                                                                                 f"{current}.parquet"]
+                                                                                 f"{current}.parquet", "e" * 24 + ".json"]
 
 
 def test_a_store_is_read_where_the_images_are_missing(adapter, tmp_path):

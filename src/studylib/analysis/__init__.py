@@ -23,14 +23,15 @@ choice with 4): probabilities are zero-padded, which changes neither Brier nor N
 Modules: :mod:`~studylib.analysis.views` (per-question views and metrics),
 :mod:`~studylib.analysis.summaries` (per-configuration tables, paired differences, curves, CHAIR),
 :mod:`~studylib.analysis.temperature` (cross-validated scaling, held-out scaled rows, |T* − 1|),
-:mod:`~studylib.analysis.families` (family means and rank correlations across configurations).
+:mod:`~studylib.analysis.families` (paired draws of several configurations, family means, rank correlations).
 """
 
 from studylib.analysis.summaries import (calibration_summary, chair_summary, paired_delta, pruner_params, reliability,
-                                         risk_coverage)
-from studylib.analysis.families import family_mean_delta, rank_correlation
+                                         risk_coverage, smooth_reliability)
+from studylib.analysis.families import config_draws, family_mean_delta, rank_correlation
 from studylib.analysis.temperature import held_out_scaled, temperature_delta, temperature_summary
-from studylib.analysis.views import CI_METRICS, METRICS
+from studylib.analysis.views import CI_METRICS, ESTIMATOR_METRICS, METRICS
 
-__all__ = ["CI_METRICS", "METRICS", "calibration_summary", "chair_summary", "family_mean_delta", "held_out_scaled",
-           "paired_delta", "pruner_params", "rank_correlation", "reliability", "risk_coverage", "temperature_delta", "temperature_summary"]
+__all__ = ["CI_METRICS", "ESTIMATOR_METRICS", "METRICS", "calibration_summary", "chair_summary", "config_draws",
+           "family_mean_delta", "held_out_scaled", "paired_delta", "pruner_params", "rank_correlation", "reliability",
+           "risk_coverage", "smooth_reliability", "temperature_delta", "temperature_summary"]

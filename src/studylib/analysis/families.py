@@ -49,7 +49,7 @@ def family_mean_delta(rows: pd.DataFrame, family_a: Sequence[str], family_b: Seq
     estimate = gap(np.array([fn(v) for v in views]))
     distribution = gap(_resampled(views, metric, base, n_bootstrap, seed, cluster))
     low, high = _percentiles(distribution)
-    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution)
+    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution, len(base))
 
 
 def rank_correlation(rows: pd.DataFrame, configs: Sequence[str], x: str = "mean_erank_kept", y: str = "chair_i",
@@ -77,7 +77,17 @@ def rank_correlation(rows: pd.DataFrame, configs: Sequence[str], x: str = "mean_
     draws_y = _resampled(views_y, y, base, n_bootstrap, seed, cluster)
     distribution = np.array([rho(a, b) for a, b in zip(draws_x, draws_y)], dtype=np.float64)
     low, high = _percentiles(distribution)
-    return BootstrapInterval(estimate, low, high, LEVEL, distribution)
+    return BootstrapInterval(estimate, low, high, LEVEL, distribution, len(base))
+
+
+def config_draws(rows: pd.DataFrame, configs: Sequence[str], metric: str = "ece", n_bootstrap: int = 1000,
+                 seed: int = 0, cluster: str | None = "image") -> tuple[np.ndarray, np.ndarray]:
+    """``metric`` of each configuration (``(C,)``) and on the same image resamples (``(n_bootstrap, C)``):
+    every configuration of a resample sees the same resampled images, so any contrast of the columns
+    (two configurations, two means of several) has its paired bootstrap distribution."""
+    configs = [str(c) for c in configs]
+    fn, views, base = _metric_views(rows, configs, metric)
+    return np.array([fn(v) for v in views]), _resampled(views, metric, base, n_bootstrap, seed, cluster)
 
 
 def _resampled(views, metric: str, base: pd.DataFrame, n_bootstrap: int, seed: int, cluster) -> np.ndarray:
@@ -87,4 +97,4 @@ def _resampled(views, metric: str, base: pd.DataFrame, n_bootstrap: int, seed: i
                                                                          seed, groups)])
 
 
-__all__ = ["family_mean_delta", "rank_correlation"]
+__all__ = ["config_draws", "family_mean_delta", "rank_correlation"]

@@ -9,7 +9,10 @@ of weighted sums over the original questions, and a block of R resamples is an R
 
 * means (accuracy, Brier, NLL, mean confidence) are :math:`W x / n`;
 * the 15 reliability bins are fixed by each question's confidence, so the bin counts, confidence
-  sums and correct sums are :math:`W` times the bin one-hot matrix; ECE and MCE follow per row;
+  sums and correct sums are :math:`W` times the bin one-hot matrix; ECE, MCE and Kumar et al.'s
+  debiased ECE (:func:`studylib.metrics.debiased_ece_from_bins`) follow per row;
+* smooth ECE is not a function of a few sums, but relplot's computation is linear in the sample up to
+  its kernel: :class:`studylib.metrics.WeightedSmoothECE` evaluates it on the weighted resamples;
 * the risk–coverage curve ranks by confidence and averages over the orders of tied
   confidences (:mod:`studylib.metrics.selective`).  Tie blocks of a resample are the blocks of
   the original ranking with weighted sizes :math:`m_b` and weighted correct counts :math:`e_b`;
@@ -28,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from studylib.metrics import DEFAULT_N_BINS, bin_index
+from studylib.metrics import DEFAULT_N_BINS, WeightedSmoothECE, bin_index, debiased_ece_from_bins
 
 SELECTIVE = ("aurc", "e_aurc", "sel_acc_80")
 
@@ -91,6 +94,8 @@ class ScoredResamples:
         # the last rank of each block of tied confidences
         self.block_ends = np.r_[np.flatnonzero(ranked[1:] != ranked[:-1]), len(ranked) - 1]
         self.ranked_correct = correct[self.order]
+        self.confidence, self.correct = confidence, correct
+        self._smooth: WeightedSmoothECE | None = None
 
     def metrics(self, counts: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         """``{name: values of the R resamples}`` for the R × N multiplicities ``counts``."""
@@ -101,8 +106,12 @@ class ScoredResamples:
         out = {"accuracy": mean["correct"], "brier": mean["brier"], "nll": mean["nll"],
                "mean_confidence": mean["confidence"], "overconfidence": mean["confidence"] - mean["correct"],
                "f1": _f1(sums), "yes_ratio": _ratio(sums["yesno_said_yes"], sums["yesno"])}
-        if {"ece", "mce"} & set(names):
-            out["ece"], out["mce"] = _binned(sums, size)
+        if {"ece", "mce", "ece_debiased"} & set(names):
+            out["ece"], out["mce"], out["ece_debiased"] = _binned(sums, size)
+        if "smece" in names:
+            if self._smooth is None:
+                self._smooth = WeightedSmoothECE(self.confidence, self.correct)
+            out["smece"] = self._smooth.resampled(w)
         if set(SELECTIVE) & set(names):
             out |= self._selective(w, size)
         return {name: out[name] for name in names}
@@ -132,8 +141,8 @@ def _shifted(cumulative: np.ndarray) -> np.ndarray:
     return np.hstack([np.zeros((len(cumulative), 1)), cumulative[:, :-1]])
 
 
-def _binned(sums: dict[str, np.ndarray], size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ECE and MCE of the 15 reliability bins from their weighted counts and sums."""
+def _binned(sums: dict[str, np.ndarray], size: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ECE, MCE and debiased ECE of the 15 reliability bins from their weighted counts and sums."""
     def stacked(name):
         return np.column_stack([sums[f"{name}{m}"] for m in range(DEFAULT_N_BINS)])
 
@@ -143,7 +152,7 @@ def _binned(sums: dict[str, np.ndarray], size: np.ndarray) -> tuple[np.ndarray, 
         gap = np.where(filled, np.abs(correct_sum / count - confidence_sum / count), 0.0)
     ece = np.sum(count / size[:, None] * gap, axis=1)
     mce = np.max(np.where(filled, gap, -np.inf), axis=1)
-    return ece, mce
+    return ece, mce, debiased_ece_from_bins(count, confidence_sum, correct_sum)
 
 
 class CaptionResamples:

@@ -82,13 +82,24 @@ def paired_delta(rows: pd.DataFrame, config_a: str, config_b: str, metric: str =
     draws_b, draws_a = resampled_metrics([view_b, view_a], [metric], n, n_bootstrap, seed, groups)
     distribution = draws_b[metric] - draws_a[metric]
     low, high = _percentiles(distribution)
-    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution)
+    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution, n)
 
 
 def reliability(rows: pd.DataFrame, config, n_bins: int = 15) -> ReliabilityBins:
     """Reliability-diagram bins of one config (same 15 bins and edges as its ECE)."""
     frame = _scored(_select(rows, config))
     return reliability_bins(frame["confidence"].to_numpy(float), frame["correct"].to_numpy(bool), n_bins)
+
+
+def smooth_reliability(rows: pd.DataFrame, config) -> dict:
+    """relplot's smoothed reliability diagram of one config (``relplot.prepare_rel_diagram``: the
+    kernel-smoothed accuracy ``mu`` over the confidence ``mesh``, the confidence ``density`` and smooth
+    ECE ``ce`` at the bandwidth ``sigma`` its smooth ECE picks), without relplot's unseeded bootstrap band."""
+    import relplot
+
+    frame = _scored(_select(rows, config))
+    return relplot.prepare_rel_diagram(frame["confidence"].to_numpy(float), frame["correct"].to_numpy(float),
+                                       plot_confidence_band=False, report_CE_std=False)
 
 
 def risk_coverage(rows: pd.DataFrame, config) -> RiskCoverage:
@@ -135,4 +146,5 @@ def pruner_params(frame: pd.DataFrame, column: str = "pruner") -> pd.DataFrame:
     return pd.concat([frame, extra], axis=1)
 
 
-__all__ = ["calibration_summary", "chair_summary", "paired_delta", "pruner_params", "reliability", "risk_coverage"]
+__all__ = ["calibration_summary", "chair_summary", "paired_delta", "pruner_params", "reliability", "risk_coverage",
+           "smooth_reliability"]

@@ -98,7 +98,7 @@ def temperature_delta(a: _View, b: _View, n_bootstrap: int, seed: int, groups) -
     distribution = np.array([deviation(b, logits_b, index, t_b) - deviation(a, logits_a, index, t_a)
                              for index in resample_indices(len(a.label), n_bootstrap, seed, groups)])
     low, high = _percentiles(distribution)
-    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution)
+    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution, len(a.label))
 
 
 def held_out_scaled(rows: pd.DataFrame, n_folds: int = 5, seed: int = 0, cluster: str = "image") -> pd.DataFrame:

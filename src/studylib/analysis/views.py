@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 
@@ -11,11 +12,14 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from studylib.analysis.resampled import CaptionResamples, ScoredResamples
-from studylib.metrics import (ReliabilityBins, binned_calibration_error, chair_from_counts, reliability_bins,
-                              resample_counts, selective_metrics)
+from studylib.metrics import (ReliabilityBins, binned_calibration_error, chair_from_counts, debiased_ece,
+                              reliability_bins, resample_counts, selective_metrics, smooth_ece)
 
 SCORED_TASKS = ("yesno", "mc")
 CI_METRICS = ("accuracy", "f1", "ece", "mce", "brier", "nll", "aurc", "e_aurc", "sel_acc_80")
+#: the other estimators of the calibration error (debiased and smooth ECE); their CIs are asked for
+#: explicitly (``ci=CI_METRICS + ESTIMATOR_METRICS``): smooth ECE costs about a second per configuration
+ESTIMATOR_METRICS = ("ece_debiased", "smece")
 CHAIR_CI_METRICS = ("chair_s", "chair_i", "recall")
 CARRIED = ("model", "dataset", "method", "pruner", "k", "seed", "task", "split")
 SELECTIVE_COVERAGE = 0.8
@@ -136,6 +140,8 @@ METRICS: dict[str, Callable[[_View], float]] = {
     "accuracy": lambda v: float(np.mean(v.correct)),
     "f1": _pope_f1,
     "ece": lambda v: binned_calibration_error(v.bins()),
+    "ece_debiased": lambda v: debiased_ece(v.confidence, v.correct),
+    "smece": lambda v: smooth_ece(v.confidence, v.correct),
     "mce": lambda v: binned_calibration_error(v.bins(), "max"),
     "brier": lambda v: float(np.mean(v.brier)),
     "nll": lambda v: float(np.mean(v.nll)),
@@ -232,12 +238,46 @@ def resampled_metrics(views: Sequence, names: Sequence[str], n: int, n_bootstrap
     """Per view, ``{metric: its value on each of the n_bootstrap resamples}``; the views are scored
     or caption views of the same n questions in the same order, so each resample
     (:func:`studylib.metrics.resample_counts`, drawn once for all of them) holds the same
-    questions in every view (evaluated by :mod:`studylib.analysis.resampled`)."""
+    questions in every view (evaluated by :mod:`studylib.analysis.resampled`).
+
+    Smooth ECE, the one costly metric, is remembered per (questions' confidences and correctness,
+    clusters, resamples, seed): a configuration's summary and every paired comparison it enters
+    draw the same resamples, so it is evaluated once per configuration (:data:`_SMOOTH_DRAWS`)."""
+    names = list(names)
+    keys = [_smooth_key(v, n_bootstrap, seed, groups) if "smece" in names and isinstance(v, _View) else None
+            for v in views]
+    asked = [[m for m in names if not (m == "smece" and key in _SMOOTH_DRAWS)] for key in keys]
     evaluators = [(CaptionResamples(v) if isinstance(v, _ChairView)
                    else ScoredResamples(v, SELECTIVE_COVERAGE)).metrics for v in views]
-    blocks = [[evaluate(counts, names) for evaluate in evaluators]
+    blocks = [[evaluate(counts, wanted) for evaluate, wanted in zip(evaluators, asked)]
               for counts in resample_counts(n, n_bootstrap, seed, groups)]
-    return [{m: np.concatenate([block[i][m] for block in blocks]) for m in names} for i in range(len(views))]
+    out = [{m: np.concatenate([block[i][m] for block in blocks]) for m in wanted} for i, wanted in enumerate(asked)]
+    for draws, key in zip(out, keys):
+        if key is None:
+            continue
+        if "smece" in draws:
+            _SMOOTH_DRAWS[key] = draws["smece"]
+            while len(_SMOOTH_DRAWS) > _SMOOTH_DRAWS_KEPT:
+                _SMOOTH_DRAWS.pop(next(iter(_SMOOTH_DRAWS)))
+        draws["smece"] = _SMOOTH_DRAWS[key]
+    return [{m: draws[m] for m in names} for draws in out]
+
+
+#: smooth-ECE resamples already evaluated, by :func:`_smooth_key` (oldest dropped first)
+_SMOOTH_DRAWS: dict[str, np.ndarray] = {}
+_SMOOTH_DRAWS_KEPT = 4096
+
+
+def _smooth_key(view: "_View", n_bootstrap: int, seed: int, groups) -> str:
+    """Everything smooth ECE's resamples depend on: the questions' confidences and correctness in
+    order, their clusters, the number of resamples and the seed."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(view.confidence, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(view.correct, dtype=bool).tobytes())
+    if groups is not None:
+        digest.update(pd.factorize(np.asarray(groups))[0].astype(np.int64).tobytes())
+    digest.update(f"{n_bootstrap}/{seed}/{groups is None}".encode())
+    return digest.hexdigest()
 
 
 def _select(rows: pd.DataFrame, config) -> pd.DataFrame:

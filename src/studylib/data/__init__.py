@@ -5,45 +5,29 @@
 
 Every loader returns a :class:`~studylib.data.records.Dataset` of
 :class:`~studylib.data.records.Question` records; real-benchmark loaders read the public
-formats from local paths and register themselves here with :func:`register_dataset`.
+formats from local paths and register themselves with :func:`register_dataset`
+(:mod:`studylib.data.registry`); datasets from outside the package register the same way
+from a plug-in (:mod:`studylib.plugins`).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from studylib.data.records import LETTERS, Dataset, Question, check_unique_records
+from studylib.data.registry import dataset_loader, list_datasets, register_dataset
+from studylib.data._files import DataFormatError, DataNotFoundError, ImageNotFoundError
 
-from studylib.data.records import LETTERS, Dataset, Question
-
-_LOADERS: dict[str, Callable[..., Dataset]] = {}
-
-
-def register_dataset(name: str):
-    """Decorator: make ``fn(**options) -> Dataset`` available as ``load_dataset(name, ...)``."""
-    def decorate(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        if name in _LOADERS:
-            raise ValueError(f"dataset {name!r} is registered twice")
-        _LOADERS[name] = fn
-        return fn
-    return decorate
-
-
-def list_datasets() -> list[str]:
-    return sorted(_LOADERS)
-
-
-def dataset_loader(name: str) -> Callable[..., Dataset]:
-    """The registered loader function of ``name`` (its signature lists the options)."""
-    try:
-        return _LOADERS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {list_datasets()}") from None
+# the benchmark loaders register themselves on import (the toy world registers from studylib.toy.world,
+# loaded by the registry like any plug-in)
+from studylib.data import coco, mme, pope, scienceqa  # noqa: E402,F401
 
 
 def load_dataset(name: str, **options) -> Dataset:
-    """Load dataset ``name`` with its options (paths, split, sizes); a question without text
-    raises :class:`DataFormatError` naming its id."""
+    """Load dataset ``name`` with its options (paths, split, sizes); a question without text, a
+    repeated question id or an option given twice raises :class:`DataFormatError` naming the ids
+    (:func:`~studylib.data.records.check_unique_records`)."""
     dataset = dataset_loader(name)(**options)
     check_question_texts(dataset, options)
+    check_unique_records(dataset, options)
     return dataset
 
 
@@ -56,12 +40,5 @@ def check_question_texts(dataset: Dataset, options: dict) -> None:
                               f"record in the data file")
 
 
-__all__ = ["LETTERS", "Dataset", "Question", "check_question_texts", "dataset_loader", "list_datasets", "load_dataset", "register_dataset"]
-
-# Loaders register themselves on import: the real benchmarks (pope, pope-lmms, scienceqa,
-# scienceqa-lmms, coco-captions, mme, mme-lmms) and the toy world (toy-pope, toy-scienceqa, toy-captions).
-from studylib.data import coco, mme, pope, scienceqa  # noqa: E402
-from studylib.toy import world as _toy_world  # noqa: E402,F401
-from studylib.data._files import DataFormatError, DataNotFoundError, ImageNotFoundError  # noqa: E402
-
-__all__ += ["DataFormatError", "DataNotFoundError", "ImageNotFoundError"]
+__all__ = ["LETTERS", "DataFormatError", "DataNotFoundError", "Dataset", "ImageNotFoundError", "Question",
+           "check_question_texts", "dataset_loader", "list_datasets", "load_dataset", "register_dataset"]

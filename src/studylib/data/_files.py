@@ -3,7 +3,10 @@ readers, image stores, and the errors every loader raises.
 
 Every error message names the problem, the expected layout and where to get the data, so a
 wrong path is fixed from the message alone.  Loaders validate everything they read before
-returning (no partial output); a missing individual image file is reported when it is loaded.
+returning (no partial output): a JSON object with a key twice (JSON would keep the last one
+silently) and duplicate question ids are refused with the offending keys.  A missing or bad
+individual image file is reported when it is loaded: one that does not decode, or decodes to
+non-finite values (a float TIFF of NaN under a ``.jpg`` name) or to one constant value.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
@@ -62,9 +67,27 @@ def require_file(path: PathLike, what: str, layout: Layout) -> Path:
     return path
 
 
+class _RepeatedKeys(ValueError):
+    def __init__(self, keys: list[str]):
+        super().__init__(keys)
+        self.keys = keys
+
+
+def _unique_object(pairs: list[tuple[str, object]]) -> dict:
+    repeated = [key for key, n in Counter(key for key, _ in pairs).items() if n > 1]
+    if repeated:
+        raise _RepeatedKeys(repeated)
+    return dict(pairs)
+
+
 def read_json(path: Path, layout: Layout):
+    """The content of a JSON file; a key that occurs twice in one object is refused (by name)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_object)
+    except _RepeatedKeys as error:
+        raise layout.malformed(f"{path} has the key(s) {error.keys[:5]} more than once in one object "
+                               f"({len(error.keys)} repeated; JSON would keep only the last silently); keep one "
+                               f"entry per key") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise layout.malformed(f"{path} is not valid JSON ({error})") from None
 
@@ -138,11 +161,24 @@ def image_bytes(value, where: str, layout: Layout) -> bytes:
 
 
 def decode_image(source, key: str, layout: Layout) -> Image.Image:
+    """The image ``key`` (a file path or encoded bytes) as RGB; refused when it does not decode,
+    holds non-finite values (a float image) or is one colour once converted (no picture to see)."""
+    name = f"{key!r} ({source})" if isinstance(source, Path) else repr(key)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
-        raise layout.malformed(f"image {key!r} could not be decoded ({error})") from None
+            mode = image.mode
+            finite = bool(np.isfinite(np.asarray(image)).all()) if mode == "F" else True
+            rgb = image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise layout.malformed(f"image {name} could not be decoded ({error})") from None
+    if not finite:
+        raise layout.malformed(f"image {name} decodes to non-finite pixel values (mode {mode!r} with NaN or "
+                               f"infinity): it is not a photograph; replace the file with the benchmark's image")
+    pixels = np.asarray(rgb).reshape(-1, 3)
+    if len(pixels) and (pixels == pixels[0]).all():
+        raise layout.malformed(f"image {name} decodes to one colour (every pixel RGB {pixels[0].tolist()}, from mode "
+                               f"{mode!r}): it is blank or not the benchmark's image; replace the file")
+    return rgb
 
 
 @dataclass(frozen=True)
@@ -182,9 +218,13 @@ def check_limit(limit: int | None) -> int | None:
     return limit
 
 
+def repeated(items: Sequence) -> list:
+    """The items that occur more than once, in order of first occurrence."""
+    return [item for item, n in Counter(items).items() if n > 1]
+
+
 def check_unique(qids: Sequence[str], layout: Layout) -> None:
-    seen: set[str] = set()
-    for qid in qids:
-        if qid in seen:
-            raise layout.malformed(f"question id {qid!r} occurs twice")
-        seen.add(qid)
+    twice = repeated(qids)
+    if twice:
+        raise layout.malformed(f"question id(s) {twice[:5]} occur twice or more ({len(twice)} repeated); the store "
+                               f"keys rows by question id: keep one row per id")

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studylib.data import register_dataset
+from studylib.data.registry import register_dataset
 from studylib.data._files import FolderImages, Layout, PathLike, read_json, require_dir, require_file
 from studylib.data.records import Dataset, Question
 from studylib.metrics.hallucination import ChairVocabulary, caption_objects, coco_vocabulary

@@ -50,7 +50,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from studylib.data import register_dataset
+from studylib.data.registry import register_dataset
 from studylib.data._files import (BytesImages, FolderImages, Layout, PathLike, check_limit, check_unique,
                                   image_bytes, iter_parquet_rows, require_dir)
 from studylib.data.records import Dataset, Question

@@ -34,7 +34,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from studylib.data import register_dataset
+from studylib.data.registry import register_dataset
 from studylib.data._files import (BytesImages, FolderImages, Layout, PathLike, check_limit, check_unique,
                                   image_bytes, iter_parquet_rows, parquet_files, read_json_lines,
                                   require_dir, require_fields)
@@ -62,7 +62,7 @@ LMMS = Layout(
     "huggingface.co/datasets/lmms-lab/POPE "
     "(huggingface-cli download lmms-lab/POPE --repo-type dataset --local-dir ...)",
 )
-_SPLIT_IN_NAME = re.compile(r"coco_pope_(random|popular|adversarial)\.json$")
+_SPLIT_IN_NAME = re.compile(r"(?<![a-z])(random|popular|adversarial)(?![a-z])")
 
 
 def _check_splits(splits: Sequence[str]) -> tuple[str, ...]:
@@ -90,8 +90,8 @@ def _question_text(text: str) -> str:
     return text.strip().removesuffix(SHORT_ANSWER).rstrip()
 
 
-def _read_official(path: Path, split: str) -> list[dict]:
-    rows = read_json_lines(path, OFFICIAL)
+def _read_official(path: Path, split: str, rows: list[dict] | None = None) -> list[dict]:
+    rows = read_json_lines(path, OFFICIAL) if rows is None else rows
     for number, row in enumerate(rows, 1):
         require_fields(row, ("question_id", "image", "text", "label"), f"{path} row {number}", OFFICIAL)
         if row["label"] not in ("yes", "no"):
@@ -146,11 +146,25 @@ def _rows_by_split(questions: Path, splits: tuple[str, ...], labels: PathLike | 
         raise OFFICIAL.missing(f"POPE questions not found in {questions}")
     if not questions.is_file():
         raise OFFICIAL.missing(f"POPE questions not found at {questions}")
-    match = _SPLIT_IN_NAME.search(questions.name)
-    if match:
-        split = match.group(1)
-        return {split: _read_official(questions, split)} if split in splits else {}
+    rows = read_json_lines(questions, OFFICIAL)
+    if rows and "category" not in rows[0] and "label" in rows[0]:  # official rows, whatever the file's name
+        split = _split_of(questions, splits)
+        return {split: _read_official(questions, split, rows)} if split in splits else {}
     return _read_unlabelled(questions, splits, labels)
+
+
+def _split_of(path: Path, splits: tuple[str, ...]) -> str:
+    """The split of a file of official rows (which carry none): the one split named in the file
+    name (``coco_pope_random.json``), else the one split asked for (``splits=["random"]``)."""
+    named = set(_SPLIT_IN_NAME.findall(path.name.lower()))
+    if len(named) == 1:
+        return named.pop()
+    if len(splits) == 1:
+        return splits[0]
+    raise OFFICIAL.malformed(
+        f"{path} holds POPE rows (question_id, image, text, label) of one split, and neither its name nor the "
+        f"splits option says which; pass splits=['random'] (or 'popular', 'adversarial'), or put the split in the "
+        f"file name")
 
 
 def _question(row: dict, split: str, image_key: str) -> Question:
@@ -162,9 +176,10 @@ def load_pope(questions: PathLike, images: PathLike, splits: Sequence[str] = POP
               limit: int | None = None, labels: PathLike | None = None) -> Dataset:
     """POPE from the official question files and the COCO val2014 image folder.
 
-    ``questions``: one ``coco_pope_<split>.json`` file (that split only), a folder holding the
-    three files (directly or in ``coco/``), LLaVA's ``llava_pope_test.jsonl``, or a folder
-    holding it.  ``labels``: the folder of official files LLaVA's unlabelled file is joined with
+    ``questions``: one file of official rows under any name (question_id, image, text, label; its
+    split from the file name, e.g. ``coco_pope_random.json``, or else from ``splits`` naming one
+    split), a folder holding the three ``coco_pope_<split>.json`` files (directly or in
+    ``coco/``), LLaVA's ``llava_pope_test.jsonl`` (rows with ``category``), or a folder holding it.  ``labels``: the folder of official files LLaVA's unlabelled file is joined with
     (default: ``coco/`` beside it).  ``splits`` selects categories in this order; ``limit``
     keeps the first ``limit`` questions of each split.
     """

@@ -2,6 +2,9 @@
 
 A benchmark is a list of :class:`Question` plus a way to fetch each image by key.  The model
 adapter never sees file formats: loaders translate their format into these records.
+:func:`check_unique_records` refuses what would make results ambiguous, whatever the loader:
+two questions with one id (the store keys rows by id) and a question with one option twice
+(the letters' probabilities would split one answer).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 from PIL import Image
+
+from studylib.data._files import DataFormatError, repeated
 
 Task = Literal["yesno", "mc", "caption"]
 LETTERS = "ABCDEFGHIJ"
@@ -72,3 +77,20 @@ class Dataset:
     def image_keys(self) -> list[str]:
         """Distinct image keys in question order."""
         return list(dict.fromkeys(q.image_key for q in self.questions))
+
+
+def check_unique_records(dataset: Dataset, options: dict) -> None:
+    """:class:`~studylib.data.DataFormatError` naming every repeated question id, or every
+    question with an option twice (after trimming spaces), and the fix."""
+    where = f"dataset {dataset.name!r} (options {options})"
+    twice = repeated([q.qid for q in dataset.questions])
+    if twice:
+        raise DataFormatError(f"{where}: question id(s) {twice[:5]} occur more than once ({len(twice)} repeated); the "
+                              f"store keys rows by question id: keep one record per id in the data file")
+    ambiguous = {q.qid: repeated([c.strip() for c in q.choices]) for q in dataset.questions if q.task == "mc"}
+    ambiguous = {qid: options for qid, options in ambiguous.items() if options}
+    if ambiguous:
+        qid, options = next(iter(ambiguous.items()))
+        raise DataFormatError(f"{where}: question {qid!r} has the option(s) {options} twice; the answer letters cannot "
+                              f"tell them apart ({len(ambiguous)} such question(s): {list(ambiguous)[:5]}); fix or drop "
+                              f"those records in the data file")

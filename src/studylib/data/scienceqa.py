@@ -45,9 +45,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from studylib.data import register_dataset
+from studylib.data.registry import register_dataset
 from studylib.data._files import (BytesImages, FolderImages, Layout, PathLike, check_limit, image_bytes,
-                                  iter_parquet_rows, read_json, require_dir, require_file)
+                                  iter_parquet_rows, read_json, repeated, require_dir, require_file)
 from studylib.data.records import LETTERS, Dataset, Question
 
 MAX_OPTIONS = 5
@@ -103,6 +103,10 @@ def _question(qid: str, image_key: str, problem: Mapping, group_by: str, where: 
     if not isinstance(choices, (list, tuple)) or not 2 <= len(choices) <= MAX_OPTIONS \
             or not all(isinstance(c, str) for c in choices):
         raise layout.malformed(f"{where} has choices {choices!r}; expected a list of 2 to {MAX_OPTIONS} strings")
+    twice = repeated([c.strip() for c in choices])
+    if twice:
+        raise layout.malformed(f"{where} has the option(s) {twice} twice in its choices {choices!r}; the answer letters "
+                               f"cannot tell them apart: fix or drop that problem")
     answer = problem["answer"]
     if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
         raise layout.malformed(f"{where} has answer {answer!r}; "

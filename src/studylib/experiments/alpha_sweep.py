@@ -3,9 +3,9 @@
 SCOPE scores a candidate token by its coverage gain times its [CLS] saliency raised to α
 (α = 0 pure coverage, α = 1 the default hybrid).  The α × K grid plus the unpruned model runs
 through one code path (same attention source, same coverage objective; only α changes);
-accuracy and ECE with image-bootstrap CIs are laid beside the paper's Table 2, drawn as
-heatmaps and ECE-vs-K curves, and the claims compare α = 0, 0.5 and 1 at every budget.  Any α
-grid runs: a claim whose α is not in the grid is *not applicable*.
+accuracy and ECE (binned, debiased and smooth) with image-bootstrap CIs are laid beside the
+paper's Table 2, drawn as heatmaps and ECE-vs-K curves, and the claims compare α = 0, 0.5 and 1
+at every budget.  Any α grid runs: a claim whose α is not in the grid is *not applicable*.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, check_choice, metric_at, require
+from studylib.experiments.common import Setup, budget_parameters, metric_at, require
 from studylib.experiments.result import Result
 from studylib.pages import rows_by_source, style_table
 from studylib.pruners import parse_spec
@@ -30,13 +30,13 @@ def run(*, dataset, dataset_options, alphas, budgets, reported_budgets, moderate
             f"alphas = {alphas!r}: give a non-empty list of SCOPE saliency exponents, e.g. [0, 0.5, 1]")
     pruners = [f"scope(alpha={a})" for a in alphas]
     setup.validate(dataset, dataset_options, ["full", *pruners], budgets)
-    k_map = budget_map(budgets, reported_budgets)
-    check_choice("moderate_k", moderate_k, budgets)
+    k_map, moderate_k, _ = budget_parameters(setup, budgets, reported_budgets, moderate_k)
 
     rows = setup.sweep(dataset, dataset_options, ["full", *pruners], budgets)
-    summary = analysis.pruner_params(analysis.calibration_summary(rows, **setup.stats))
-    side = beside_reported(summary, ["accuracy", "ece"], paper="000", table="Table 2", label=setup.label,
-                           k_map=k_map, ci=True)
+    summary = analysis.pruner_params(analysis.calibration_summary(
+        rows, ci=analysis.CI_METRICS + analysis.ESTIMATOR_METRICS, **setup.stats))
+    side = beside_reported(summary, ["accuracy", "ece", *analysis.ESTIMATOR_METRICS], paper="000", table="Table 2",
+                           label=setup.label, k_map=k_map, ci=True)
     reference = to_paper_units(summary.loc[summary["method"] == "full", REFERENCE_COLUMNS], ["accuracy"])
 
     context = {"budgets": list(budgets), "moderate_k": moderate_k, "k_map": k_map,

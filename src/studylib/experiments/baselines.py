@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, check_choice, metric_at
+from studylib.experiments.common import Setup, budget_parameters, metric_at
 from studylib.experiments.result import Result
 from studylib.labels import config_label
 from studylib.pages import rows_by_source, style_table
@@ -26,6 +26,7 @@ from studylib.sweep import Config
 TABLE3_METRICS = ["accuracy", "ece", "brier", "overconfidence"]
 SEED_SPREAD_METRICS = ["accuracy", "ece"]
 CI_COLUMNS = ["config", "accuracy", "accuracy_low", "accuracy_high", "ece", "ece_low", "ece_high",
+              "ece_debiased", "ece_debiased_low", "ece_debiased_high", "smece", "smece_low", "smece_high",
               "aurc", "aurc_low", "aurc_high", "yes_ratio"]
 PURE, HYBRID, SALIENCY, FASTV, RANDOM = "scope(alpha=0)", "scope(alpha=1)", "saliency", "fastv", "random"
 
@@ -34,11 +35,10 @@ def run(*, dataset, dataset_options, pruners, seeds, budgets, reported_budgets, 
         **settings) -> Result:
     setup = Setup.create("baselines", settings)
     setup.validate(dataset, dataset_options, ["full", *pruners], budgets, seeds)
-    k_map = budget_map(budgets, reported_budgets)
-    check_choice("moderate_k", moderate_k, budgets)
+    k_map, moderate_k, _ = budget_parameters(setup, budgets, reported_budgets, moderate_k)
 
     rows = setup.sweep(dataset, dataset_options, ["full", *pruners], budgets, seeds)
-    summary = analysis.calibration_summary(rows, **setup.stats)
+    summary = analysis.calibration_summary(rows, ci=analysis.CI_METRICS + analysis.ESTIMATOR_METRICS, **setup.stats)
     best = _lowest_ece_config(summary)
     first_k = budgets[0]
     label = setup.label
@@ -110,13 +110,17 @@ def _selective_table(summary: pd.DataFrame, setup: Setup, moderate_k: int, k_map
 
 def _reliability_figure(rows: pd.DataFrame, setup: Setup, first_k: int, best: str | None) -> Figure:
     """Fig. 3: the unpruned model, pure-coverage SCOPE at the first budget and the lowest-ECE
-    configuration of this run (panels whose configuration the grid lacks are left out)."""
+    configuration of this run (panels whose configuration the grid lacks are left out), binned and,
+    below, relplot's smoothed diagram."""
     panels = {config_label(setup.cfg("full")): setup.cfg("full"),
               config_label(setup.cfg(PURE, first_k)): setup.cfg(PURE, first_k),
               f"lowest ECE: {config_label(best)}" if best else "": best}
     present = set(rows["config"])
-    bins = {name: analysis.reliability(rows, config) for name, config in panels.items() if config in present}
-    return plots.reliability_diagram(bins, toy=setup.toy, title="Reliability: full vs. pruned")
+    shown = {name: config for name, config in panels.items() if config in present}
+    bins = {name: analysis.reliability(rows, config) for name, config in shown.items()}
+    smooth = {name: analysis.smooth_reliability(rows, config) for name, config in shown.items()}
+    return plots.reliability_diagram(bins, smooth=smooth, toy=setup.toy,
+                                     title="Reliability: full vs. pruned (15 bins; below: smoothed)")
 
 
 def _risk_coverage_figure(rows: pd.DataFrame, setup: Setup, moderate_k: int, best: str | None) -> Figure:

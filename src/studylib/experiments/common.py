@@ -22,6 +22,7 @@ from studylib.experiments.result import Result
 from studylib.models.adapter import LlavaAdapter
 from studylib.pages import is_toy, run_label
 from studylib.sweep import Config, StudyParameterError, config_grid, model_num_tokens, run_sweep, validate_parameters
+from studylib.sweep.validate import AUTO, check_run_parameters, derived_budget_parameters
 
 
 #: run settings every experiment accepts besides its own parameters, with their defaults
@@ -60,17 +61,13 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
         raise StudyParameterError(f"{name} = {value!r} is not one of {allowed}; pick one of them")
 
 
-def budget_map(budgets: Iterable[int], reported_budgets: Iterable[int] | None) -> dict[int, int]:
-    """Our budget -> the paper's budget at the same position (``reported_budgets``), checked."""
-    budgets = list(budgets)
-    if reported_budgets is None:
-        return {int(k): int(k) for k in budgets}
-    reported_budgets = list(reported_budgets)
-    if len(reported_budgets) != len(budgets):
-        raise StudyParameterError(
-            f"reported_budgets has {len(reported_budgets)} entries for {len(budgets)} budgets; give the paper's "
-            f"budget for each of budgets={budgets} (same order), or null to use the same values")
-    return {int(k): int(r) for k, r in zip(budgets, reported_budgets)}
+def budget_parameters(setup: "Setup", budgets, reported_budgets=AUTO, moderate_k=None,
+                      aggressive_k=None) -> tuple[dict, int | None, int | None]:
+    """(our budget -> the paper's, ``moderate_k``, ``aggressive_k``): given or derived from the
+    budgets and the model's N, checked (:func:`studylib.sweep.validate.derived_budget_parameters`)."""
+    derived = derived_budget_parameters(budgets, setup.n_tokens, moderate_k=moderate_k, aggressive_k=aggressive_k,
+                                        reported_budgets=reported_budgets)
+    return derived["k_map"], derived["moderate_k"], derived["aggressive_k"]
 
 
 def metric_at(summary: pd.DataFrame, config: str, metric: str) -> float:
@@ -110,6 +107,7 @@ class Setup:
         values = {**RUN_SETTINGS, **settings}
         if values["results_dir"] is None:
             values["results_dir"] = f"results/{Path(str(values['model']).rstrip('/')).name}"
+        check_run_parameters(values)  # every run setting, before any work
         return cls(name, **values)
 
     def result(self, **parts: Any) -> Result:
@@ -175,4 +173,4 @@ class Setup:
         return evaluate_claims(self.name, frames, {"n_tokens": self.n_tokens, **context}, values, **self.stats)
 
 
-__all__ = ["RUN_SETTINGS", "Setup", "budget_map", "check_choice", "metric_at", "parameters_for", "require"]
+__all__ = ["RUN_SETTINGS", "Setup", "budget_parameters", "check_choice", "metric_at", "parameters_for", "require"]

@@ -25,7 +25,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, require
+from studylib.experiments.common import Setup, budget_parameters, require
 from studylib.experiments.result import Result
 from studylib.pages import rows_by_source, style_table
 from studylib.pruners import parse_spec
@@ -61,7 +61,7 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
     setup.validate(sqa_dataset, sqa_options, ["full", "agile"], [k_main, *budgets, count_reference_k])
     setup.validate(caption_dataset, caption_options, ["full", *chair_pruners], [k_main, *budgets], limit=caption_limit)
     _check_values(mix_ratios, taus, erank_avg, entropy_avg)
-    k_map = budget_map(budgets, reported_budgets)
+    k_map, _, _ = budget_parameters(setup, budgets, reported_budgets)
     tasks = {"POPE": (pope_dataset, pope_options), "ScienceQA": (sqa_dataset, sqa_options)}
 
     pope_full = setup.sweep(pope_dataset, pope_options, ["full"], [])

@@ -36,22 +36,28 @@ import math
 from functools import partial
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, check_choice, require
+from studylib.experiments.common import Setup, budget_parameters, check_choice, require
 from studylib.experiments.erank_hallucination import adapt_spec, image_complexity
 from studylib.experiments.every_pruner_figures import ece_dot_figure, family_figure, reliability_figure
 from studylib.experiments.result import Result
 from studylib import metric_catalog as mc
 from studylib.labels import pruner_label
 from studylib.pages import interactive_table, style_table
+from studylib.claims import same_tokens
+from studylib.multiplicity import holm_rejections, tail_p_values
 from studylib.pruners import FAMILIES, get_pruner, list_pruners, parse_spec, pruner_table
 from studylib.reported import reported
 from studylib.sweep import Config
 
 #: metrics with a bootstrap CI in the ranked tables (F1 on POPE only)
 CI_METRICS = ["accuracy", "f1", "ece", "brier", "nll", "aurc"]
+#: the calibration estimators the leaderboard ranks by, with the neighbour gaps of each ranking
+ESTIMATORS = ("ece", "ece_debiased", "smece")
+ESTIMATOR_WORDS = {"ece": "ECE (15 bins)", "ece_debiased": "debiased ECE", "smece": "smooth ECE"}
 #: metrics without a CI in the ranked tables
 PLAIN_METRICS = ["mean_confidence", "overconfidence", "erank_kept", "entropy_kept"]
 #: headers in words (the metric catalogue's)
@@ -80,7 +86,7 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
     setup.validate(sqa_dataset, sqa_options, grid, budgets, seeds)
     setup.validate(caption_dataset, caption_options, ["full", *specs], caption_budgets, seeds, limit=caption_limit)
     _check(budgets, caption_budgets, focus_k, alphas, contrast, erank_avg, entropy_avg)
-    k_map = budget_map(budgets, reported_budgets)
+    k_map, _, _ = budget_parameters(setup, budgets, reported_budgets)
 
     pope_full = setup.sweep(pope_dataset, pope_options, ["full"], [])
     image_erank, image_entropy = image_complexity(pope_full, setup.n_tokens)
@@ -103,12 +109,23 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
     alpha_table = alpha_comparison(summaries, alpha_specs, [adaptive_spec, *variants])
     best = {bench: ranked(tables[bench], focus_k) for bench in BENCHMARKS}
 
+    frames = {"POPE": rows["rows"], "ScienceQA": rows["sqa"]}
+    rankings = {(bench, k, m): neighbours(frames[bench], tables[bench], k, m, **stats)
+                for bench in BENCHMARKS for k in budgets for m in ESTIMATORS}
     result = setup.result(rows=rows, summary=summaries["POPE"])
     result.tables = {
         **{f"ranked_{bench}": ranked_interactive(tables[bench], budgets, k_map, bench, setup.label, RANKING_COLUMNS)
            for bench in BENCHMARKS},
         **{f"metrics_{bench}": ranked_interactive(tables[bench], budgets, k_map, bench, setup.label, MORE_COLUMNS,
                                                   ranking=False) for bench in BENCHMARKS},
+        **{f"leaderboard_{bench}": leaderboard({(k, m): rankings[(bench, k, m)] for k in budgets for m in ESTIMATORS},
+                                               budgets, k_map, bench, setup.label) for bench in BENCHMARKS},
+        "resolution": style_table(pd.DataFrame([resolution_record(bench, k, m, rankings[(bench, k, m)])
+                                                for bench in BENCHMARKS for k in budgets for m in ESTIMATORS]),
+                                  hide_index=True,
+                                  caption=f"Which neighbours in each ranking are resolved ({setup.label}): paired image "
+                                          "bootstrap of each pruner against the one ranked just above, Holm over the "
+                                          "ranking's neighbour pairs (one-sided 2.5 %)"),
         "chair": chair_styled(chair, setup.n_tokens, setup.label),
         "alpha": style_table(alpha_table, hide_index=True, caption="SCOPE with fixed saliency weights α vs. the "
                              f"image-adaptive α ({setup.label}): ECE and accuracy with 95 % CIs"),
@@ -135,6 +152,8 @@ def run(*, pope_dataset, pope_options, sqa_dataset, sqa_options, caption_dataset
         "adaptive_ece": _value(tables["POPE"], "scope_adaptive", focus_k, "ece"),
         "erank_ref": erank_ref,
         "n_pruners": int(tables["POPE"]["name"].nunique()),
+        "resolved_gaps_focus": int(rankings[("POPE", focus_k, "ece")]["resolved"].sum()),
+        "tiers_focus": len(tiers(rankings[("POPE", focus_k, "ece")])),
         "focus_k": focus_k,
     }
     result.notes["run"] = run_note(rows, erank_ref, entropy_ref, len(image_erank))
@@ -213,6 +232,114 @@ def ranked(table: pd.DataFrame, k: int) -> pd.DataFrame:
     return part.sort_values(["ece", "name"], kind="stable").reset_index(drop=True)
 
 
+# --- which neighbours in a ranking are resolved -------------------------------------------------
+
+def neighbours(rows: pd.DataFrame, table: pd.DataFrame, k: int, metric: str = "ece", n_bootstrap: int = 1000,
+               seed: int = 0) -> pd.DataFrame:
+    """The pruners at budget ``k`` ranked by ``metric`` (lowest first; ties by name; a seeded method
+    is the mean over its seeds) with, for each after the first, the **gap** to the pruner ranked just
+    above: ``gap = metric(this) − metric(above) ≥ 0`` and its 95 % CI from one paired image bootstrap
+    of all configurations (:func:`studylib.analysis.config_draws`: every resample draws the same
+    images for every pruner), ``p`` the one-sided p-value of gap > 0 (normal tail,
+    :func:`~studylib.multiplicity.tail_p_values`) and ``resolved`` whether Holm's procedure over the
+    ranking's neighbour pairs rejects "gap ≤ 0" at the one-sided 2.5 % level (as the claims' families).
+
+    ``value_low``/``value_high`` are the 95 % CI of the pruner's own value from the same resamples.
+    A pruner that keeps exactly the tokens of the one above it (every question; e.g. HiRED on a single
+    image grid, which is saliency) is not tested against it: its gap is 0, ``same_as`` names the other
+    pruner and ``p`` stays empty, so Holm's family holds only real comparisons.
+
+    Columns: ``rank, name, family, configs, value, value_low, value_high, gap, gap_low, gap_high, p,
+    same_as, resolved`` (the first row's gap columns empty)."""
+    part = table[(table["k"] == k) & ~table["reference"]]
+    if part.empty:
+        return pd.DataFrame(columns=["rank", "name", "family", "configs", "value", "value_low", "value_high", "gap",
+                                     "gap_low", "gap_high", "p", "same_as", "resolved"])
+    configs = [c for members in part["configs"] for c in members]
+    estimates, draws = analysis.config_draws(rows, configs, metric, n_bootstrap, seed)
+    spans = np.cumsum([0, *(len(m) for m in part["configs"])])
+    value = np.array([estimates[a:b].mean() for a, b in zip(spans, spans[1:])])
+    resampled = np.column_stack([draws[:, a:b].mean(axis=1) for a, b in zip(spans, spans[1:])])
+    value_low, value_high = _percentile_columns(resampled)
+    order = sorted(range(len(part)), key=lambda i: (value[i], part["name"].iloc[i]))
+    records = []
+    for rank, i in enumerate(order):
+        record = {"rank": rank + 1, "name": part["name"].iloc[i], "family": part["family"].iloc[i],
+                  "configs": part["configs"].iloc[i], "value": float(value[i]), "value_low": value_low[i],
+                  "value_high": value_high[i], "gap": math.nan, "gap_low": math.nan, "gap_high": math.nan,
+                  "p": math.nan, "same_as": ""}
+        if rank:
+            above = order[rank - 1]
+            if value[i] == value[above] and _same_selections(rows, part["configs"].iloc[i],
+                                                             part["configs"].iloc[above]):
+                record.update(gap=0.0, same_as=part["name"].iloc[above])
+                records.append(record)
+                continue
+            distribution = resampled[:, i] - resampled[:, above]
+            gap = float(value[i] - value[above])
+            finite = distribution[np.isfinite(distribution)]
+            low, high = np.percentile(finite, [2.5, 97.5]) if len(finite) else (math.nan, math.nan)
+            record.update(gap=gap, gap_low=float(low), gap_high=float(high),
+                          p=tail_p_values(gap, distribution, "greater")[0])
+        records.append(record)
+    out = pd.DataFrame(records)
+    tested = out["p"].notna()
+    out["resolved"] = False
+    out.loc[tested, "resolved"] = holm_rejections(out.loc[tested, "p"].to_numpy())
+    return out
+
+
+def _percentile_columns(draws: np.ndarray) -> tuple[list[float], list[float]]:
+    """The 2.5 and 97.5 percentiles of every column of ``draws`` over its finite resamples (NaN for none)."""
+    lows, highs = [], []
+    for column in draws.T:
+        finite = column[np.isfinite(column)]
+        low, high = np.percentile(finite, [2.5, 97.5]) if len(finite) else (math.nan, math.nan)
+        lows.append(float(low))
+        highs.append(float(high))
+    return lows, highs
+
+
+def _same_selections(rows: pd.DataFrame, configs: Sequence[str], other: Sequence[str]) -> bool:
+    """Whether two single-configuration pruners keep the same tokens for every question
+    (:func:`studylib.claims.same_tokens`); seeded methods (several configurations) never are."""
+    return len(configs) == 1 and len(other) == 1 and same_tokens(rows, configs[0], other[0])
+
+
+def tiers(ranking: pd.DataFrame) -> list[list[str]]:
+    """The ranking cut at its resolved gaps: groups of pruners whose order within is not resolved."""
+    groups: list[list[str]] = []
+    for record in ranking.to_dict("records"):
+        if not groups or record["resolved"]:
+            groups.append([])
+        groups[-1].append(record["name"])
+    return groups
+
+
+def resolution_record(benchmark: str, k: int, metric: str, ranking: pd.DataFrame) -> dict:
+    """One row of the page's resolution table: how many neighbour gaps are resolved and the tiers,
+    in words generated from ``ranking`` (:func:`neighbours`)."""
+    pairs = int(ranking["p"].notna().sum())
+    resolved = int(ranking["resolved"].sum())
+    same = int((ranking["same_as"] != "").sum()) if "same_as" in ranking else 0
+    groups = tiers(ranking)
+    return {"benchmark": benchmark, "K": k, "estimator": ESTIMATOR_WORDS.get(metric, metric),
+            "resolved gaps": f"{resolved} of {pairs}" + (f" ({same} with the same tokens, not tested)" if same else ""),
+            "tiers, best first (< = a resolved gap)": " < ".join(", ".join(g) for g in groups),
+            "reading": _reading(groups, pairs, resolved, len(ranking))}
+
+
+def _reading(groups: list[list[str]], pairs: int, resolved: int, n_pruners: int) -> str:
+    if not pairs:
+        return "nothing to order: a single pruner, or pruners that keep the same tokens"
+    if not resolved:
+        return f"no neighbouring pair is resolved: the {n_pruners} pruners cannot be ordered by this estimator"
+    best, worst = groups[0], groups[-1]
+    text = (f"{len(groups)} tiers; best tier: {', '.join(best)}" if len(best) > 1
+            else f"{len(groups)} tiers; {best[0]} is resolved as the best")
+    return text + (f"; worst tier: {', '.join(worst)}" if len(worst) > 1 else f"; {worst[0]} is resolved as the worst")
+
+
 def _value(table: pd.DataFrame, name: str, k: int, metric: str) -> float:
     hit = table[(table["name"] == name) & (table["k"] == k)]
     return float(hit[metric].iloc[0]) if len(hit) else math.nan
@@ -231,10 +358,12 @@ def _cell(row: Mapping, metric: str) -> str:
 
 
 def ranked_table(table: pd.DataFrame, k: int, n_tokens: int, reported_columns: Mapping[str, Mapping[str, float]]
-                 | None = None) -> pd.DataFrame:
+                 | None = None, ranking: pd.DataFrame | None = None) -> pd.DataFrame:
     """The page's table at budget ``k``: one row per pruner ranked by ECE (lowest first), then the
     unpruned model (K = N) as the reference row; metrics as ``value [95 % CI]`` (seeded methods:
-    mean ± sd over seeds); ``reported_columns`` maps a header to {registry name: reported value}."""
+    mean ± sd over seeds); ``reported_columns`` maps a header to {registry name: reported value};
+    ``ranking`` (:func:`neighbours` by ECE) adds each pruner's ECE gap to the one above and whether
+    it is resolved, after the ECE column."""
     part = pd.concat([ranked(table, k), table[table["reference"] & (table["k"] == n_tokens)]], ignore_index=True)
     metrics = [m for m in CI_METRICS + PLAIN_METRICS if m in part]
     out = pd.DataFrame({"rank": [str(i + 1) for i in range(len(part) - int(part["reference"].sum()))]
@@ -242,9 +371,69 @@ def ranked_table(table: pd.DataFrame, k: int, n_tokens: int, reported_columns: M
                         "pruner": part["name"], "family": part["family"], "configuration": part["config"]})
     for metric in metrics:
         out[HEADERS[metric]] = [_cell(row, metric) for row in part.to_dict("records")]
+        if metric == "ece" and ranking is not None:
+            gaps = _gap_columns(ranking, "ECE")
+            for header, cells in gaps.items():
+                out[header] = [cells.get(name, "") for name in part["name"]]
     for header, values in (reported_columns or {}).items():
         out[header] = [values.get(name, math.nan) for name in part["name"]]
     return out
+
+
+def _gap_columns(ranking: pd.DataFrame, estimator: str) -> dict[str, dict[str, str]]:
+    """header -> {pruner: cell}: the gap to the pruner ranked above ``+0.004 [0.001, 0.007]`` and
+    "resolved" / "not resolved" (:func:`neighbours`)."""
+    gap, resolved = {}, {}
+    for record in ranking.to_dict("records"):
+        if record.get("same_as"):
+            gap[record["name"]] = "0 (same tokens)"
+            resolved[record["name"]] = f"not tested: keeps the tokens of {record['same_as']}"
+            continue
+        if math.isnan(record["gap"]):
+            continue
+        gap[record["name"]] = f"+{record['gap']:.3f} [{record['gap_low']:.3f}, {record['gap_high']:.3f}]"
+        resolved[record["name"]] = "resolved" if record["resolved"] else "not resolved"
+    return {f"{estimator} gap to the pruner above [95 % CI]": gap,
+            f"{estimator} gap resolved (Holm over the ranking)": resolved}
+
+
+def ranking_table(ranking: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The pruners ranked by one calibration estimator (:func:`neighbours`): rank, pruner, family, its
+    value ``[95 % CI]`` from the ranking's own resamples (a seeded method: the mean over its seeds,
+    and says so), the gap to the pruner above and whether it is resolved."""
+    words = ESTIMATOR_WORDS.get(metric, metric)
+    seeds = [f" (mean of {len(c)} seeds)" if len(c) > 1 else "" for c in ranking["configs"]]
+    out = pd.DataFrame({"rank": ranking["rank"], "pruner": ranking["name"], "family": ranking["family"]})
+    out[f"{words} [95 % CI]"] = [mc.ci_text(metric, r["value"], r["value_low"], r["value_high"]) + s
+                                 for r, s in zip(ranking.to_dict("records"), seeds)]
+    for header, cells in _gap_columns(ranking, words).items():
+        out[header] = [cells.get(name, "") for name in ranking["name"]]
+    return out
+
+
+def leaderboard(rankings: Mapping[tuple[int, str], pd.DataFrame], budgets: Sequence[int], k_map: Mapping[int, int],
+                benchmark: str, label: str):
+    """One interactive table of ``benchmark``: every budget and every calibration estimator of
+    :data:`ESTIMATORS`, the pruners ranked by it with their values, CIs and the resolved gaps
+    (``rankings[(k, metric)]`` from :func:`neighbours`)."""
+    frames = []
+    for k in budgets:
+        for metric in ESTIMATORS:
+            words = ESTIMATOR_WORDS.get(metric, metric)
+            table = ranking_table(rankings[(k, metric)], metric)
+            table.columns = ["rank", "pruner", "family", "value [95 % CI]", "gap to the pruner above [95 % CI]",
+                             "gap resolved (Holm over the ranking)"]
+            table["pruner"] = [pruner_label(name) for name in table["pruner"]]
+            for column in ("value [95 % CI]", "gap to the pruner above [95 % CI]"):
+                table[column] = table[column].str.replace(" ", "\u00a0")
+            table.insert(0, "estimator", words)
+            table.insert(0, "K (paper's K)", f"{k} ({k_map.get(k, k)})")
+            frames.append(table)
+    return interactive_table(pd.concat(frames, ignore_index=True).fillna(""), page_length=25,
+                             caption=f"{benchmark}: every pruner ranked by each calibration estimator at every budget "
+                                     f"({label}); 95 % CIs from one paired image bootstrap of all pruners; a gap is "
+                                     "resolved when Holm's procedure over the ranking's neighbour pairs rejects a zero "
+                                     "gap (one-sided 2.5 %)")
 
 
 def reported_columns(benchmark: str, paper_k: int, names: Iterable[str]) -> dict[str, dict[str, float]]:
@@ -384,4 +573,5 @@ def run_note(rows: Mapping[str, pd.DataFrame], erank_ref: float, entropy_ref: fl
             f"(mean over the run's {n_images} POPE images) for the AgilePruner entries and scope_adaptive.")
 
 
-__all__ = ["aggregate", "pruner_specs", "ranked", "ranked_table", "run", "summarise", "unseeded"]
+__all__ = ["aggregate", "neighbours", "pruner_specs", "leaderboard", "ranked", "ranked_table", "ranking_table", "resolution_record", "run",
+           "summarise", "tiers", "unseeded"]

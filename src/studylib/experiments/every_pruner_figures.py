@@ -113,8 +113,11 @@ def reliability_figure(rows: pd.DataFrame, ranking: pd.DataFrame, setup: Setup, 
         panels[f"best: {config_label(best['configs'][0])}"] = best["configs"][0]
         panels[f"worst: {config_label(worst['configs'][0])}"] = worst["configs"][0]
     present = set(rows["config"])
-    bins = {label: analysis.reliability(rows, config) for label, config in panels.items() if config in present}
-    return plots.reliability_diagram(bins, toy=setup.toy, title=f"POPE reliability at K={k}: best and worst pruner")
+    shown = {label: config for label, config in panels.items() if config in present}
+    bins = {label: analysis.reliability(rows, config) for label, config in shown.items()}
+    smooth = {label: analysis.smooth_reliability(rows, config) for label, config in shown.items()}
+    return plots.reliability_diagram(bins, smooth=smooth, toy=setup.toy,
+                                     title=f"POPE reliability at K={k}: best and worst pruner (below: smoothed)")
 
 
 # --- claims ------------------------------------------------------------------------------------

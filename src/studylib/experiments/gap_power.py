@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, check_choice, require
+from studylib.experiments.common import Setup, budget_parameters, check_choice, require
 from studylib.experiments.result import Result
 from studylib.pages import claims_interactive, show_claims, style_table
 from studylib.reported import reported, to_paper_units
@@ -29,7 +29,7 @@ def run(*, tasks, gap_powers, alpha, budgets, reported_budgets, claim_budgets, a
     setup = Setup.create("gap_power", settings)
     pruners = [f"scope(alpha={alpha},p={p})" for p in gap_powers]
     _validate(setup, tasks, pruners, budgets, claim_budgets)
-    k_map = budget_map(budgets, reported_budgets)
+    k_map, _, _ = budget_parameters(setup, budgets, reported_budgets)
 
     rows = _sweep(setup, tasks, pruners, budgets)
     summary = analysis.pruner_params(analysis.calibration_summary(rows, by=("benchmark", "config"), **setup.stats))
@@ -38,8 +38,7 @@ def run(*, tasks, gap_powers, alpha, budgets, reported_budgets, claim_budgets, a
     context = {"alpha": alpha, "benchmarks": list(tasks), "budgets": list(budgets), "gap_powers": list(gap_powers),
                "best_p": best, "k_map": k_map, "accuracy_margin": accuracy_margin,
                "accuracy_margin_pp": accuracy_margin * 100,
-               "g1_comparisons": len(tasks) * len(budgets) * len(alternatives),
-               "g1_expected_false": 0.025 * len(tasks) * len(budgets) * len(alternatives)}
+               "g1_comparisons": len(tasks) * len(budgets) * len(alternatives)}
 
     result = setup.result(rows={"rows": rows}, summary=summary)
     result.claims = setup.claims(rows, context)
@@ -61,17 +60,23 @@ def run(*, tasks, gap_powers, alpha, budgets, reported_budgets, claim_budgets, a
 def _validate(setup: Setup, tasks, pruners, budgets, claim_budgets) -> None:
     """One clear error for a bad task, model, pruner or budget, before any work."""
     require(isinstance(tasks, dict) and len(tasks) > 0,
-            "tasks must map a benchmark name to {'dataset': ..., 'dataset_options': {...}}")
+            "tasks must map a benchmark name to {'dataset': ..., 'dataset_options': {...}} (optional 'limit')")
     for name, task in tasks.items():
         require(isinstance(task, dict) and "dataset" in task, f"tasks[{name!r}] needs a 'dataset' entry")
-        setup.validate(task["dataset"], task.get("dataset_options", {}), pruners, budgets)
+        unknown = set(task) - {"dataset", "dataset_options", "limit"}
+        require(not unknown, f"tasks[{name!r}] has unknown entries {sorted(unknown)}; "
+                             "use 'dataset', 'dataset_options' and 'limit'")
+        setup.validate(task["dataset"], task.get("dataset_options", {}), pruners, budgets,
+                       limit=task.get("limit", "default"))
     for k in claim_budgets:
         check_choice("claim_budgets entry", k, budgets)
 
 
 def _sweep(setup: Setup, tasks, pruners, budgets) -> pd.DataFrame:
-    """The rows of every benchmark, with a ``benchmark`` column."""
-    frames = [setup.sweep(task["dataset"], task.get("dataset_options", {}), pruners, budgets).assign(benchmark=name)
+    """The rows of every benchmark, with a ``benchmark`` column (a task's own ``limit`` replaces the
+    run's image limit for that benchmark)."""
+    frames = [setup.sweep(task["dataset"], task.get("dataset_options", {}), pruners, budgets,
+                          limit=task.get("limit", "default")).assign(benchmark=name)
               for name, task in tasks.items()]
     return pd.concat(frames, ignore_index=True)
 

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, check_choice
+from studylib.experiments.common import Setup, budget_parameters
 from studylib.experiments.result import Result
 from studylib.pages import style_table
 from studylib.reported import reported
@@ -23,8 +23,7 @@ REPORTED_MODERATE = "scope(alpha=1,p=1)"  # the pruner of the paper's §4.6 numb
 def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate_k, **settings) -> Result:
     setup = Setup.create("per_split", settings)
     setup.validate(dataset, dataset_options, ["full", pruner], budgets)
-    k_map = budget_map(budgets, reported_budgets)
-    check_choice("moderate_k", moderate_k, budgets)
+    k_map, moderate_k, _ = budget_parameters(setup, budgets, reported_budgets, moderate_k)
 
     rows = setup.sweep(dataset, dataset_options, ["full", pruner], budgets)
     by_split = analysis.calibration_summary(rows, by=("config", "split"), **setup.stats)

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from studylib.claims import Claim
 from studylib.pages import glue_claims, glue_value, show_claims
+from studylib.reported import paper_questions
 
 
 @dataclass
@@ -69,12 +70,17 @@ class Result:
         return show_claims(self.claims, expand=expand)
 
     def glue(self) -> None:
-        """Glue every headline value, the number of questions scored (``n_questions``) and of bootstrap
-        resamples (``n_bootstrap``; both for the intro and the status page) and every claim
+        """Glue every headline value, the number of questions scored (``n_questions``, for the
+        intro's verdict table) and the papers' number on the same benchmarks (``paper_n_questions``),
+        the number of bootstrap resamples (``n_bootstrap``, for the status page) and every claim
         (:func:`studylib.pages.glue_claims`)."""
         values = dict(self.values)
         if "n_questions" not in values and "rows" in self.rows:
             values["n_questions"] = int(self.rows["rows"]["qid"].nunique())
+        if "rows" in self.rows and "dataset" in self.rows["rows"]:
+            paper = paper_questions(self.rows["rows"]["dataset"].unique())
+            if paper:
+                values.setdefault("paper_n_questions", paper)
         if self.n_bootstrap is not None:
             values["n_bootstrap"] = int(self.n_bootstrap)
         for key, value in values.items():

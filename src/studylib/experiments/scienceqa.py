@@ -2,8 +2,8 @@
 
 The unpruned model runs once at K = N and the pruner at every smaller budget on the
 multiple-choice task (answers scored by first-token probabilities renormalised over the
-options); accuracy, ECE, mean confidence and over-confidence with image-bootstrap CIs, beside
-the paper's Table 4.  The claims: the smallest budget lowers ECE with accuracy stable or better,
+options); accuracy, ECE (binned, debiased and smooth), mean confidence and over-confidence with
+image-bootstrap CIs, beside the paper's Table 4.  The claims: the smallest budget lowers ECE with accuracy stable or better,
 ECE falls at every step down the chain of budgets (full → largest pruned → … → smallest), and
 the model is over-confident at every budget.
 """
@@ -13,24 +13,24 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map
+from studylib.experiments.common import Setup, budget_parameters
 from studylib.experiments.result import Result
 from studylib.pages import rows_by_source, style_table
 from studylib import metric_catalog as mc
 from studylib.reported import beside_reported, reported_points
 
-TABLE4_METRICS = ["accuracy", "ece", "mean_confidence", "overconfidence"]
+TABLE4_METRICS = ["accuracy", "ece", "ece_debiased", "smece", "mean_confidence", "overconfidence"]
 FIGURE_METRICS = ["ece", "accuracy", "overconfidence"]
 
 
 def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, accuracy_margin, **settings) -> Result:
     setup = Setup.create("scienceqa", settings)
     setup.validate(dataset, dataset_options, ["full", pruner], budgets)
-    k_map = budget_map(budgets, reported_budgets)
+    k_map, _, _ = budget_parameters(setup, budgets, reported_budgets)
     pruned = sorted((k for k in budgets if k < setup.n_tokens), reverse=True)
 
     rows = setup.sweep(dataset, dataset_options, ["full", pruner], budgets)
-    summary = analysis.calibration_summary(rows, **setup.stats)
+    summary = analysis.calibration_summary(rows, ci=analysis.CI_METRICS + analysis.ESTIMATOR_METRICS, **setup.stats)
     side = beside_reported(summary, TABLE4_METRICS, paper="000", table="Table 4", label=setup.label, k_map=k_map,
                            ci=True)
 

@@ -13,10 +13,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, check_choice, require
+from studylib.experiments.common import Setup, budget_parameters, require
 from studylib.experiments.result import Result
 from studylib.pages import rows_by_source, style_table
 from studylib.reported import beside_reported
+from studylib.sweep.validate import folds_problems
 
 SIDE_METRICS = ["temperature", "ece_before", "ece_after"]
 SIDE_ALIASES = {"temperature": "temperature", "ece_before": "ece", "ece_after": "ece_after_ts"}
@@ -29,9 +30,9 @@ STAGES = (("before scaling", "ece_before", "--"), ("after scaling (held-out)", "
 def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate_k, n_folds, **settings) -> Result:
     setup = Setup.create("temperature_scaling", settings)
     setup.validate(dataset, dataset_options, ["full", pruner], budgets)
-    k_map = budget_map(budgets, reported_budgets)
-    check_choice("moderate_k", moderate_k, budgets)
-    require(isinstance(n_folds, int) and n_folds >= 2, f"n_folds = {n_folds!r} must be an integer >= 2")
+    k_map, moderate_k, _ = budget_parameters(setup, budgets, reported_budgets, moderate_k)
+    folds = folds_problems({"n_folds": n_folds, "limit": setup.limit})
+    require(not folds, "; ".join(folds))
 
     rows = setup.sweep(dataset, dataset_options, ["full", pruner], budgets)
     scaled = analysis.temperature_summary(rows, n_folds=n_folds, seed=setup.bootstrap_seed)

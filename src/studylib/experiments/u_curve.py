@@ -1,8 +1,8 @@
 """U-curve: default SCOPE across token budgets (seed 000 §4.1, Table 1).
 
 The unpruned model runs once at K = N and the pruner at every smaller budget; calibration
-(accuracy, ECE, Brier, NLL, AURC with image-bootstrap CIs) and the cross-validated temperature
-T* per configuration, beside the paper's Table 1.
+(accuracy, binned, debiased and smooth ECE, Brier, NLL, AURC with image-bootstrap CIs) and the
+cross-validated temperature T* per configuration, beside the paper's Table 1.
 """
 
 from __future__ import annotations
@@ -10,27 +10,26 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from studylib import analysis, plots
-from studylib.experiments.common import Setup, budget_map, check_choice
+from studylib.experiments.common import Setup, budget_parameters
 from studylib.experiments.result import Result
 from studylib.pages import rows_by_source, style_table
 from studylib import metric_catalog as mc
 from studylib.reported import beside_reported, reported_points
 
 TABLE1_METRICS = ["accuracy", "ece", "brier", "nll", "aurc", "temperature"]
-CI_COLUMNS = ["config", "accuracy", "accuracy_low", "accuracy_high", "ece", "ece_low", "ece_high", "brier",
-              "brier_low", "brier_high", "aurc", "aurc_low", "aurc_high"]
+CI_COLUMNS = ["config", "accuracy", "accuracy_low", "accuracy_high", "ece", "ece_low", "ece_high", "ece_debiased",
+              "ece_debiased_low", "ece_debiased_high", "smece", "smece_low", "smece_high", "aurc", "aurc_low",
+              "aurc_high"]
 
 
 def run(*, dataset, dataset_options, pruner, budgets, reported_budgets, moderate_k, aggressive_k, accuracy_margin,
         n_folds, **settings) -> Result:
     setup = Setup.create("u_curve", settings)
     setup.validate(dataset, dataset_options, ["full", pruner], budgets)
-    k_map = budget_map(budgets, reported_budgets)
-    check_choice("moderate_k", moderate_k, budgets)
-    check_choice("aggressive_k", aggressive_k, budgets)
+    k_map, moderate_k, aggressive_k = budget_parameters(setup, budgets, reported_budgets, moderate_k, aggressive_k)
 
     rows = setup.sweep(dataset, dataset_options, ["full", pruner], budgets)
-    summary = analysis.calibration_summary(rows, **setup.stats)
+    summary = analysis.calibration_summary(rows, ci=analysis.CI_METRICS + analysis.ESTIMATOR_METRICS, **setup.stats)
     temperature = analysis.temperature_summary(rows, n_folds=n_folds, seed=setup.bootstrap_seed)
     table = summary.merge(temperature[["config", "t_mean"]], on="config").rename(columns={"t_mean": "temperature"})
     side = beside_reported(table, TABLE1_METRICS, paper="000", table="Table 1", label=setup.label, k_map=k_map)

@@ -37,13 +37,15 @@ DEFAULT_LEVEL = 0.95
 @dataclass(frozen=True)
 class BootstrapInterval:
     """``estimate`` on the original data, percentile interval [``low``, ``high``] at
-    ``confidence_level``, and the B resampled values in ``distribution``."""
+    ``confidence_level``, and the B resampled values in ``distribution``; ``n_samples`` is the
+    number of samples (questions) the estimate rests on, where the caller records it (0: unknown)."""
 
     estimate: float
     low: float
     high: float
     confidence_level: float
     distribution: np.ndarray
+    n_samples: int = 0
 
     @property
     def n_resamples(self) -> int:

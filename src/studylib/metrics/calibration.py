@@ -32,13 +32,34 @@ builds).  ``edges`` says which side of a bin is closed:
     confidence equals 1 exactly.
 
 The two conventions differ only for confidences that sit exactly on an inner boundary.
+
+Estimators of the calibration error
+-----------------------------------
+Binned ECE is biased upward, by roughly sqrt(M / N) for a calibrated model, and the bias moves when
+pruning moves the confidence distribution.  Two other estimators go beside it:
+
+* :func:`debiased_ece` — Kumar, Liang & Ma (2019, "Verified uncertainty calibration"), the bias
+  correction their package ``uncertainty-calibration`` applies to the 15-bin ECE
+  (``calibration.get_ece(..., debias=True)``): 2·ECE minus the mean ECE of label means redrawn from
+  their normal sampling distribution.  The package draws 1,000 normal samples; this module uses the
+  closed form of that mean (:func:`debiased_ece_from_bins`), which is what the draws estimate, and
+  keeps bins with fewer than two questions (the package refuses them).  Written from bin sums so the
+  bootstrap evaluates it on weighted bins (:mod:`studylib.analysis.resampled`).
+* :func:`smooth_ece` — Błasiok & Nakkiran's smooth ECE, ``relplot.smECE`` (kernel-smoothed residuals,
+  bandwidth chosen as the fixed point σ = smECE_σ).  relplot takes no sample weights, so
+  :class:`WeightedSmoothECE` evaluates the same computation on many resamples at once from their
+  multiplicities (tests check it against ``relplot.smECE`` on the expanded samples).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+import relplot
+from scipy import fft, sparse
+from scipy.special import erf
 
 from studylib.metrics.validation import (
     Edges,
@@ -256,3 +277,148 @@ def negative_log_likelihood(probs, labels, clip: float = NLL_CLIP) -> float:
     check_same_length(probs=probs, labels=labels)
     true_prob = probs[np.arange(len(labels)), labels]
     return float(-np.mean(np.log(np.maximum(true_prob, clip))))
+
+
+def debiased_ece_from_bins(count, confidence_sum, correct_sum) -> np.ndarray:
+    r"""Kumar et al.'s debiased ECE from per-bin weighted counts and sums (last axis: the M bins;
+    leading axes: e.g. resamples).
+
+    With :math:`n_b` questions in bin b, mean label (accuracy) :math:`\bar y_b`, mean confidence
+    :math:`\bar c_b`, :math:`w_b = n_b / N`, the plug-in ECE is :math:`\sum_b w_b |\bar y_b - \bar c_b|`
+    and the bias correction is the mean of the same sum with :math:`\bar y_b` redrawn from
+    :math:`\mathcal N(\bar y_b, s_b^2)`, :math:`s_b^2 = \bar y_b (1 - \bar y_b) / n_b`:
+    :math:`\mathrm{dECE} = 2\,\mathrm{ECE} - \sum_b w_b\, E|X_b - \bar c_b|`, where for
+    :math:`d = \bar y_b - \bar c_b`, :math:`E|X_b - \bar c_b| = s_b\sqrt{2/\pi}\,e^{-d^2/2s_b^2}
+    + d\,\mathrm{erf}(d / \sqrt 2 s_b)` (= |d| when :math:`s_b = 0`).  Empty bins add nothing."""
+    count = np.asarray(count, dtype=np.float64)
+    filled = count > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(filled, np.asarray(correct_sum, dtype=np.float64) / count, 0.0)
+        confidence = np.where(filled, np.asarray(confidence_sum, dtype=np.float64) / count, 0.0)
+        sd = np.sqrt(np.where(filled, accuracy * (1.0 - accuracy) / count, 0.0))
+        d = accuracy - confidence
+        spread = sd * math.sqrt(2.0 / math.pi) * np.exp(-0.5 * (d / sd) ** 2) + d * erf(d / (math.sqrt(2.0) * sd))
+    expected = np.where(sd > 0, spread, np.abs(d))
+    weight = count / count.sum(axis=-1, keepdims=True)
+    return np.sum(weight * (2.0 * np.abs(d) - expected), axis=-1)
+
+
+def debiased_ece(confidence, correct, n_bins: int = DEFAULT_N_BINS, edges: Edges = DEFAULT_EDGES) -> float:
+    """Kumar et al.'s debiased ECE on the same M equal-width bins as :func:`expected_calibration_error`
+    (:func:`debiased_ece_from_bins` gives the formula)."""
+    confidence, correct = _confidence_and_correct(confidence, correct)
+    index = bin_index(confidence, n_bins, edges)
+    sums = [np.bincount(index, weights=w, minlength=n_bins)
+            for w in (np.ones(len(confidence)), confidence, correct.astype(np.float64))]
+    return float(debiased_ece_from_bins(*sums))
+
+
+def smooth_ece(confidence, correct) -> float:
+    """Smooth ECE of top-label confidences (Błasiok & Nakkiran 2023): ``relplot.smECE``."""
+    confidence, correct = _confidence_and_correct(confidence, correct)
+    return float(relplot.smECE(confidence, correct.astype(np.float64)))
+
+
+class WeightedSmoothECE:
+    """``relplot.smECE`` of many weighted copies of one sample at once: row r of ``weights`` says how
+    often each question enters resample r (:func:`studylib.metrics.resample_counts`).
+
+    relplot evaluates, at bandwidth σ, :math:`\mathrm{smECE}_σ = \sum_t |K_σ * r|(t) / \sum_t (K_σ *
+    1)(t)` on a mesh t, where ``* r`` smooths the residuals :math:`c_i - a_i` rounded linearly onto a
+    grid of G points (``relplot.kernels.smooth_round_to_grid``) with a Gaussian kernel reflected at 0
+    and 1, and picks σ by ten bisection steps towards σ = smECE_σ.  Everything before the kernel is
+    linear in the sample, so a weighted sample is its weights times a fixed N × G rounding matrix;
+    the reflected convolution is diagonal in the type-I DCT (whole-sample symmetric extension), so
+    every resample is smoothed by one inverse DCT per bandwidth, and the bisection runs for all
+    resamples together (rows that try the same σ share its kernel)."""
+
+    EPS = 0.001  # relplot.smECE's smallest bandwidth
+    STEPS = 10  # relplot.metrics.search_param's refinement steps
+
+    def __init__(self, confidence, correct):
+        confidence, correct = _confidence_and_correct(confidence, correct)
+        self.f = confidence
+        self.residual = confidence - correct.astype(np.float64)
+        self._rounding: dict[int, tuple] = {}
+        self._kernels: dict[float, np.ndarray] = {}
+
+    @staticmethod
+    def _grid(sigma: float) -> int:
+        """relplot's grid size for bandwidth σ (``GaussianKernel.apply``)."""
+        return max(2000, round(20 / sigma)) // 2 + 1
+
+    def _rounding_matrices(self, g: int):
+        """The N × G matrices rounding the residuals and the ones onto a grid of g points."""
+        if g not in self._rounding:
+            n = len(self.f)
+            low = (self.f * (g - 1)).astype(int).clip(0, g - 2)
+            frac = self.f * (g - 1) - low
+            rows, cols = np.r_[np.arange(n), np.arange(n)], np.r_[low, low + 1]
+            spread = np.r_[1 - frac, frac]
+            self._rounding[g] = tuple(sparse.csc_matrix((spread * values, (rows, cols)), shape=(n, g))
+                                      for values in (np.r_[self.residual, self.residual], np.ones(2 * n)))
+        return self._rounding[g]
+
+    def _kernel_spectrum(self, sigma: float, g: int) -> np.ndarray:
+        """DCT-I eigenvalues of relplot's reflected Gaussian kernel (``ReflectedGaussianKernel``)."""
+        if sigma not in self._kernels:
+            kernel = relplot.kernels.ReflectedGaussianKernel(sigma).kernel_ev(g)
+            half = np.zeros(g)
+            half[: g // 2 + 1] = kernel[g // 2:]
+            self._kernels[sigma] = fft.dct(half, type=1)
+        return self._kernels[sigma]
+
+    def _smooth_ece_at(self, smoothed: np.ndarray, sigma: float) -> np.ndarray:
+        """smECE_σ (relplot.metrics.smooth_ece) from the smoothed residual and density grids of some
+        resamples (stacked: residuals, then densities)."""
+        g, half = smoothed.shape[1], len(smoothed) // 2
+        mesh = np.linspace(0, 1, max(round(10 / sigma), 200))
+        cell = (mesh * (g - 1)).astype(int).clip(0, g - 2)  # relplot.kernels.interpolate
+        fraction = (mesh - cell * (1 / (g - 1))) / (1 / (g - 1))
+        values = smoothed[:, cell] * (1 - fraction) + smoothed[:, cell + 1] * fraction
+        residual, density = values[:half], values[half:] + 0.0001
+        return np.sum(np.abs(residual / density) * density, axis=1) / np.sum(density, axis=1)
+
+    def resampled(self, weights) -> np.ndarray:
+        """smECE of each row of ``weights`` (R × N multiplicities), as ``relplot.smECE`` of the
+        sample with question i repeated ``weights[r, i]`` times."""
+        w = np.asarray(weights, dtype=np.float64)
+        spectra: dict[int, np.ndarray] = {}
+
+        def at(sigmas: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            """smECE at each row's own bandwidth: one inverse DCT per grid size, then per bandwidth."""
+            out = np.empty(len(rows))
+            grids = np.array([self._grid(float(s)) for s in sigmas])
+            for g in np.unique(grids):
+                if g not in spectra:
+                    residual, ones = self._rounding_matrices(int(g))
+                    grid = np.vstack([(residual.T @ w.T).T, (ones.T @ w.T).T])
+                    spectra[g] = fft.dct(grid, type=1, axis=1)
+                chosen = np.flatnonzero(grids == g)
+                picked = np.r_[rows[chosen], rows[chosen] + len(w)]
+                distinct, which = np.unique(sigmas[chosen], return_inverse=True)
+                kernels = np.vstack([self._kernel_spectrum(float(s), int(g)) for s in distinct])[which]
+                smoothed = fft.idct(spectra[g][picked] * np.vstack([kernels, kernels]), type=1, axis=1)
+                for i, sigma in enumerate(distinct):
+                    mine = np.flatnonzero(which == i)
+                    out[chosen[mine]] = self._smooth_ece_at(smoothed[np.r_[mine, mine + len(chosen)]], float(sigma))
+            return out
+
+        everyone = np.arange(len(w))
+        value = at(np.ones(len(w)), everyone)
+        settled = value > 1.0  # relplot: bandwidth 1 is kept when 1 < smECE_1
+        start, end = np.ones(len(w)), np.zeros(len(w))
+        for _ in range(self.STEPS):
+            middle = (start + end) / 2
+            too_narrow = ~settled & (middle < self.EPS)  # relplot's predicate: σ < eps or σ < smECE_σ
+            at_middle = np.full(len(w), np.nan)
+            rows = np.flatnonzero(~settled & (middle >= self.EPS))
+            if len(rows):
+                at_middle[rows] = at(middle[rows], rows)
+                too_narrow[rows] = middle[rows] < at_middle[rows]
+            moving = ~settled
+            end = np.where(moving & too_narrow, middle, end)
+            widen = moving & ~too_narrow
+            start = np.where(widen, middle, start)
+            value = np.where(widen, at_middle, value)  # relplot returns smECE at the final start
+        return value

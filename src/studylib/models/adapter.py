@@ -14,13 +14,15 @@ Batches are left-padded and carry explicit position ids, so a padded row gives t
 as the row alone; images of several sizes are scored one size at a time
 (:mod:`studylib.models.batching`).
 
-Rows that share their ``[system text][image]`` prefix are scored with the prefix computed once
-(:mod:`studylib.models.prefix_cache`; same numbers, fewer token slots).
+The system text is prefilled once and rows that share their ``[system text][image]`` prefix are
+scored with the prefix computed once (:mod:`studylib.models.prefix_cache`; same numbers to float
+rounding, fewer token slots).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -34,11 +36,21 @@ from studylib.models.batching import (ScoreResult, clip_budget, distinct_images,
 from studylib.models.families import VisualRow, family_for, row_positions
 from studylib.models.llm_pruning import InLLMPruner, RegistryInLLMPruner, in_llm_pruning
 from studylib.models.loading import load_model
-from studylib.models.prefix_cache import PromptRows, padded_positions, prefix_groups, shared_prefix_logits
+from studylib.models.prefix_cache import PromptRows, cached_prefix_logits, padded_positions
 from studylib.tokens import QueryContext, RaggedTokens, Selection, VisualTokens, stack_tokens
 
 ImageInput = Image.Image | str | os.PathLike | bytes
 Verbalizer = Mapping[str, Sequence[str]]
+
+
+def single_token_id(tokenizer, word: str) -> int:
+    """The id of verbalizer ``word``, which must encode to exactly one known token."""
+    ids = tokenizer(word, add_special_tokens=False).input_ids
+    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        raise ValueError(f"verbalizer word {word!r} is not a single token in this tokenizer "
+                         f"(it encodes to {pieces}); use words that encode to one known token")
+    return ids[0]
 
 
 class LlavaAdapter:
@@ -61,6 +73,7 @@ class LlavaAdapter:
         if self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token before scoring batches")
         self._cache: dict[str, VisualTokens] = {}
+        self._system_states: dict[tuple[int, ...], list] = {}  # keys/values of system texts (prefix_cache)
         self._share_prefixes = True  # False forces the single-forward scoring path (tests, benchmarks)
         self._encode_prompt = lru_cache(maxsize=65536)(self._encode_prompt_uncached)
         self._token_ids = lru_cache(maxsize=4096)(self._single_token_id)
@@ -125,6 +138,7 @@ class LlavaAdapter:
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._system_states.clear()
 
     # ------------------------------------------------------------------ prompts and verbalizers
 
@@ -141,12 +155,7 @@ class LlavaAdapter:
         return tuple(before), tuple(after)
 
     def _single_token_id(self, word: str) -> int:
-        ids = self.tokenizer(word, add_special_tokens=False).input_ids
-        if len(ids) != 1 or ids[0] == self.tokenizer.unk_token_id:
-            pieces = self.tokenizer.convert_ids_to_tokens(ids)
-            raise ValueError(f"verbalizer word {word!r} is not a single token in this tokenizer "
-                             f"(it encodes to {pieces}); use words that encode to one known token")
-        return ids[0]
+        return single_token_id(self.tokenizer, word)
 
     def verbalizer_ids(self, verbalizer: Verbalizer) -> list[list[int]]:
         """Token ids of each label's variants; every variant must be one distinct token."""
@@ -200,14 +209,12 @@ class LlavaAdapter:
 
     def left_padded(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, width) token ids right-aligned on pad tokens, and the mask of the real ones."""
-        width = max(len(seq) for seq in sequences)
+        lengths = torch.tensor([len(seq) for seq in sequences])
+        width = int(lengths.max())
+        mask = torch.arange(width) >= width - lengths.unsqueeze(1)
         ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for i, seq in enumerate(sequences):
-            if seq:
-                ids[i, width - len(seq):] = torch.tensor(seq)
-                mask[i, width - len(seq):] = 1
-        return ids.to(self.device), mask.to(self.device)
+        ids[mask] = torch.tensor([token for seq in sequences for token in seq], dtype=torch.long)  # row-major order
+        return ids.to(self.device), mask.long().to(self.device)
 
     def embed_ids(self, ids: torch.Tensor, visual: Sequence[VisualRow] | None = None) -> torch.Tensor:
         """Input embeddings of ``ids`` with the image slots filled by ``visual`` row by row."""
@@ -224,10 +231,9 @@ class LlavaAdapter:
         visual, indices = self._visual_sequence(tokens, keep)
         check_rows(prompts, visual)
         if in_llm is None and self._share_prefixes:
-            rows = self._prompt_rows(prompts, suffixes)
-            group_of = prefix_groups(rows, tokens.image_keys, visual, indices)
-            if group_of is not None:
-                return shared_prefix_logits(self, rows, visual, group_of), indices
+            logits = cached_prefix_logits(self, self._prompt_rows(prompts, suffixes), tokens.image_keys, visual, indices)
+            if logits is not None:
+                return logits, indices
         embeds, mask, positions, image_positions = self._inputs(prompts, visual, suffixes)
         record: dict = {}
         if in_llm is not None:
@@ -266,19 +272,32 @@ class LlavaAdapter:
                 (rows, self.score(pick(prompts, rows), sub, None, pick(verbalizers, rows), in_llm,
                                   clip_budget(in_llm_k, sub))) for rows, sub in tokens.groups()])
         logits, indices = self._last_logits(prompts, tokens, keep, in_llm, in_llm_k)
-        log_probs = logits.log_softmax(-1)
-        width = max(len(v) for v in verbalizers)
-        class_logits = np.full((len(prompts), width), np.nan)
-        probs = np.full((len(prompts), width), np.nan)
-        mass = np.empty(len(prompts))
-        for i, verbalizer in enumerate(verbalizers):
-            ids = self.verbalizer_ids(verbalizer)
-            per_class = torch.stack([log_probs[i, row].logsumexp(0) for row in ids])
-            class_logits[i, : len(ids)] = per_class.double().cpu().numpy()
-            probs[i, : len(ids)] = per_class.softmax(0).double().cpu().numpy()
-            mass[i] = per_class.logsumexp(0).exp().item()
+        class_logits, probs, mass = self._verbalizer_scores(logits.log_softmax(-1), verbalizers)
         top = self.tokenizer.convert_ids_to_tokens(logits.argmax(-1).tolist())
         return ScoreResult([tuple(v) for v in verbalizers], probs, class_logits, mass, top, indices)
+
+    def _verbalizer_scores(self, log_probs: torch.Tensor, verbalizers: Sequence[Verbalizer]):
+        """(class logits, probabilities, verbalizer mass) of each row (:class:`ScoreResult`),
+        computed once per distinct verbalizer for all its rows: a class's logit is the
+        ``logsumexp`` of its variants' log-probabilities (absent variants padded with -inf)."""
+        width = max(len(v) for v in verbalizers)
+        class_logits = np.full((len(verbalizers), width), np.nan)
+        probs = np.full((len(verbalizers), width), np.nan)
+        mass = np.empty(len(verbalizers))
+        rows_of: dict[tuple, list[int]] = {}
+        for i, verbalizer in enumerate(verbalizers):
+            rows_of.setdefault(tuple((label, tuple(words)) for label, words in verbalizer.items()), []).append(i)
+        for rows, first in ((rows, rows[0]) for rows in rows_of.values()):
+            ids = self.verbalizer_ids(verbalizers[first])
+            depth = max(len(variants) for variants in ids)
+            table = torch.tensor([variants + variants[:1] * (depth - len(variants)) for variants in ids])
+            absent = torch.tensor([[j >= len(variants) for j in range(depth)] for variants in ids])
+            picked = log_probs[rows][:, table.to(log_probs.device)].masked_fill(absent.to(log_probs.device), -math.inf)
+            per_class = picked.logsumexp(-1)
+            class_logits[rows, : len(ids)] = per_class.double().cpu().numpy()
+            probs[rows, : len(ids)] = per_class.softmax(-1).double().cpu().numpy()
+            mass[rows] = per_class.logsumexp(-1).exp().double().cpu().numpy()
+        return class_logits, probs, mass
 
     def _route(self, pruner, tokens: VisualTokens, k: int, query: QueryContext | None):
         """(keep, in_llm, in_llm_k) for a registry pruner: vision-stage pruners select here

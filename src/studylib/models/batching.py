@@ -76,14 +76,20 @@ def distinct_images(tokens: VisualTokens) -> tuple[list[int], list[int]] | None:
     """``(first row of each distinct image, distinct image of each row)`` when several rows hold the
     same image (the questions of one image in a sweep batch), else ``None``.  Rows share an image
     when their image keys agree and their features are equal bitwise (a key reused for another
-    image is never shared)."""
+    image is never shared; rows stacked from one cached image object are equal without comparing)."""
     keys = tokens.image_keys
     if not keys or len(set(keys)) == len(keys):
         return None
     first: dict[str, int] = {}
     for row, key in enumerate(keys):
         first.setdefault(key, row)
-    if not all(torch.equal(tokens.features[row], tokens.features[first[key]]) for row, key in enumerate(keys)):
+    parts = tokens._parts if len(tokens._parts) == len(keys) else None  # rows stacked from cached images
+
+    def same(row: int, other: int) -> bool:
+        return (parts is not None and parts[row] is parts[other]) or torch.equal(tokens.features[row],
+                                                                                 tokens.features[other])
+
+    if not all(same(row, first[key]) for row, key in enumerate(keys)):
         return None
     slot = {key: i for i, key in enumerate(first)}
     return list(first.values()), [slot[key] for key in keys]

@@ -6,7 +6,9 @@ Names resolve offline first (:func:`resolve_checkpoint`): ``"toy"``, a tiny name
 local directory (checked for its config, readable safetensors headers and tokenizer files), or
 a hub id whose ``config.json`` is already in the local Hugging Face cache.  Anything else fails
 at once, without touching the network, naming the closest known name and how to download it.
-Devices and dtypes are checked before anything loads (:func:`check_device`, :func:`check_dtype`).
+Devices and dtypes are checked before anything loads (:func:`check_device`, :func:`check_dtype`);
+the loaded weights are checked for NaN and infinite values in one pass
+(:func:`nonfinite_tensors`: one reduction per tensor on the device it lives on, no copy).
 
 The model class follows the checkpoint's ``model_type`` (``llava``, ``llava_next``,
 ``qwen2_5_vl``).  In the LLaVA families only the CLIP tower runs eager attention (the [CLS]
@@ -19,6 +21,7 @@ missing, Qwen2.5-VL's processor is rebuilt without its video half
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -230,6 +233,45 @@ def _load_error(source: str, error: Exception) -> Exception:
     return error
 
 
+def nonfinite_tensors(model: torch.nn.Module) -> list[str]:
+    """Names of the floating-point parameters and buffers of ``model`` that hold a NaN or an
+    infinite value.  One ``aminmax`` reduction per tensor on its own device (a NaN propagates to
+    both ends, an infinity is an end), so no tensor is copied; the ends are checked together,
+    one transfer of flags per device."""
+    names: dict[torch.device, list[str]] = {}
+    ends: dict[torch.device, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
+            if tensor.is_floating_point() and tensor.numel():
+                names.setdefault(tensor.device, []).append(name)
+                ends.setdefault(tensor.device, []).extend(torch.aminmax(tensor))
+        bad = []
+        for device, values in ends.items():
+            finite = torch.isfinite(torch.stack(values).view(-1, 2)).all(1).tolist()
+            bad += [name for name, ok in zip(names[device], finite) if not ok]
+    return bad
+
+
+def check_finite_weights(model: torch.nn.Module, source: str, dtype: torch.dtype) -> None:
+    """:class:`CheckpointError` naming the checkpoint's files when a loaded weight holds NaN or
+    an infinity (scoring would store NaN probabilities as results)."""
+    bad = nonfinite_tensors(model)
+    if not bad:
+        return
+    overflow = (" If the files are intact, the values overflow float16: load with dtype='bfloat16' or 'float32'."
+                if dtype == torch.float16 else "")
+    raise CheckpointError(f"{len(bad)} weight tensor(s) of {source} hold NaN or infinite values after loading "
+                          f"(e.g. {bad[:3]}): {weight_files(source)} are damaged; re-download or re-copy the "
+                          f"checkpoint.{overflow}")
+
+
+def weight_files(source: str) -> str:
+    """The weight files of a checkpoint directory, named for an error message (else the source)."""
+    path = Path(source)
+    files = [f.name for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))] if path.is_dir() else []
+    return f"the weight files {files} in {path}" if files else f"the weights of {source}"
+
+
 def load_model(name_or_path: str | os.PathLike = TOY_MODEL_NAME, device: str | torch.device = "cpu",
                dtype: torch.dtype | str = torch.float32):
     """Load ``(model, processor)`` in eval mode.
@@ -240,13 +282,16 @@ def load_model(name_or_path: str | os.PathLike = TOY_MODEL_NAME, device: str | t
     ``llava-hf/llava-v1.6-vicuna-7b-hf`` or ``Qwen/Qwen2.5-VL-7B-Instruct``.  With no network, a
     hub id that is not in the local cache fails at once with a message naming the directory to
     download it to (:func:`resolve_checkpoint`); a bad device or dtype raises
-    :class:`ModelSettingError` (:func:`check_device`, :func:`check_dtype`).
+    :class:`ModelSettingError` (:func:`check_device`, :func:`check_dtype`); weights holding NaN or
+    infinite values raise :class:`CheckpointError` (:func:`check_finite_weights`).
     """
     device = check_device(device)
     dtype = check_dtype(dtype, device)
     if str(name_or_path) in TINY_RANDOM_NAMES:
         model, processor = tiny_random(str(name_or_path))
-        return model.to(device, dtype), processor
+        model = model.to(device, dtype)
+        check_finite_weights(model, str(name_or_path), dtype)
+        return model, processor
     source = resolve_checkpoint(name_or_path)
     if Path(source).is_dir():
         check_checkpoint_dir(Path(source))
@@ -258,11 +303,14 @@ def load_model(name_or_path: str | os.PathLike = TOY_MODEL_NAME, device: str | t
         processor = load_processor(source, offline)
     except Exception as error:  # noqa: BLE001 - transformers, tokenizers and safetensors raise many types
         raise _load_error(source, error) from error
-    return model.to(device).eval(), processor
+    model = model.to(device).eval()
+    check_finite_weights(model, source, dtype)
+    return model, processor
 
 
 __all__ = ["ATTENTION", "DTYPES", "MODEL_CLASSES", "CheckpointError", "ModelNotFoundError", "ModelSettingError",
            "REPO_ROOT", "TINY_LLAVA_NEXT_NAME", "TINY_QWEN_NAME", "TINY_RANDOM_NAME", "TINY_RANDOM_NAMES",
            "TOY_MODEL_DIR", "TOY_MODEL_NAME", "check_checkpoint_dir", "check_device", "check_dtype",
-           "known_model_names", "load_model", "load_processor", "model_class", "resolve_checkpoint",
+           "check_finite_weights", "known_model_names", "load_model", "load_processor", "model_class",
+           "nonfinite_tensors", "resolve_checkpoint", "weight_files",
            "tiny_random_llava", "tiny_random_processor"]

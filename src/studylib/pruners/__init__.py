@@ -10,7 +10,9 @@
 A vision-stage pruner is called as ``pruner(tokens, k, query=None) -> Selection`` (kept patch
 indices ``(B, K)`` in raster order; merging pruners also fill ``Selection.merged``).  LLM-stage
 pruners (``fastv``, ``dart``) expose their pure rule as ``pruner.rule`` and their decoder layer
-as ``pruner.layer``; the model adapter applies them in its decoder-layer hook.
+as ``pruner.layer``; the model adapter applies them in its decoder-layer hook.  The staged ones
+(``pdrop``, ``sparsevlm``) drop tokens before several layers: ``pruner.layer`` is ``None`` and
+``pruner.rule(n_layers, k)`` gives their :class:`~studylib.pruners._staged.StagePlan`.
 ``describe_pruners()`` prints every pruner with its parameters and defaults, ``pruner_table()`` gives the same
 as a table with each method's family and source.  One module per
 method; each module docstring gives the formula, the official defaults and the deviations.
@@ -51,8 +53,11 @@ from studylib.pruners import (  # noqa: E402,F401  (registration side effects)
     idselect,
     agile,
     scope_adaptive,
+    hired,
     fastv,
     dart,
+    pdrop,
+    sparsevlm,
 )
 from studylib.pruners.agile import adaptive_count, attention_entropy, erank, reference_entropy, reference_erank
 from studylib.pruners.dart import dart_rule

@@ -11,10 +11,15 @@ with the same signature as the fast kernel it stands for:
   boolean alive / chosen masks, one threshold row per step, the fallback inside the loop (the
   implementation before issue 16);
 * :func:`dpp_greedy` for ``cdpruner.dpp_greedy`` (cdpruner): the official fast-greedy loop
-  (``cis`` / ``di2s``) with the rank-exhaustion guard checked at every step.
+  (``cis`` / ``di2s``) with the rank-exhaustion guard checked at every step;
+* :func:`cluster_merge` for ``sparsevlm.cluster_merge`` (sparsevlm's recycling): the DPC-KNN of the
+  official ``cluster_and_merge`` one image and one token at a time, pairwise distances as written
+  (``‖x_i − x_j‖``), the official ``topk`` / ``argmin`` steps as Python loops (no random jitter);
+* :func:`select_raters` for ``sparsevlm.select_raters``: the official rater rule on one unpadded row
+  at a time (``softmax(V Tᵀ)`` over the text, mean over the image tokens, ``> mean``).
 
 Only the loops differ: similarities, relevance, erank, budgets and output ordering are the
-pruners' own code.  :func:`naive_kernels` swaps the three kernels for these references while a
+pruners' own code.  :func:`naive_kernels` swaps the kernels for these references while a
 pruner runs (every ``studylib.pruners`` module attribute bound to a fast kernel is rebound, then
 restored), so ``run_naive(pruner, tokens, k, query)`` is the complete naive pruner on
 bit-identical inputs.  ``tests/pruners/test_pruners_fast.py`` checks that fast and naive keep the
@@ -29,8 +34,10 @@ from typing import Iterator
 
 import torch
 
+import math
+
 from studylib.tokens import QueryContext, Selection, VisualTokens
-from studylib.pruners import agile, cdpruner, divprune
+from studylib.pruners import agile, cdpruner, divprune, sparsevlm
 from studylib.pruners._similarity import stable_desc_order
 from studylib.pruners.registry import Pruner
 
@@ -119,11 +126,42 @@ def dpp_greedy(kernel: torch.Tensor, k: int, fill_score: torch.Tensor) -> torch.
     return order
 
 
+def cluster_merge(x: torch.Tensor, c: int) -> torch.Tensor:
+    """SparseVLM's DPC-KNN merge (official ``cluster_and_merge``), one image and one token at a time."""
+    out = []
+    for image in x:
+        m, d = image.shape
+        dist = [[float((image[i] - image[j]).norm()) / math.sqrt(d) for j in range(m)] for i in range(m)]
+        density = [math.exp(-sum(v * v for v in sorted(row)[:c]) / c) for row in dist]
+        farthest = max(max(row) for row in dist)
+        delta = [min([dist[i][j] for j in range(m) if density[j] > density[i]], default=farthest) for i in range(m)]
+        centres = sorted(range(m), key=lambda i: (-delta[i] * density[i], i))[:c]
+        members: list[list[int]] = [[] for _ in centres]
+        for i in range(m):
+            nearest = centres.index(i) if i in centres else min(range(c), key=lambda a: (dist[centres[a]][i], a))
+            members[nearest].append(i)
+        out.append(torch.stack([image[group].sum(dim=0) / (len(group) + 1e-6) for group in members]))
+    return torch.stack(out)
+
+
+def select_raters(visual: torch.Tensor, text: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """SparseVLM's raters, the official rule on one unpadded row at a time."""
+    out = torch.zeros_like(valid)
+    for b in range(len(visual)):
+        columns = valid[b].nonzero().flatten()
+        relevance = (visual[b] @ text[b, columns].T).softmax(dim=1).mean(dim=0)
+        chosen = relevance > relevance.mean()
+        out[b, columns] = chosen if bool(chosen.any()) else True
+    return out
+
+
 #: fast kernel -> naive reference
 SWAPS = {
     divprune.max_min_order: max_min_order,
     agile.threshold_order: threshold_order,
     cdpruner.dpp_greedy: dpp_greedy,
+    sparsevlm.cluster_merge: cluster_merge,
+    sparsevlm.select_raters: select_raters,
 }
 
 #: registered pruners whose selection runs through a swapped kernel (the others have one implementation)

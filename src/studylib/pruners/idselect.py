@@ -28,9 +28,14 @@ on the penultimate vision features (``space = vision``; ``llm`` = projected embe
     update = max:            s_i = s⁰_i · exp(−γ max_{j ∈ T} sim_ij)   (nearest pick only)
 
 ``γ = 20`` (fixed across the paper's experiments).  ``γ = 0`` is plain top-K by importance.
-Scores are kept in log space (``log s⁰ − γ·…``, ``s⁰`` floored at 1e-30) so the compounding
-exponentials never underflow into ties; the argmax is the same as in linear space.  Ties: lower
-index.  The cosine matrix is computed once per :class:`VisualTokens` object (shared by every config
+Scores are kept in log space (``log s⁰ − γ·…``) so the compounding exponentials never underflow
+into ties; the argmax is the same as in exact linear-space arithmetic.  A token of importance
+exactly 0 (the least important one after min–max) keeps score ``0 · exp(…) = 0`` while every other
+score stays positive, so it is picked only after every token of positive importance, zeros among
+themselves in index order (they tie at 0); in log space it is ``−∞`` (kept as the dtype's lowest
+finite value, below every reachable ``log s⁰ − γ·…``).  Before issue 28 ``s⁰`` was floored at 1e-30
+(log −69), and at large K/N a heavily suppressed positive token fell below the floored zero, which
+was then kept first.  Other ties: lower index.  The cosine matrix is computed once per :class:`VisualTokens` object (shared by every config
 run on it); a single image on the CPU steps in numpy
 (:func:`~studylib.pruners._similarity.host_loop`, the same operations and picks).  Output in raster
 order.  ``relevance``/``unified`` need ``query.text_attention``.
@@ -69,6 +74,13 @@ def importance_scores(tokens: VisualTokens, query: QueryContext | None, importan
     return mix * minmax(sal) + (1.0 - mix) * minmax(rel)
 
 
+def log_importance(score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log s⁰, s⁰ == 0)``: the log importance (0 where ``s⁰ = 0``, whose flag then ranks the
+    token below every positive one; see the module docstring)."""
+    zero = score <= 0
+    return torch.log(torch.where(zero, torch.ones_like(score), score)), zero
+
+
 def suppression_order(score: torch.Tensor, sim: torch.Tensor, k: int, gamma: float, update: str) -> torch.Tensor:
     """Greedy pick with exponential similarity suppression on a ``(B, N, N)`` cosine matrix.
 
@@ -76,15 +88,16 @@ def suppression_order(score: torch.Tensor, sim: torch.Tensor, k: int, gamma: flo
     """
     b, n = score.shape
     rows = torch.arange(b, device=score.device)
-    base = torch.log(score.to(sim.dtype).clamp_min(1e-30))
+    base, zero = log_importance(score.to(sim.dtype))
     if host_loop(sim):
-        return _suppression_order_host(base, sim, k, gamma, update)
+        return _suppression_order_host(base, zero, sim, k, gamma, update)
     pressure = torch.zeros_like(base)
     neg_inf = torch.tensor(float("-inf"), dtype=sim.dtype, device=sim.device)
+    lowest = torch.tensor(torch.finfo(sim.dtype).min, dtype=sim.dtype, device=sim.device)
     chosen = torch.zeros(b, n, dtype=torch.bool, device=sim.device)
     order = torch.empty(b, k, dtype=torch.long, device=sim.device)
     for t in range(k):
-        j = torch.where(chosen, neg_inf, base - gamma * pressure).argmax(dim=1)
+        j = torch.where(chosen, neg_inf, torch.where(zero, lowest, base - gamma * pressure)).argmax(dim=1)
         order[:, t] = j
         chosen[rows, j] = True
         s = sim[rows, j, :].clamp_min(0.0)
@@ -95,18 +108,22 @@ def suppression_order(score: torch.Tensor, sim: torch.Tensor, k: int, gamma: flo
     return order
 
 
-def _suppression_order_host(base: torch.Tensor, sim: torch.Tensor, k: int, gamma: float, update: str) -> torch.Tensor:
+def _suppression_order_host(base: torch.Tensor, zero: torch.Tensor, sim: torch.Tensor, k: int, gamma: float,
+                            update: str) -> torch.Tensor:
     """:func:`suppression_order` of one image in numpy (:func:`~studylib.pruners._similarity.host_loop`):
     the same float operations in the same order (``gamma`` rounded to the working dtype, as torch
     does with a Python scalar), the same first-maximum ``argmax``."""
     logs = base[0].numpy()
+    is_zero = zero[0].numpy()
     rows = sim[0].detach().numpy()
     pressure = np.zeros_like(logs)
     chosen = np.zeros(logs.shape[0], dtype=bool)
     g = logs.dtype.type(gamma)
+    lowest = np.finfo(logs.dtype).min
     picks = []
     for _ in range(k):
         score = logs - g * pressure
+        score[is_zero] = lowest
         score[chosen] = -np.inf
         j = int(score.argmax())
         picks.append(j)

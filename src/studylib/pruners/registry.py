@@ -24,6 +24,10 @@ Stages: ``"vision"`` pruners are called as ``pruner(tokens, k, query=None) -> Se
 ``"llm"`` pruners (FastV, DART) select inside the language model: their pure selection rule is
 ``pruner.rule(...)`` (all parameters bound except ``layer``), the decoder layer before which they
 act is ``pruner.layer``, and calling them on :class:`VisualTokens` raises.
+
+Pruners from outside the package register the same way from a plug-in module, which every lookup
+(:func:`get_pruner`, :func:`list_pruners`, ...) loads first (:mod:`studylib.plugins`: entry points of
+the group ``studylib.pruners``, files of ``--plugin`` / ``$STUDYLIB_PLUGINS``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from studylib.plugins import load_plugins
 from studylib.tokens import QueryContext, Selection, VisualTokens
 from studylib.pruners._similarity import check_budget, check_tokens
 from studylib.pruners.params import Param, PrunerConfigError
@@ -144,6 +149,7 @@ def register(
 
 
 def _info(name: str) -> PrunerInfo:
+    load_plugins()
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     try:
@@ -152,6 +158,7 @@ def _info(name: str) -> PrunerInfo:
         raise PrunerConfigError(
             f"unknown pruner {name!r}; valid pruners: {', '.join(sorted(_REGISTRY))}"
             + (f" (aliases: {', '.join(f'{a}={n}' for a, n in sorted(_ALIASES.items()))})" if _ALIASES else "")
+            + "; a pruner of your own: register it in a plug-in (--plugin FILE.py, see studylib.plugins)"
         ) from None
 
 
@@ -164,6 +171,7 @@ def list_pruners(stage: str | None = None) -> list[str]:
     """Registered pruner names (sorted), optionally only one stage (``"vision"`` / ``"llm"``)."""
     if stage not in (None, "vision", "llm"):
         raise PrunerConfigError(f"unknown stage {stage!r}; valid stages: vision, llm")
+    load_plugins()
     return sorted(n for n, i in _REGISTRY.items() if stage is None or i.stage == stage)
 
 
@@ -216,7 +224,8 @@ class Pruner:
 
     @property
     def layer(self) -> int | None:
-        """For LLM-stage pruners: the decoder layer before which they prune (else None)."""
+        """For LLM-stage pruners: the decoder layer before which they prune (else None; also None
+        for the staged ones, PyramidDrop and SparseVLM, whose layers depend on the model's depth)."""
         return self._params.get("layer") if self.stage == "llm" else None
 
     def _format_spec(self) -> str:
@@ -246,10 +255,10 @@ class Pruner:
     # -- use ---------------------------------------------------------------------------------
     def __call__(self, tokens: VisualTokens, k: int, query: QueryContext | None = None) -> Selection:
         if self.stage == "llm":
+            where = f"before decoder layer {self.layer}" if self.layer is not None else "before several decoder layers"
             raise RuntimeError(
-                f"{self._spec} runs inside the language model (before decoder layer "
-                f"{self._params['layer']}); it cannot select from VisualTokens alone. The model "
-                f"adapter applies `pruner.rule(...)` in its decoder-layer hook."
+                f"{self._spec} runs inside the language model ({where}); it cannot select from "
+                f"VisualTokens alone. The model adapter applies `pruner.rule(...)` in its decoder-layer hooks."
             )
         check_tokens(tokens, self._spec)
         k = check_budget(k, tokens.num_patches, self._spec)

@@ -12,9 +12,14 @@ writers merge their entries (the last atomic replace wins, a lost entry is re-ha
 **Tensors** (:func:`state_digest`): sha256 over the sorted ``state_dict`` entries (name, shape,
 dtype, raw bytes), the identity of weights held in memory.
 
-**Code** (:func:`code_digest`): sha256 of the source files whose code computes a stored
-number (:data:`CODE_PACKAGES` and the metrics modules the scoring path calls), so editing
-them gives new cells without bumping a version by hand.
+**Code** (:func:`code_digest`): sha256 of the code that computes a stored number, found from
+the objects that run (the scoring module, a pruner's function, a dataset's loader): their
+modules and every module of this package, or of the object's own top-level package (a
+plug-in's), that they import, at module level or inside a function, transitively.  Each is
+digested from its syntax tree with docstrings removed (comments are not in it) as
+:func:`ast.unparse` writes it, so a docstring, comment or formatting change keeps every stored
+cell and any change to the code gives new ones, without bumping a version by hand.  Code of
+other distributions (torch, transformers, ...) is covered by their versions in the key.
 
 **Tables** (:func:`table_checksum`): sha256 of a canonical form of an Arrow table's content
 (column names and types, null masks, values of non-null slots, list lengths), independent
@@ -24,11 +29,16 @@ was written with exactly when its content is unchanged.
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import importlib
 import inspect
 import json
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -36,15 +46,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-import studylib
-from studylib.metrics import attention_entropy, chair, chair_vocabulary, effective_rank
+from studylib.plugins import SOURCE_ATTRIBUTE
 
 BLOCK = 8 * 2**20
 CACHE_ENV = "STUDYLIB_DIGEST_CACHE"
 
-#: Source whose edits change stored numbers: the scoring path, the visual-token records, the
-#: model adapter / loading / prompts, the pruners (paths relative to the studylib package).
-CODE_PACKAGES = ("sweep/scoring.py", "tokens.py", "models", "pruners")
 
 
 def canonical(value: Any) -> str:
@@ -168,27 +174,97 @@ def state_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def code_files() -> list[Path]:
-    """The source files :func:`code_digest` covers, sorted (module docstring)."""
-    root = Path(studylib.__file__).parent
-    files = set()
-    for entry in CODE_PACKAGES:
-        path = root / entry
-        files.update(path.rglob("*.py") if path.is_dir() else [path])
-    files.update(Path(inspect.getsourcefile(fn)) for fn in (attention_entropy, chair, chair_vocabulary,
-                                                               effective_rank))
-    return sorted(f.resolve() for f in files)
+def _docstring_free(tree: ast.Module) -> ast.Module:
+    """``tree`` without the docstrings of its module, classes and functions."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return tree
 
 
-def code_digest() -> str:
-    """sha256 over the (package-relative path, source bytes with ``\\r\\n`` as ``\\n``) of
-    :func:`code_files`: any edit to them, comments included, gives new cells."""
-    root = Path(studylib.__file__).parent.resolve()
+def module_source(module: ModuleType) -> str:
+    """The source ``module`` ran from: the text a plug-in file was executed from
+    (:func:`studylib.plugins.load_plugin` keeps it), else its file as it is now."""
+    kept = getattr(module, SOURCE_ATTRIBUTE, None)
+    return kept if kept is not None else Path(inspect.getsourcefile(module)).read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(source: str) -> tuple[str, tuple[tuple[int, str, tuple[str, ...]], ...]]:
+    """(code without comments and docstrings as :func:`ast.unparse` writes it, every import
+    statement as (level, module, names)) of a module's source."""
+    tree = _docstring_free(ast.parse(source))
+    imports = []
+    for node in ast.walk(tree):  # module level and inside functions: a lazy import is code that runs too
+        if isinstance(node, ast.Import):
+            imports += [(0, alias.name, ()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            imports.append((node.level, node.module or "", tuple(alias.name for alias in node.names)))
+    return ast.unparse(tree), tuple(imports)
+
+
+def _import(name: str) -> ModuleType | None:
+    try:
+        return sys.modules.get(name) or importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _imported(module: ModuleType) -> list[ModuleType]:
+    """The modules ``module``'s import statements reach; a name imported from a package resolves
+    to the module that defines it (``from studylib.pruners import Pruner`` -> the registry
+    module, not every pruner the package imports)."""
+    out = []
+    for level, base, names in _parsed(module_source(module))[1]:
+        if level:
+            anchor = (module.__package__ or "").split(".")
+            base = ".".join(anchor[: len(anchor) - level + 1] + ([base] if base else []))
+        if not names:
+            out.append(_import(base))
+            continue
+        parent = _import(base)
+        for name in names:
+            value = getattr(parent, name, None) if parent is not None else None
+            if value is None or name == "*":
+                out.append(_import(f"{base}.{name}") if name != "*" else parent)
+            elif isinstance(value, ModuleType):
+                out.append(value)
+            else:
+                defining = getattr(value, "__module__", None)
+                out.append(sys.modules.get(defining) if isinstance(defining, str) else parent)
+    return [m for m in out if m is not None]
+
+
+def _package_of(module: ModuleType) -> str:
+    return module.__name__.split(".")[0]
+
+
+def code_modules(*objects) -> list[ModuleType]:
+    """The modules whose code ``objects`` (modules, functions, classes) run: their own modules
+    and, transitively, every module of this package or of their own top-level package that
+    those import (module docstring), sorted by name."""
+    roots = [obj if isinstance(obj, ModuleType) else sys.modules[obj.__module__] for obj in objects]
+    local = {"studylib", *map(_package_of, roots)}
+    seen: dict[str, ModuleType] = {}
+    todo = list(roots)
+    while todo:
+        module = todo.pop()
+        if module.__name__ in seen or _package_of(module) not in local or getattr(module, "__file__", None) is None:
+            continue
+        seen[module.__name__] = module
+        todo += _imported(module)
+    return [seen[name] for name in sorted(seen)]
+
+
+def code_digest(*objects) -> str:
+    """sha256 over (name, code without comments and docstrings) of :func:`code_modules` of
+    ``objects``: any change to what runs gives new cells, a comment, docstring or formatting
+    change does not."""
     digest = hashlib.sha256()
-    for path in code_files():
-        digest.update(f"{path.relative_to(root).as_posix()}\0".encode())
-        digest.update(path.read_bytes().replace(b"\r\n", b"\n"))
-        digest.update(b"\0")
+    for module in code_modules(*objects):
+        digest.update(f"{module.__name__}\0{_parsed(module_source(module))[0]}\0".encode())
     return digest.hexdigest()
 
 
@@ -229,5 +305,5 @@ def table_checksum(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["CACHE_ENV", "CODE_PACKAGES", "cache_path", "canonical", "cached_value", "code_digest", "code_files", "file_digest",
-           "files_digests", "sha256_stream", "state_digest", "table_checksum"]
+__all__ = ["CACHE_ENV", "cache_path", "canonical", "cached_value", "code_digest", "code_modules", "file_digest",
+           "files_digests", "module_source", "sha256_stream", "state_digest", "table_checksum"]

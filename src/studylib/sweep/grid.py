@@ -65,7 +65,10 @@ class Config:
 
     def __post_init__(self) -> None:
         spec = self.pruner if isinstance(self.pruner, str) else str(self.pruner)
-        object.__setattr__(self, "pruner", str(parse_spec(spec)))
+        pruner = parse_spec(spec)
+        if "seed" in pruner.params:
+            check_seed(pruner.params["seed"], f"config {spec}: seed")
+        object.__setattr__(self, "pruner", str(pruner))
         k = self.k
         if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
             raise StudyParameterError(f"config {spec}@{k!r}: the budget k must be an integer, got {k!r}")
@@ -109,14 +112,22 @@ def config_name(pruner: str, k: int) -> str:
     return str(Config(pruner, k))
 
 
+#: the largest seed: the store keeps seeds in a 64-bit integer column
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed, name: str = "seeds") -> int:
+    """A seed: an integer in ``[0, MAX_SEED]``; else :class:`StudyParameterError` naming ``name``."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise StudyParameterError(f"{name}: {seed!r} is not an integer in [0, 2**63 - 1]; give seeds like "
+                                  f"{'[0, 1, 2]' if name == 'seeds' else '0'}")
+    return int(seed)
+
+
 def _check_seeds(seeds) -> list | None:
     if seeds is None:
         return None
-    seeds = as_list(seeds, "seeds")
-    for s in seeds:
-        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)) or s < 0:
-            raise StudyParameterError(f"seeds: {s!r} is not a non-negative integer; give seeds like [0, 1, 2]")
-    return seeds
+    return [check_seed(s) for s in as_list(seeds, "seeds")]
 
 
 def config_grid(pruners: list[str], budgets: list[int], seeds: list[int] | None = None,
@@ -156,5 +167,5 @@ def config_grid(pruners: list[str], budgets: list[int], seeds: list[int] | None 
     return configs
 
 
-__all__ = ["Config", "PrunerConfigError", "StudyParameterError", "as_list", "check_budget", "check_positive",
-           "config_grid", "config_name"]
+__all__ = ["Config", "MAX_SEED", "PrunerConfigError", "StudyParameterError", "as_list", "check_budget", "check_positive",
+           "check_seed", "config_grid", "config_name"]

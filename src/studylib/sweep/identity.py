@@ -22,7 +22,12 @@
   (mode, size, RGB bytes) of what the loader returns.
 * **objects** (caption cells): ground-truth objects of the cell's images and the CHAIR
   vocabulary name.
-* **code**: :func:`studylib.sweep.digests.code_digest` of the scoring code.
+* **code** (:func:`key_fields`, :func:`config_fields`):
+  :func:`studylib.sweep.digests.code_digest` of what ran: ``code`` of the scoring path (the
+  module :mod:`studylib.sweep.scoring` and all it imports: adapter, prompts, tokens, metrics),
+  ``dataset_code`` of the dataset's loader, ``pruner_code`` of the config's pruner (a plug-in's
+  included), each from its syntax tree without comments or docstrings.
+* **libraries**: the versions of torch and transformers, whose code computes the numbers too.
 
 N (:func:`model_num_tokens`, the largest budget a sweep accepts): LLaVA-1.5 -> the fixed
 ``(image_size / patch)^2``; LLaVA-NeXT -> the most patch tokens any image can get (base tile +
@@ -40,6 +45,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 import transformers
 from huggingface_hub import snapshot_download
 from transformers import AutoConfig
@@ -54,9 +60,12 @@ from studylib.models.families import llava, llava_next, qwen2_5_vl
 from studylib.models.loading import (TINY_RANDOM_NAMES, CheckpointError, ModelNotFoundError, check_checkpoint_dir,
                                      load_model, resolve_checkpoint, tiny_random_llava)
 from studylib.models.tiny import TINY_LLAVA_NEXT_NAME, TINY_QWEN_NAME, TINY_TEXT_LAYERS, tiny_num_tokens
-from studylib.sweep.digests import canonical, cached_value, file_digest, files_digests, state_digest
-from studylib.sweep.grid import StudyParameterError
+from studylib.pruners import pruner_info
+from studylib.sweep import scoring
+from studylib.sweep.digests import canonical, cached_value, code_digest, file_digest, files_digests, state_digest
+from studylib.sweep.grid import Config, StudyParameterError
 from studylib.sweep.scoring import CAPTION_TASK
+from studylib.sweep.store import STORE_VERSION
 
 
 def _tiny_random_tokens(name: str) -> int:
@@ -240,5 +249,32 @@ def objects_digest(dataset: Dataset, keys: Sequence[str]) -> str:
     return _sha([dataset.chair_vocabulary, canonical(objects)])
 
 
-__all__ = ["canonical", "canonical_options", "config_num_layers", "config_num_tokens", "display_name", "file_digest", "image_digests",
+def library_versions() -> dict[str, str]:
+    """The versions of the libraries whose code computes stored numbers (torch, transformers)."""
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def key_fields(identity: dict, dtype: str, dataset: str, options: dict, limit: int | None, data: Dataset,
+               questions: list[Question], max_new_tokens: int, images: dict[str, str]) -> dict:
+    """The fields every cell of a sweep shares (all but :func:`config_fields`; module docstring
+    and :mod:`studylib.sweep.run`); ``images``: :func:`image_digests` of the questions' images."""
+    fields = {"store": STORE_VERSION, "code": code_digest(scoring),
+              "dataset_code": code_digest(data_registry.dataset_loader(dataset)), "libraries": library_versions(),
+              "model": identity, "dtype": dtype, "dataset": dataset, "options": canonical_options(dataset, options),
+              "limit": None if limit is None or limit >= len(data.image_keys()) else limit,
+              "questions": questions_digest(questions), "prompts": prompts_digest(questions),
+              "images": images_digest(images)}
+    if any(q.task == CAPTION_TASK for q in questions):
+        fields["max_new_tokens"] = max_new_tokens
+        fields["objects"] = objects_digest(data, images)
+    return fields
+
+
+def config_fields(config: Config | str) -> dict:
+    """The fields of one cell besides :func:`key_fields`: the config and its pruner's code."""
+    config = Config.parse(config)
+    return {"config": str(config), "pruner_code": code_digest(pruner_info(config.method).fn)}
+
+
+__all__ = ["canonical", "canonical_options", "config_fields", "key_fields", "library_versions", "config_num_layers", "config_num_tokens", "display_name", "file_digest", "image_digests",
            "images_digest", "model_identity", "model_num_layers", "model_num_tokens", "objects_digest", "prompts_digest", "questions_digest"]

@@ -8,11 +8,13 @@
 One row per (question, config): the columns of :mod:`studylib.sweep.scoring` plus ``model,
 dataset, config, method`` (registry name) and ``seed`` (nullable Int64) in front.  Each config
 is one cell of the result store (:mod:`studylib.sweep.store`), keyed by ``{"store":
-STORE_VERSION, "code": <digest of the scoring code>, "model": <identity>, "dtype": ...,
-"dataset": name, "options": <options with the loader's defaults>, "limit": limit (None when it
-keeps every image), "questions", "prompts", "images": <digests>, "config": str(config)}``
-(+ ``"max_new_tokens"`` and ``"objects"`` when the dataset has caption questions;
-:mod:`studylib.sweep.identity` says what each covers).  A finished cell is read (and verified),
+STORE_VERSION, "code": <digest of the scoring code>, "dataset_code": <of the loader>,
+"libraries": <torch and transformers versions>, "model": <identity>, "dtype": ..., "dataset":
+name, "options": <options with the loader's defaults>, "limit": limit (None when it keeps every
+image), "questions", "prompts", "images": <digests>, "config": str(config), "pruner_code": <of
+the config's pruner>}`` (+ ``"max_new_tokens"`` and ``"objects"`` when the dataset has caption
+questions; :func:`studylib.sweep.identity.key_fields` and ``config_fields`` build them and say
+what each covers).  A finished cell is read (and verified),
 never recomputed, and the model is not even loaded when every cell is finished; an unfinished
 one resumes from its part files: the rows scored since the last part are written as a part every
 :data:`PART_SECONDS` of scoring (and at the end of a slice), so a killed run loses at most that
@@ -20,15 +22,21 @@ much work and a fast cell is not slowed by a file per batch.  ``batch_size`` and
 not part of the key (they change no number beyond float rounding); the dtype is.
 
 The work is a list of :class:`Slice` s: batches ``start..stop-1`` of one cell on the cell's
-batch grid (batch ``j`` = questions ``j*B .. j*B+B-1`` in dataset order, whatever is already
-stored).  One process takes every cell whole; :mod:`studylib.sweep.shard` gives each of
+batch grid (:func:`~studylib.sweep.scoring.image_batches`: the questions of one image together,
+images in order of first appearance, at most ``batch_size`` questions per batch; a batch scores
+only its questions not yet stored).  One process takes every cell whole; :mod:`studylib.sweep.shard` gives each of
 several processes its own slices.  A whole cell is computed under its exclusive lock and
-consolidated at once; a cell another process is computing is skipped with a message and
-waited for at the end (:mod:`studylib.sweep.locks`).
+consolidated at once; a cell another process is computing is skipped with a message naming
+the holder and waited for at the end, at most ``lock_timeout`` seconds
+(:mod:`studylib.sweep.locks`).  A finished cell is read without any lock or write, so a
+read-only store renders; a run that fails removes its lock (and the results folder it created,
+if still empty), keeping only the parts of the batches it finished.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import sys
 import time
 from collections.abc import Iterable
@@ -38,23 +46,26 @@ from pathlib import Path
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
 
 from studylib.data.records import Dataset, Question
 from studylib.models.adapter import LlavaAdapter
 from studylib.models.loading import ModelSettingError, check_device, check_dtype
 from studylib.pruners import PrunerConfigError
-from studylib.sweep.digests import code_digest
 from studylib.sweep.grid import Config, StudyParameterError, as_list, check_positive
-from studylib.sweep.identity import (canonical_options, display_name, image_digests, images_digest, model_identity,
-                                     model_num_layers, model_num_tokens, objects_digest, prompts_digest,
-                                     questions_digest)
-from studylib.sweep.scoring import CAPTION_TASK, Encoder, batches, score_batch
-from studylib.sweep.store import STORE_VERSION, Cell, clean_stale_temporaries, find_stored
-from studylib.sweep.validate import layer_problems, load_checked_dataset, select_questions
+from studylib.sweep.identity import (config_fields, display_name, image_digests, key_fields, model_identity,
+                                     model_num_layers, model_num_tokens)
+from studylib.sweep.scoring import CAPTION_TASK, Encoder, image_batches, score_batch
+from studylib.sweep.locks import holder_text
+from studylib.sweep.locks import lock_timeout as checked_lock_timeout
+from studylib.sweep.store import Cell, ReadOnlyStoreError, clean_stale_temporaries, find_stored
+from studylib.sweep.validate import (layer_problems, load_checked_dataset, select_questions, store_root,
+                                     verbalizer_problems)
 
 
 CACHE_INPUTS = "_studylib_cache_inputs"
 PART_SECONDS = 30.0  #: scoring time between two part files of a cell being computed
+PROGRESS_LOG_SECONDS = 30.0  #: least time between two progress lines when stderr is not a terminal
 
 
 def _resolve_device(device) -> str:
@@ -81,6 +92,18 @@ def _resolve_dtype(model, dtype, device: str) -> torch.dtype:
         raise StudyParameterError(str(error)) from None
 
 
+@contextlib.contextmanager
+def _no_hub_progress_bars():
+    """transformers' and huggingface_hub's progress bars (loading weights, downloads) off inside."""
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -97,15 +120,21 @@ class SweepPlan:
     n_tokens: int
     has_captions: bool
     image_digests: dict[str, str] = field(default_factory=dict)
+    _grids: dict[int, list[list[Question]]] = field(default_factory=dict, repr=False)
 
     @property
     def complete(self) -> bool:
         """True when every cell is finished (a run would only read)."""
         return all(cell.complete for cell in self.cells)
 
+    def batches(self, batch_size: int) -> list[list[Question]]:
+        """The batch grid of one cell (every cell has the same questions; module docstring)."""
+        if batch_size not in self._grids:
+            self._grids[batch_size] = image_batches(self.questions, batch_size)
+        return self._grids[batch_size]
+
     def n_batches(self, batch_size: int) -> int:
-        """Batches of one cell (every cell has the same questions)."""
-        return -(-len(self.questions) // batch_size)
+        return len(self.batches(batch_size))
 
 
 @dataclass(frozen=True)
@@ -134,21 +163,6 @@ def _checked_configs(configs) -> list[Config]:
     if not configs:
         raise StudyParameterError("configs is empty; build them with config_grid(pruners, budgets, ...)")
     return configs
-
-
-def key_fields(identity: dict, dtype: str, dataset: str, options: dict, limit: int | None, data: Dataset,
-               questions: list[Question], max_new_tokens: int, images: dict[str, str]) -> dict:
-    """The fields every cell of a sweep shares (all but ``config``; module docstring);
-    ``images``: :func:`~studylib.sweep.identity.image_digests` of the questions' images."""
-    fields = {"store": STORE_VERSION, "code": code_digest(), "model": identity, "dtype": dtype, "dataset": dataset,
-              "options": canonical_options(dataset, options),
-              "limit": None if limit is None or limit >= len(data.image_keys()) else limit,
-              "questions": questions_digest(questions), "prompts": prompts_digest(questions),
-              "images": images_digest(images)}
-    if any(q.task == CAPTION_TASK for q in questions):
-        fields["max_new_tokens"] = max_new_tokens
-        fields["objects"] = objects_digest(data, images)
-    return fields
 
 
 def plan_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config | str], *,
@@ -181,16 +195,20 @@ def plan_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config
         images, unknown["images"] = {}, str(error)
     base = key_fields(identity, _dtype_name(dtype), dataset, dict(dataset_options or {}), limit, data,
                       questions, max_new_tokens, images)
-    root = Path(results_dir)
-    cells = [Cell(root, {**base, "config": str(c)}) for c in configs]
+    root = store_root(results_dir)
+    qids = [q.qid for q in questions]
+    cells = [Cell(root, {**base, **config_fields(c)}, qids) for c in configs]
     if unknown:  # weights or images absent here: serve stored cells whose other inputs match
-        found = [find_stored(root, cell.fields, unknown, display_name(model)) for cell in cells]
+        found = [find_stored(root, cell.fields, unknown, display_name(model), qids) for cell in cells]
         if None in found:
             raise StudyParameterError(
                 f"cannot key config {configs[found.index(None)]}: {'; '.join(unknown.values())}; no stored cell "
                 f"matches its other inputs, so it must be computed here: provide the weights and images first")
         say(f"{' and '.join(unknown)} not available here: reading the stored cells whose other inputs match")
         cells = found
+    words = [] if all(cell.complete for cell in cells) else verbalizer_problems(model, questions)
+    if words:
+        raise StudyParameterError(words[0])
     return SweepPlan(data, questions, configs, cells, n_tokens, has_captions, images)
 
 
@@ -200,21 +218,30 @@ class SliceRunner:
     consolidates whole cells.  :meth:`run` returns each cell's status."""
 
     def __init__(self, plan: SweepPlan, model, *, batch_size: int, max_new_tokens: int, device: str,
-                 dtype: torch.dtype, progress: bool, info: dict):
+                 dtype: torch.dtype, progress: bool, info: dict, lock_timeout: float | None = None):
         self.plan, self.model = plan, model
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.device, self.dtype, self.info = device, dtype, info
+        self.lock_timeout = lock_timeout
         self.order = [q.qid for q in plan.questions]
         self._adapter = model if isinstance(model, LlavaAdapter) else None
         self._encoder: Encoder | None = None
-        self._bar = tqdm(total=0, desc=plan.dataset.name, unit="q", disable=not progress)
+        self._grid = plan.batches(batch_size)
+        # one bar per sweep over every question of every cell (stored ones count as done at once); on a
+        # terminal it redraws in place, in a log (no terminal) it writes a line every PROGRESS_LOG_SECONDS
+        self._bar = tqdm(total=0, desc=plan.dataset.name, unit="q", disable=not progress, dynamic_ncols=True,
+                         mininterval=0.1 if sys.stderr.isatty() else PROGRESS_LOG_SECONDS)
+
+    def _size(self, piece: Slice) -> int:
+        return sum(len(batch) for batch in self._grid[piece.start:piece.stop])
 
     def cell_info(self, index: int) -> dict:
         return {**self.info, "config": str(self.plan.configs[index])}
 
     def encoder(self) -> tuple[LlavaAdapter, Encoder]:
         if self._adapter is None:
-            self._adapter = LlavaAdapter.load(self.model, device=self.device, dtype=self.dtype)
+            with _no_hub_progress_bars():  # the sweep's own bar is the only one
+                self._adapter = LlavaAdapter.load(self.model, device=self.device, dtype=self.dtype)
         if self._encoder is None:
             self._check_adapter_cache()
             images = list(dict.fromkeys(q.image_key for q in self.plan.questions))
@@ -237,13 +264,17 @@ class SliceRunner:
     def run(self, slices: list[Slice], wait: bool = True) -> dict[int, str]:
         """Compute ``slices``; busy ones are retried at the end, blocking when ``wait``."""
         status: dict[int, str] = {}
+        self._bar.reset(total=sum(map(self._size, slices)))
+        root = self.plan.cells[0].root
+        existed = root.exists()
         try:
             deferred = []
             for piece in slices:
                 result = self._run_slice(piece, block=False)
                 if result is None:
-                    say(f"cell {self.plan.cells[piece.cell].key} ({self.plan.configs[piece.cell]}) is locked by "
-                         f"another process; skipping it for now" + (", will wait for it" if wait else ""))
+                    cell = self.plan.cells[piece.cell]
+                    say(f"cell {cell.key} ({self.plan.configs[piece.cell]}) is locked by another process "
+                        f"({holder_text(cell.lock.path)}); skipping it for now" + (", will wait for it" if wait else ""))
                     deferred.append(piece)
                 else:
                     status[piece.cell] = result
@@ -251,20 +282,37 @@ class SliceRunner:
                 status[piece.cell] = self._run_slice(piece, block=True) if wait else "skipped"
         finally:
             self._bar.close()
+            if not existed and root.is_dir() and not any(root.iterdir()):
+                root.rmdir()  # a failed first run leaves no empty results folder behind
         return status
 
     def _run_slice(self, piece: Slice, block: bool) -> str | None:
         cell = self.plan.cells[piece.cell]
-        if not cell.lock.acquire(shared=not piece.whole, block=block):
+        if cell.peek() is not None:  # finished: read without lock or write
+            return "cached"
+        try:
+            return self._write_slice(piece, block)
+        except OSError as error:
+            in_store = error.filename is not None and Path(error.filename).is_relative_to(cell.root)
+            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not in_store:
+                raise
+            raise ReadOnlyStoreError(
+                f"the result store {cell.root} is not writable ({error.strerror}: {error.filename}), but cell "
+                f"{cell.key} ({self.plan.configs[piece.cell]}) must be computed or repaired there; make the folder "
+                f"writable, or pass another results_dir (finished cells are read without write access)") from None
+
+    def _write_slice(self, piece: Slice, block: bool) -> str | None:
+        cell = self.plan.cells[piece.cell]
+        if not cell.lock.acquire(shared=not piece.whole, block=block, timeout=self.lock_timeout):
             return None
         lock = None if piece.whole else cell.slice_lock(piece.start, piece.stop, self.batch_size)
         try:
-            if lock is not None and not lock.acquire(block=block):
+            if lock is not None and not lock.acquire(block=block, timeout=self.lock_timeout):
                 return None
-            if piece.whole and cell.load() is not None:
-                cell.repair(self.cell_info(piece.cell))
-                return "cached"
-            if not piece.whole and cell.complete:
+            if (piece.whole and cell.load() is not None) or (not piece.whole and cell.complete):
+                if piece.whole:
+                    cell.repair(self.cell_info(piece.cell))
+                self._bar.update(self._size(piece))
                 return "cached"
             stored, _ = cell.read_parts(clean=piece.whole)
             done = set() if stored is None else set(stored["qid"])
@@ -274,20 +322,21 @@ class SliceRunner:
             return "resumed" if done else "computed"
         finally:
             if lock is not None:
-                lock.release()
-            cell.lock.release(unlink=piece.whole and cell.complete)
+                lock.release(unlink=True)
+            if piece.whole and cell.parts_dir.is_dir() and not any(cell.parts_dir.iterdir()):
+                cell.parts_dir.rmdir()
+            cell.lock.release(unlink=piece.whole)  # an exclusive holder may remove it, done or failed
 
     def _compute(self, piece: Slice, done: set[str]) -> None:
         cell, config = self.plan.cells[piece.cell], self.plan.configs[piece.cell]
-        grid = list(batches(self.plan.questions, self.batch_size))
-        todo = [(j, [q for q in grid[j] if q.qid not in done]) for j in range(piece.start, piece.stop)]
+        todo = [(j, [q for q in self._grid[j] if q.qid not in done]) for j in range(piece.start, piece.stop)]
         todo = [(j, batch) for j, batch in todo if batch]
+        self._bar.update(self._size(piece) - sum(len(batch) for _, batch in todo))  # stored in parts already
         if not todo:
             return
         adapter, encoder = self.encoder()
         pruner = config.build()
-        self._bar.total += sum(len(batch) for _, batch in todo)
-        self._bar.set_description(f"{self.plan.dataset.name} {config}")
+        self._bar.set_description(f"{self.plan.dataset.name} {config}", refresh=False)
         pending, first, seconds = [], None, 0.0
         for j, batch in todo:
             start = time.perf_counter()
@@ -306,7 +355,8 @@ def collect(plan: SweepPlan, dataset: str, display: str) -> pd.DataFrame:
     dataset, config, method, seed`` in front."""
     frames = []
     for config, cell in zip(plan.configs, plan.cells):
-        frame = cell.read()
+        frame = cell.peek()
+        frame = cell.read() if frame is None else frame
         frame.insert(0, "model", display)
         frame.insert(1, "dataset", dataset)
         frame.insert(2, "config", str(config))
@@ -318,30 +368,33 @@ def collect(plan: SweepPlan, dataset: str, display: str) -> pd.DataFrame:
 
 def prepare(model, dataset: str, configs, *, dataset_options: dict | None = None, results_dir: str | Path = "results",
             batch_size: int = 64, limit: int | None = None, max_new_tokens: int = 64, progress: bool = True,
-            model_name: str | None = None, device: str | None = None,
-            dtype: str | torch.dtype | None = None) -> tuple[SweepPlan, SliceRunner, str]:
+            model_name: str | None = None, device: str | None = None, dtype: str | torch.dtype | None = None,
+            lock_timeout: float | None = None) -> tuple[SweepPlan, SliceRunner, str]:
     """Plan a sweep and build its :class:`SliceRunner` (shared by :func:`run_sweep` and
     :mod:`studylib.sweep.shard`); returns (plan, runner, display name)."""
     batch_size = check_positive(batch_size, "batch_size")
+    try:
+        lock_timeout = None if lock_timeout is None else checked_lock_timeout(lock_timeout)
+    except ValueError as error:
+        raise StudyParameterError(str(error)) from None
     device = _resolve_device(device)
     dtype = _resolve_dtype(model, dtype, device)
     plan = plan_sweep(model, dataset, configs, dataset_options=dataset_options, results_dir=results_dir,
                       limit=limit, max_new_tokens=max_new_tokens, dtype=dtype)
-    Path(results_dir).mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(results_dir)
+    clean_stale_temporaries(plan.cells[0].root)
     display = model_name or display_name(model)
     info = {"model": display, "model_source": display_name(model), "in_memory": isinstance(model, LlavaAdapter),
             "dataset": dataset, "options": dict(dataset_options or {}), "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "dtype": _dtype_name(dtype)}
     runner = SliceRunner(plan, model, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device,
-                         dtype=dtype, progress=progress, info=info)
+                         dtype=dtype, progress=progress, info=info, lock_timeout=lock_timeout)
     return plan, runner, display
 
 
 def run_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config | str], *,
               dataset_options: dict | None = None, results_dir: str | Path = "results", batch_size: int = 64,
               limit: int | None = None, max_new_tokens: int = 64, progress: bool = True,
-              model_name: str | None = None, device: str | None = None,
-              dtype: str | torch.dtype | None = None) -> pd.DataFrame:
+              model_name: str | None = None, device: str | None = None, dtype: str | torch.dtype | None = None,
+              lock_timeout: float | None = None) -> pd.DataFrame:
     """Run every config over the dataset through the model; return all rows (module docstring).
 
     ``model``: a name/path for :meth:`LlavaAdapter.load` (loaded only if some cell must be
@@ -351,12 +404,14 @@ def run_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config 
     checkpoint path).  ``device``/``dtype`` apply when a name is loaded (default: CUDA in
     float16 when available, else CPU in float32); the dtype is part of the store key.  The
     result's ``attrs["cells"]`` lists each config's store key and whether it was
-    ``"cached"``, ``"computed"`` or ``"resumed"``.
+    ``"cached"``, ``"computed"`` or ``"resumed"``.  ``lock_timeout``: the longest wait, in
+    seconds, for a cell another process is computing (default: ``STUDYLIB_LOCK_TIMEOUT`` or
+    :data:`~studylib.sweep.locks.DEFAULT_TIMEOUT_S`); then :class:`~studylib.sweep.locks.LockTimeoutError`.
     """
     plan, runner, display = prepare(model, dataset, configs, dataset_options=dataset_options,
                                     results_dir=results_dir, batch_size=batch_size, limit=limit,
                                     max_new_tokens=max_new_tokens, progress=progress, model_name=model_name,
-                                    device=device, dtype=dtype)
+                                    device=device, dtype=dtype, lock_timeout=lock_timeout)
     status = runner.run(whole_cells(plan, runner.batch_size))
     result = collect(plan, dataset, display)
     result.attrs["cells"] = [{"config": str(c), "key": cell.key, "status": status[i]}
@@ -364,5 +419,5 @@ def run_sweep(model: str | LlavaAdapter, dataset: str, configs: Iterable[Config 
     return result
 
 
-__all__ = ["Slice", "SliceRunner", "SweepPlan", "collect", "key_fields", "plan_sweep", "prepare", "run_sweep", "say",
+__all__ = ["Slice", "SliceRunner", "SweepPlan", "collect", "plan_sweep", "prepare", "run_sweep", "say",
            "whole_cells"]

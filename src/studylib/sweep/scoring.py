@@ -16,6 +16,10 @@ Row layout (one row per question; :data:`SCORED_COLUMNS` / :data:`CAPTION_COLUMN
   kept-token columns;
 * kept-token columns: ``pruner, k, kept, n_kept, erank_kept, entropy_kept``.
 
+Scores that are not finite (NaN or infinite logits or probabilities: damaged weights, a dtype
+that overflows) stop the sweep with :class:`NonFiniteScoresError` before the batch is stored
+(:func:`check_finite_scores`).
+
 Images are encoded in fixed groups of :data:`ENCODE_GROUP` (dataset order) the first time a
 batch needs one (:class:`Encoder`), so the vision tower sees the same batches whatever was
 already computed; the adapter's cache serves every later configuration.
@@ -23,17 +27,20 @@ already computed; the adapter's cache serves every later configuration.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
 from studylib.data.records import Dataset, Question
 from studylib.metrics import attention_entropy, chair, chair_vocabulary, effective_rank
 from studylib.models import prompts
 from studylib.models.adapter import LlavaAdapter, ScoreResult
+from studylib.models.loading import weight_files
 from studylib.pruners import Pruner
 from studylib.tokens import QueryContext, RaggedTokens, VisualTokens
 
@@ -47,6 +54,38 @@ CAPTION_COLUMNS = ["qid", "image", "task", "split", "label", "caption", "n_menti
                    "hallucinated", "n_gt", "n_recalled", "length", "mentioned", "hallucinated_objects",
                    *KEPT_COLUMNS]
 LIST_COLUMNS = ("choices", "probs", "logits", "kept", "mentioned", "hallucinated_objects")
+
+
+@lru_cache(maxsize=1)
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def blas_threads(n: int):
+    """Context manager limiting numpy's BLAS/LAPACK to ``n`` threads.  The per-image eigenvalue
+    problems of the erank are tiny (at most 144 x 144 on the toy): a second BLAS thread only
+    contends with torch's threads, and under contention makes them an order of magnitude
+    slower (measured: 0.4 ms vs 14 ms per 96 x 96 ``eigvalsh`` on a loaded 2-core machine)."""
+    return _blas_controller().limit(limits=n, user_api="blas")
+
+
+class NonFiniteScoresError(ValueError):
+    """The model gave NaN or infinite first-token scores; the batch is not stored."""
+
+
+def check_finite_scores(adapter: LlavaAdapter, questions: Sequence[Question], scores: ScoreResult) -> None:
+    """Refuse a batch whose verbalizer logits, probabilities or mass are not all finite (the
+    NaN padding of rows with fewer options aside), naming the model's files and the questions."""
+    bad = [q.qid for i, (q, labels) in enumerate(zip(questions, scores.labels))
+           if not (np.isfinite(scores.probs[i, :len(labels)]).all() and np.isfinite(scores.logits[i, :len(labels)]).all()
+                   and np.isfinite(scores.verbalizer_mass[i]))]
+    if bad:
+        source = getattr(adapter.model.config, "_name_or_path", "") or "in memory"
+        overflow = "; or float16 overflows: use dtype='bfloat16'" if adapter.model.dtype == torch.float16 else ""
+        raise NonFiniteScoresError(
+            f"the model ({source}) gave NaN or infinite answer scores for {len(bad)} of {len(questions)} question(s) "
+            f"(e.g. {bad[:3]}); nothing of this batch is stored. {weight_files(source).capitalize()} may be damaged: "
+            f"re-download or re-copy the checkpoint{overflow}")
 
 
 def kept_token_diagnostics(tokens: VisualTokens, kept: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +104,8 @@ def kept_token_diagnostics(tokens: VisualTokens, kept: torch.Tensor) -> tuple[np
     index = unique.unsqueeze(-1).expand(-1, -1, tokens.features.shape[-1])
     features = tokens.features[rows].gather(1, index).double().cpu().numpy()
     attention = tokens.cls_attention[rows].gather(1, unique).double().cpu().numpy()
-    erank = np.atleast_1d(effective_rank(features))
+    with blas_threads(1):
+        erank = np.atleast_1d(effective_rank(features))
     entropy = (np.atleast_1d(attention_entropy(attention, normalize=True)) if kept.shape[1] > 1
                else np.zeros(len(unique)))
     return erank[slot], entropy[slot]
@@ -102,9 +142,31 @@ class _LazyImages(Sequence):
         return self._load(self._keys[index])
 
 
-def batches(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def image_batches(questions: Sequence[Question], size: int) -> list[list[Question]]:
+    """The batch grid of a list of questions: the questions of one image together (images in order
+    of first appearance, each image's questions in their order), packed greedily into batches of
+    at most ``size`` questions, whole images where they fit (an image with more than ``size``
+    questions fills batches of its own).
+
+    Scoring an image's questions in one batch is what lets the adapter prefill the image's prefix
+    once (:mod:`studylib.models.prefix_cache`) and a question-blind pruner select once per image:
+    POPE asks about each image in three splits, far apart in dataset order."""
+    by_image: dict[str, list[Question]] = {}
+    for q in questions:
+        by_image.setdefault(q.image_key, []).append(q)
+    out: list[list[Question]] = []
+    batch: list[Question] = []
+    for group in by_image.values():
+        if batch and len(batch) + len(group) > size:
+            out.append(batch)
+            batch = []
+        batch.extend(group)
+        while len(batch) >= size:
+            out.append(batch[:size])
+            batch = batch[size:]
+    if batch:
+        out.append(batch)
+    return out
 
 
 def query_for(adapter: LlavaAdapter, pruner: Pruner, batch: list[Question], texts: list[str],
@@ -162,6 +224,7 @@ def _group_rows(adapter: LlavaAdapter, tokens: VisualTokens, group: list[Questio
         rows = [_caption_row(q, caption, dataset, vocabulary) for q, caption in zip(group, captions)]
     else:
         scores = adapter.score_pruned(texts, tokens, pruner, k, [prompts.verbalizer(q) for q in group], query)
+        check_finite_scores(adapter, group, scores)
         kept = scores.kept
         rows = [_scored_row(q, scores, i) for i, q in enumerate(group)]
     return [{**row, **extra} for row, extra in zip(rows, _kept_columns(pruner, k, kept, tokens))]
@@ -190,10 +253,13 @@ def score_batch(adapter: LlavaAdapter, encoder: Encoder, batch: list[Question], 
             for members, sub in shapes:
                 rows = _group_rows(adapter, sub, [group[i] for i in members], pruner, k, max_new_tokens, dataset)
                 by_qid.update((row["qid"], row) for row in rows)
-    frame = pd.DataFrame([by_qid[q.qid] for q in batch])
+    rows = [by_qid[q.qid] for q in batch]
+    present = list(dict.fromkeys(c for row in rows for c in row))
     columns = SCORED_COLUMNS if batch[0].task in SCORED_TASKS else CAPTION_COLUMNS
-    extra = [c for c in frame.columns if c not in columns]
-    return frame[[c for c in columns if c in frame.columns] + extra]
+    order = [c for c in columns if c in present] + [c for c in present if c not in columns]
+    if all(len(row) == len(present) for row in rows):  # one kind of row: build it column by column (faster)
+        return pd.DataFrame({c: [row[c] for row in rows] for c in order})
+    return pd.DataFrame(rows)[order]
 
 
 def score_dataset(adapter: LlavaAdapter, dataset: Dataset, pruner: Pruner, k: int, batch_size: int = 64,
@@ -207,12 +273,15 @@ def score_dataset(adapter: LlavaAdapter, dataset: Dataset, pruner: Pruner, k: in
     encoder = Encoder(adapter, dataset, list(dict.fromkeys(q.image_key for q in questions)))
     frames = []
     with tqdm(total=len(questions), desc=f"{dataset.name} {pruner}@{k}", disable=not progress, leave=False) as bar:
-        for batch in batches(questions, batch_size):
+        for batch in image_batches(questions, batch_size):
             frames.append(score_batch(adapter, encoder, batch, pruner, k, max_new_tokens, dataset))
             bar.update(len(batch))
-    return pd.concat(frames, ignore_index=True)
+    rows = pd.concat(frames, ignore_index=True)
+    position = {q.qid: i for i, q in enumerate(questions)}
+    return rows.iloc[np.argsort(rows["qid"].map(position).to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 __all__ = ["CAPTION_COLUMNS", "CAPTION_TASK", "ENCODE_GROUP", "Encoder", "KEPT_COLUMNS", "LIST_COLUMNS",
-           "SCORED_COLUMNS", "SCORED_TASKS", "batches", "kept_token_diagnostics", "query_for", "score_batch",
+           "NonFiniteScoresError", "SCORED_COLUMNS", "SCORED_TASKS", "check_finite_scores", "image_batches",
+           "kept_token_diagnostics", "query_for", "score_batch",
            "score_dataset"]

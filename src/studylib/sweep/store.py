@@ -5,7 +5,8 @@ In ``results_dir``::
     <key>.parquet     all rows of the finished cell (written once, atomically)
     <key>.json        manifest: the keyed fields, row count, checksums, wall time, library versions
     <key>.parts/      while computing: part-<batch>.parquet, one per batch of questions
-    <key>.lock        the cell's writer lock (:mod:`studylib.sweep.locks`); removed on consolidation
+    <key>.lock        the cell's writer lock (:mod:`studylib.sweep.locks`); removed when its writer
+                      lets go (consolidated or failed)
     .<file>.<pid>.<hex>.<host>.tmp   a write in progress; one whose writer died is removed when
                       a sweep opens the store (:func:`clean_stale_temporaries`)
     quarantine/       damaged files moved aside (never read again; delete them at will)
@@ -15,18 +16,28 @@ In ``results_dir``::
 covers).  :data:`STORE_VERSION` is the version of this file layout only: the code that
 computes the numbers is in the key as a digest of its source.
 
-**Checksums.**  Every parquet the store writes (parts and finished cells) carries, in its
-key-value metadata ``studylib``, its row count and :func:`~studylib.sweep.digests.table_checksum`
-of its content; the manifest also records the sha256 of the finished file's bytes.  Reading
-verifies all of them: a read error, a wrong row count or checksum, or file bytes that differ
-from the manifest (a flipped byte anywhere, even one the parquet reader would not notice) makes
+**Checksums and ownership.**  Every parquet the store writes (parts and finished cells)
+carries, in its key-value metadata ``studylib``, its row count,
+:func:`~studylib.sweep.digests.table_checksum` of its content, the key of its cell (``cell``)
+and the digest of the cell's question ids in dataset order (``question_ids``,
+:func:`question_ids_digest`); a part also records its cell's dataset inputs and config
+(``inputs``), from which ``verify`` recomputes those ids.  The manifest records the key,
+the question-id digest and the sha256 of the finished file's bytes.  Reading verifies all of
+them: a read error, a wrong row count or checksum, file bytes that differ from the manifest (a
+flipped byte anywhere, even one the parquet reader would not notice), a file of another cell
+(a part copied into the wrong folder) or rows of question ids that are not the dataset's make
 the store move the file into ``quarantine/``, warn with the file named
-(:class:`StoreIntegrityWarning`), and recompute what it held: a damaged part loses only its
-questions, a damaged cell is computed again.
+(:class:`StoreIntegrityWarning`), and recompute what it held: a bad part loses only its
+questions, a bad cell is computed again.  Nothing a file holds can block a cell for good.
 
-**Resumption.**  The questions of a cell are cut into batches of ``batch_size`` in dataset
-order (batch ``j`` = questions ``j*B .. j*B+B-1``); each batch is written as the part
-``part-<j>.parquet`` (temporary file + ``os.replace``: complete or absent).  A rerun reads the
+**Reading needs no write access.**  A finished cell (its file, its manifest, no parts) is read
+without a lock (:meth:`Cell.peek`): the files are written once, atomically.  Only a writer
+takes the lock, quarantines or repairs, so a read-only store renders.
+
+**Resumption.**  The questions of a cell are cut into batches of at most ``batch_size`` (the
+batch grid of :mod:`studylib.sweep.run`: the questions of one image together); the rows of the
+batches scored since the last part are written as the part ``part-<j>.parquet``, ``j`` its first
+batch (temporary file + ``os.replace``: complete or absent).  A rerun reads the
 parts, skips their question ids and computes the missing ones batch by batch on the same grid,
 so a run killed at any moment loses at most the batches in flight and never duplicates a row.
 When every question is done the parts are consolidated into ``<key>.parquet`` (atomic, rows in
@@ -42,7 +53,6 @@ import platform
 import re
 import shutil
 import socket
-import sys
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -72,6 +82,15 @@ class StoreIntegrityWarning(UserWarning):
 
 class DamagedFileError(ValueError):
     """A stored parquet cannot be read or does not match its recorded checksum."""
+
+
+class ReadOnlyStoreError(PermissionError):
+    """A cell must be computed or repaired in a store this process cannot write."""
+
+
+def question_ids_digest(question_ids: Sequence[str]) -> str:
+    """sha256 of a cell's question ids in dataset order (recorded in every file of the cell)."""
+    return hashlib.sha256(canonical(list(question_ids)).encode()).hexdigest()
 
 
 def _versions() -> dict:
@@ -113,10 +132,14 @@ def clean_stale_temporaries(root: str | Path) -> list[Path]:
     part folders, e.g. a manifest write killed just after consolidation; returns them."""
     root = Path(root)
     candidates = [*root.glob(".*.tmp"), *root.glob("*.parts/.*.tmp")] if root.is_dir() else []
-    stale = [path for path in candidates if is_stale_temporary(path)]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
+    removed = []
+    for path in (path for path in candidates if is_stale_temporary(path)):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # a read-only store: its next writer cleans up
+            continue
+        removed.append(path)
+    return removed
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -189,6 +212,23 @@ def quarantine(path: Path, root: Path, reason: str) -> Path | None:
     return target
 
 
+def ownership_problem(key: str, meta: dict, row_ids: Sequence[str], question_ids: Sequence[str] | None,
+                      questions_sha: str | None = None) -> str | None:
+    """Why a verified file with metadata ``meta`` and rows of ``row_ids`` is not a file of cell
+    ``key`` whose dataset has ``question_ids`` (``None``: ids not checked): another cell's key,
+    another question-id digest, or ids the dataset lacks; ``None`` when it is the cell's."""
+    if meta.get("cell") != key:
+        return f"it belongs to cell {meta.get('cell') or '(none recorded)'}, not {key}"
+    if question_ids is None:
+        return None
+    if meta.get("question_ids") != (questions_sha or question_ids_digest(question_ids)):
+        return "its question-id digest is not the dataset's"
+    unknown = sorted(set(row_ids) - set(question_ids))
+    if unknown:
+        return f"it holds {len(unknown)} question id(s) the dataset lacks, e.g. {unknown[:3]}"
+    return None
+
+
 def load_manifest(path: Path) -> dict | None:
     """A manifest's content; ``None`` when it is absent or not a JSON object."""
     try:
@@ -199,16 +239,28 @@ def load_manifest(path: Path) -> dict | None:
 
 
 class Cell:
-    """The files of one store cell (module docstring)."""
+    """The files of one store cell (module docstring); ``question_ids``: the dataset's question
+    ids in order (every file of the cell is checked against them; ``None``: not checked)."""
 
-    def __init__(self, root: Path, fields: dict):
+    def __init__(self, root: Path, fields: dict, question_ids: Sequence[str] | None = None):
         self.root = Path(root)
         self.fields = fields
         self.key = hashlib.sha256(canonical(fields).encode()).hexdigest()[:24]
+        self.question_ids = None if question_ids is None else tuple(question_ids)
+        self.questions_sha = None if question_ids is None else question_ids_digest(question_ids)
         self.parquet = self.root / f"{self.key}.parquet"
         self.manifest = self.root / f"{self.key}.json"
         self.parts_dir = self.root / f"{self.key}.parts"
         self.lock = FileLock(self.root / f"{self.key}.lock")
+
+    @property
+    def owner(self) -> dict:
+        """The metadata that says a file belongs to this cell."""
+        return {"cell": self.key, "question_ids": self.questions_sha}
+
+    def foreign(self, meta: dict, row_ids: Sequence[str] = ()) -> str | None:
+        """Why a verified file of this cell's folder is not its own (:func:`ownership_problem`)."""
+        return ownership_problem(self.key, meta, row_ids, self.question_ids, self.questions_sha)
 
     @property
     def complete(self) -> bool:
@@ -225,16 +277,39 @@ class Cell:
             quarantine(self.manifest, self.root, f"manifest {self.manifest.name} is not valid JSON")
         return manifest
 
+    def _finished_rows(self, manifest: dict) -> pd.DataFrame:
+        """The finished file's rows, verified against ``manifest`` and this cell;
+        :class:`DamagedFileError` says what is wrong."""
+        if manifest and manifest.get("key") != self.key:
+            raise DamagedFileError(f"{self.manifest}: it is the manifest of cell {manifest.get('key')}, not {self.key}")
+        frame, meta = read_checked_parquet(self.parquet, manifest.get("file_sha256"))
+        problem = self.foreign(meta, frame["qid"] if "qid" in frame else ())
+        if problem is not None:
+            raise DamagedFileError(f"{self.parquet}: {problem}")
+        return frame
+
+    def peek(self) -> pd.DataFrame | None:
+        """The finished cell's rows when it needs no writer (finished file and manifest, both
+        this cell's and intact, no parts left); ``None`` otherwise.  Writes nothing and takes
+        no lock, so a read-only store is read."""
+        manifest = load_manifest(self.manifest)
+        if not self.complete or manifest is None or self.parts_dir.exists():
+            return None
+        try:
+            return self._finished_rows(manifest)
+        except DamagedFileError:
+            return None
+
     def load(self) -> pd.DataFrame | None:
-        """The finished cell's rows, verified; ``None`` when absent or damaged (then quarantined)."""
+        """The finished cell's rows, verified; ``None`` when absent or damaged (then quarantined:
+        a writer's call)."""
         if not self.complete:
             return None
         manifest = self.read_manifest() or {}
         try:
-            frame, _ = read_checked_parquet(self.parquet, manifest.get("file_sha256"))
-            return frame
+            return self._finished_rows(manifest)
         except DamagedFileError as error:
-            quarantine(self.parquet, self.root, f"finished cell {self.key} is damaged ({error})")
+            quarantine(self.parquet, self.root, f"finished cell {self.key} is damaged or not its own ({error})")
             if self.manifest.exists():
                 quarantine(self.manifest, self.root, f"manifest of the damaged cell {self.key}")
             return None
@@ -256,14 +331,20 @@ class Cell:
 
     def read_parts(self, clean: bool = False) -> tuple[pd.DataFrame | None, float]:
         """Rows already stored by earlier (killed) runs or other shards, verified part by part
-        (a damaged part is quarantined and its questions count as not done), and the compute
-        time they took.  ``clean``: see :meth:`_parts`."""
+        (a damaged part, or one of another cell or with question ids that are not the
+        dataset's, is quarantined and its questions count as not done), and the compute time
+        they took.  ``clean``: see :meth:`_parts`."""
         frames, seconds = [], 0.0
         for part in self._parts(clean):
             try:
                 frame, meta = read_checked_parquet(part)
             except DamagedFileError as error:
                 quarantine(part, self.root, f"part of cell {self.key} is damaged ({error})")
+                continue
+            problem = self.foreign(meta, frame["qid"] if "qid" in frame else ())
+            if problem is not None:
+                quarantine(part, self.root, f"part {part.name} in the folder of cell {self.key} is not its own: "
+                                            f"{problem}")
                 continue
             frames.append(frame)
             seconds += float(meta.get("seconds", 0.0))
@@ -281,7 +362,8 @@ class Cell:
         path = self.parts_dir / f"part-{batch:06d}.parquet"
         if path.exists():
             path = self.parts_dir / f"part-{batch:06d}-{uuid.uuid4().hex[:8]}.parquet"
-        write_checked_parquet(path, rows, {"seconds": seconds, "batch": batch})
+        inputs = {name: self.fields.get(name) for name in ("dataset", "options", "limit", "config")}
+        write_checked_parquet(path, rows, {**self.owner, "inputs": inputs, "seconds": seconds, "batch": batch})
         return path
 
     def finalize(self, order: Sequence[str], info: dict) -> pd.DataFrame:
@@ -289,14 +371,15 @@ class Cell:
         remove the parts and slice locks.  The caller holds the cell lock exclusively."""
         rows, seconds = self.read_parts(clean=True)
         if rows is None:
-            raise RuntimeError(f"store cell {self.key}: no rows to consolidate")
+            raise RuntimeError(f"store cell {self.key}: no rows to consolidate; rerun to compute them")
         rows = rows.drop_duplicates("qid", keep="first")
         position = {qid: i for i, qid in enumerate(order)}
-        if set(rows["qid"]) != set(position):
-            raise RuntimeError(f"store cell {self.key}: stored question ids do not match the dataset's "
-                               f"({len(rows)} stored, {len(position)} expected)")
+        missing = set(position) - set(rows["qid"])
+        if missing or not set(rows["qid"]) <= set(position):
+            raise RuntimeError(f"store cell {self.key}: {len(missing)} question(s) of the dataset have no stored row "
+                               f"(parts were removed while consolidating); rerun to compute them")
         rows = rows.iloc[np.argsort([position[q] for q in rows["qid"]], kind="stable")].reset_index(drop=True)
-        meta = write_checked_parquet(self.parquet, rows)
+        meta = write_checked_parquet(self.parquet, rows, self.owner)
         self.write_manifest(len(rows), seconds, info, meta["checksum"])
         shutil.rmtree(self.parts_dir, ignore_errors=True)
         for lock in self.root.glob(f"{self.key}.slice-*.lock"):
@@ -305,7 +388,7 @@ class Cell:
 
     def write_manifest(self, n_rows: int, seconds: float | None, info: dict, checksum: str) -> None:
         manifest = {"key": self.key, "fields": self.fields, **info, "n_rows": n_rows, "checksum": checksum,
-                    "file_sha256": file_sha256(self.parquet),
+                    "question_ids": self.questions_sha, "file_sha256": file_sha256(self.parquet),
                     "wall_time_s": None if seconds is None else round(seconds, 3),
                     "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "versions": _versions()}
@@ -321,7 +404,8 @@ class Cell:
             shutil.rmtree(self.parts_dir, ignore_errors=True)
 
 
-def find_stored(root: Path, fields: dict, unknown: Sequence[str], model_source: str) -> Cell | None:
+def find_stored(root: Path, fields: dict, unknown: Sequence[str], model_source: str,
+                question_ids: Sequence[str] | None = None) -> Cell | None:
     """The finished cell in ``root`` whose recorded fields equal ``fields`` on every field but
     ``unknown`` (inputs that cannot be hashed on this machine) and whose manifest names the
     same model source; ``None`` unless exactly one matches."""
@@ -332,7 +416,7 @@ def find_stored(root: Path, fields: dict, unknown: Sequence[str], model_source: 
         recorded = (manifest or {}).get("fields")
         if (isinstance(recorded, dict) and manifest.get("model_source") == model_source
                 and {k: canonical(v) for k, v in recorded.items() if k not in unknown} == wanted):
-            matches.append(Cell(root, recorded))
+            matches.append(Cell(root, recorded, question_ids))
     return matches[0] if len(matches) == 1 and matches[0].complete else None
 
 
@@ -345,13 +429,7 @@ def list_cells(results_dir: str | Path = "results") -> pd.DataFrame:
     return pd.DataFrame(records, columns=columns)
 
 
-__all__ = ["Cell", "DamagedFileError", "STORE_VERSION", "StoreIntegrityWarning", "TEMPORARY", "clean_stale_temporaries",
-           "find_stored", "is_stale_temporary", "list_cells", "load_manifest", "quarantine", "read_checked_parquet",
-           "write_checked_parquet"]
+__all__ = ["Cell", "DamagedFileError", "ReadOnlyStoreError", "STORE_VERSION", "StoreIntegrityWarning", "TEMPORARY",
+           "clean_stale_temporaries", "find_stored", "is_stale_temporary", "list_cells", "load_manifest",
+           "ownership_problem", "question_ids_digest", "quarantine", "read_checked_parquet", "write_checked_parquet"]
 
-if __name__ == "__main__":  # python -m studylib.sweep.store verify <results_dir> [--prune]
-    from studylib.sweep.verify import main
-
-    if sys.argv[1:2] != ["verify"]:
-        sys.exit("usage: python -m studylib.sweep.store verify <results_dir> [--prune]")
-    sys.exit(main(sys.argv[2:]))

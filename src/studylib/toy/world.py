@@ -27,7 +27,7 @@ from functools import cached_property
 import numpy as np
 from PIL import Image, ImageDraw
 
-from studylib.data import register_dataset
+from studylib.data.registry import register_dataset
 from studylib.data.records import LETTERS, Dataset, Question
 
 IMAGE_SIZE = 96
