@@ -42,6 +42,20 @@ def test_the_toy_profile_passes_the_up_front_check_of_every_notebook():
         validate.check_run_parameters({**declared, **build.notebook_parameters(loaded, path.stem, declared)})
 
 
+def test_the_leaderboard_profile_runs_every_pruner_at_the_papers_sizes_on_the_toys_store():
+    """toy-leaderboard: every_pruner alone, at the sizes the toy profile gives the POPE and ScienceQA pages,
+    in the toy profile's result store (so the cells those pages computed are reused)."""
+    toy, board = build.load_profile("toy"), build.load_profile("toy-leaderboard")
+    path = next(p for p in NOTEBOOKS if p.stem == "every_pruner")
+    declared = build.declared_parameters(path)
+    params = build.notebook_parameters(board, "every_pruner", declared)
+    validate.check_run_parameters({**declared, **params})
+    assert list(board["notebooks"]) == ["every_pruner"]
+    assert params["pope_options"] == toy["notebooks"]["u_curve"]["dataset_options"] and params["limit"] is None
+    assert params["sqa_options"] == toy["notebooks"]["scienceqa"]["dataset_options"]
+    assert board["defaults"]["results_dir"] == toy["defaults"]["results_dir"]
+
+
 def test_profiles_say_what_they_run():
     toy = build.load_profile("toy")
     assert toy["defaults"]["model"] == "toy" and toy["defaults"]["device"] == "cpu"
