@@ -210,3 +210,15 @@ def test_every_estimator_ranks_with_its_own_ci(metric):
     assert ranking.set_index("name").loc["divprune", "value"] == pytest.approx(direct)
     text = ep.ranking_table(ranking, metric)
     assert text.columns[3] == f"{ep.ESTIMATOR_WORDS[metric]} [95 % CI]" and text.iloc[0, 3].count("[") == 1
+
+
+def test_the_leaderboard_lists_every_budget_and_estimator_with_human_names():
+    skill = {"scope(alpha=0,p=1)@32": 0.9, "divprune@32": 0.7, **{f"random(seed={s})@32": 0.6 for s in range(2)}}
+    rows = _rows(["full@144", *skill], n_images=40, skill={"full@144": 0.8, **skill})
+    table = ep.aggregate(ep.summarise(rows, pope=True, n_bootstrap=5), N, ["scope(alpha=0,p=1)", "divprune", "random"])
+    rankings = {(32, m): ep.neighbours(rows, table, 32, m, n_bootstrap=50, seed=0) for m in ep.ESTIMATORS}
+    html = ep.leaderboard(rankings, [32], {32: 128}, "POPE", "TOY model").html
+    for words in ep.ESTIMATOR_WORDS.values():
+        assert html.count(words) >= 3, words  # one row per pruner
+    assert "32 (128)" in html and "SCOPE" in html and "random (mean of 2 seeds)" in html
+    assert "scope(alpha" not in html

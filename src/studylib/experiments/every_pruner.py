@@ -398,14 +398,15 @@ def _gap_columns(ranking: pd.DataFrame, estimator: str) -> dict[str, dict[str, s
 
 
 def ranking_table(ranking: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The pruners ranked by one calibration estimator (:func:`neighbours`): rank, pruner, family, its
-    value ``[95 % CI]`` from the ranking's own resamples (a seeded method: the mean over its seeds,
-    and says so), the gap to the pruner above and whether it is resolved."""
+    """The pruners ranked by one calibration estimator (:func:`neighbours`): rank, pruner (a seeded method:
+    the mean over its seeds, and says so), family, its value ``[95 % CI]`` from the ranking's own
+    resamples, the gap to the pruner above and whether it is resolved."""
     words = ESTIMATOR_WORDS.get(metric, metric)
     seeds = [f" (mean of {len(c)} seeds)" if len(c) > 1 else "" for c in ranking["configs"]]
-    out = pd.DataFrame({"rank": ranking["rank"], "pruner": ranking["name"], "family": ranking["family"]})
-    out[f"{words} [95 % CI]"] = [mc.ci_text(metric, r["value"], r["value_low"], r["value_high"]) + s
-                                 for r, s in zip(ranking.to_dict("records"), seeds)]
+    out = pd.DataFrame({"rank": ranking["rank"], "pruner": [f"{n}{s}" for n, s in zip(ranking["name"], seeds)],
+                        "family": ranking["family"]})
+    out[f"{words} [95 % CI]"] = [mc.ci_text(metric, r["value"], r["value_low"], r["value_high"])
+                                 for r in ranking.to_dict("records")]
     for header, cells in _gap_columns(ranking, words).items():
         out[header] = [cells.get(name, "") for name in ranking["name"]]
     return out
@@ -419,15 +420,15 @@ def leaderboard(rankings: Mapping[tuple[int, str], pd.DataFrame], budgets: Seque
     frames = []
     for k in budgets:
         for metric in ESTIMATORS:
-            words = ESTIMATOR_WORDS.get(metric, metric)
-            table = ranking_table(rankings[(k, metric)], metric)
-            table.columns = ["rank", "pruner", "family", "value [95 % CI]", "gap to the pruner above [95 % CI]",
-                             "gap resolved (Holm over the ranking)"]
-            table["pruner"] = [pruner_label(name) for name in table["pruner"]]
-            for column in ("value [95 % CI]", "gap to the pruner above [95 % CI]"):
+            ranking = rankings[(k, metric)]
+            table = ranking_table(ranking, metric).drop(columns="family")
+            table.columns = ["rank", "pruner", "value [95 % CI]", "gap to the one above [95 % CI]", "resolved"]
+            table["pruner"] = [pruner_label(name) + text[len(name):]
+                               for name, text in zip(ranking["name"], table["pruner"])]
+            for column in ("value [95 % CI]", "gap to the one above [95 % CI]"):
                 table[column] = table[column].str.replace(" ", "\u00a0")
-            table.insert(0, "estimator", words)
-            table.insert(0, "K (paper's K)", f"{k} ({k_map.get(k, k)})")
+            table.insert(0, "estimator", ESTIMATOR_WORDS.get(metric, metric))
+            table.insert(0, "K (paper's)", f"{k} ({k_map.get(k, k)})")
             frames.append(table)
     return interactive_table(pd.concat(frames, ignore_index=True).fillna(""), page_length=25,
                              caption=f"{benchmark}: every pruner ranked by each calibration estimator at every budget "
