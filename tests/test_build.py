@@ -191,8 +191,8 @@ def _cells(styler) -> tuple[list[str], list[list[str]]]:
     head = re.findall(r'<th id="T_\w+_level(\d+)_col\d+"[^>]*>(.*?)</th>', html)
     last = max((int(level) for level, _ in head), default=0)
     headers = [text for level, text in head if int(level) == last]
-    rows = [re.findall(r'<td id="T_\w+_row\d+_col\d+"[^>]*>(.*?)</td>', row)
-            for row in re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)]
+    rows = [[re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r'<td id="T_\w+_row\d+_col\d+"[^>]*>(.*?)</td>', row)]
+            for row in re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)]  # cell text without its markup (the CI's span)
     return headers, [r for r in rows if r]
 
 

@@ -34,6 +34,10 @@ EFFECT = re.compile(rf"(?:reported effect|smallest effect of interest) ({NUMBER}
 OTHER = re.compile(rf"([^:;]+): ({NUMBER}) \[({NUMBER}), ({NUMBER})\] ([a-z ,]+?)(?=;|$)")
 
 
+#: the outcomes, longest first (so "holds, smaller than reported" is not read as "holds")
+OUTCOME_WORDS = sorted([HOLDS, SMALLER, NO_EFFECT, REVERSED, INCONCLUSIVE, NOT_APPLICABLE], key=len, reverse=True)
+
+
 def _number(text: str) -> float:
     return float(text.replace("−", "-"))
 
@@ -85,7 +89,8 @@ def contradiction(test: str, estimate: str, verdict: str) -> str | None:
     base = _base(verdict)
     if not match or base == NOT_APPLICABLE or "(point estimate)" in verdict or not CLAIMED.search(test or ""):
         return None
-    low, high = _number(match.group(2)), _number(match.group(3))
+    scale = 0.01 if estimate.rstrip().endswith("pp") else 1.0  # the catalogue prints accuracy differences in pp
+    low, high = _number(match.group(2)) * scale, _number(match.group(3)) * scale
     possible = allowed(low, high, test)
     if base in possible:
         return None
@@ -111,9 +116,13 @@ def claim_rows_of(html: str):
         cells = tr.find_all("td", recursive=False)
         if len(cells) != 4:
             continue
-        verdict = cells[3].find("b")
-        yield (_toggle(cells[0], "test on this run"), cells[1].get_text(" ", strip=True),
-               verdict.get_text(" ", strip=True) if verdict else "", _toggle(cells[0], "other estimators"))
+        verdict = cells[3].get_text(" ", strip=True).lstrip("● ")
+        base, _, detail = verdict.partition(" ")
+        if detail and verdict.startswith(tuple(OUTCOME_WORDS)):  # "inconclusive not significant ..." -> with parentheses
+            word = next(w for w in OUTCOME_WORDS if verdict.startswith(w))
+            verdict = f"{word} ({verdict[len(word):].strip()})" if verdict[len(word):].strip() else word
+        yield (_toggle(cells[0], "test on this run"), cells[1].get_text(" ", strip=True), verdict,
+               _toggle(cells[0], "other estimators"))
 
 
 def rows_of(html: str):
@@ -193,9 +202,17 @@ def test_the_checker_reads_the_pages_claims_tables():
     (test, estimate, verdict, others), = claim_rows_of(html)
     assert test.endswith("claimed below 0; reported effect −0.035") and "SCOPE α=0, K=32" in test
     assert (estimate, verdict, others) == ("−0.050 [−0.060, −0.040]", "holds",
-                                           "debiased ECE: -0.006 [-0.012, -0.002] holds")
+                                           "debiased ECE: −0.006 [−0.012, −0.002] holds")
     assert contradictions(html) == [f"debiased ECE: verdict 'holds' but CI [-0.012, -0.002] under {test!r} gives "
                                     f"['{SMALLER}']"]
+    # the verdict's detail (a family correction) counts, and a CI in percentage points is read as such
+    part = claims.Claim("A3.K16", "s", "x", "accuracy", "accuracy[a@16] − accuracy[b@16]: claimed within ±0.01",
+                        0.002, -0.012, 0.004, claims.INCONCLUSIVE)
+    (test, estimate, verdict, _), = claim_rows_of(pages.claims_html([part]))
+    assert estimate.endswith("pp") and not contradictions(pages.claims_html([part]))
+    holm = claims.Claim("A1.K16", "s", "x", "ece", B2, -0.001, -0.005, 0.008,
+                        f"{claims.INCONCLUSIVE} (not significant after Holm over 3 tests)")
+    assert not contradictions(pages.claims_html([holm]))
 
 
 def test_the_checker_reads_the_other_estimators_column():

@@ -43,6 +43,12 @@ def test_configurations_have_human_names(config, label):
     assert labels.config_label(config) == label
 
 
+def test_every_registered_pruner_has_its_papers_name():
+    from studylib.pruners import list_pruners
+
+    assert set(list_pruners()) <= set(labels.METHOD_NAMES), set(list_pruners()) - set(labels.METHOD_NAMES)
+
+
 def test_humanize_replaces_configurations_inside_text_only():
     text = "ECE[scope(alpha=0,p=1)@32] − ECE[full@144] < 0; saliency pruning"
     assert labels.humanize(text) == "ECE[SCOPE α=0, K=32] − ECE[unpruned (K=144)] < 0; saliency pruning"

@@ -382,7 +382,11 @@ class Claim:
         elif not math.isnan(need):
             extras.append(f"would need ≈ {_round_count(need)} questions, this run {self.n_questions:,}")
         if self.estimator_sensitive:
-            others = ", ".join(f"{metric_words(c.metric)}: {c.outcome}" for c in self.estimators if c.tested)
+            by_outcome: dict[str, list[str]] = {}
+            for c in self.estimators:
+                if c.tested:
+                    by_outcome.setdefault(c.outcome, []).append(metric_words(c.metric))
+            others = ", ".join(f"{' and '.join(names)}: {outcome}" for outcome, names in by_outcome.items())
             extras.append(f"{ESTIMATOR_SENSITIVE}; {others}")
         if not extras:
             return self.verdict

@@ -22,7 +22,7 @@ METHOD_NAMES = {
     "scope_adaptive": "adaptive-α SCOPE", "divprune": "DivPrune", "fps": "FPS", "visionzip": "VisionZip",
     "vispruner": "VisPruner", "cdpruner": "CDPruner", "idselect": "ID-Selection", "agile": "AgilePruner",
     "agile_entropy": "AgilePruner-entropy", "agile_mix": "AgilePruner mix", "agile_count": "AgilePruner count",
-    "fastv": "FastV", "dart": "DART",
+    "fastv": "FastV", "dart": "DART", "hired": "HiRED", "pdrop": "PyramidDrop", "sparsevlm": "SparseVLM",
 }
 
 #: parameters shown even at their default (the knob a reader must always see)

@@ -274,7 +274,7 @@ def style_table(frame: pd.DataFrame, caption: str = "", digits: Mapping[Any, int
                 text = ""
             else:
                 text = show(value) if pd.isna(lower) or pd.isna(upper) else \
-                    f"{show(value)} [{number(low)(lower)}, {number(high)(upper)}]"
+                    f'{show(value)} <span class="ci">[{number(low)(lower)}, {number(high)(upper)}]</span>'
             mask = [j == i for j in range(len(frame))]
             styler = styler.format(lambda v, text=text: text, subset=pd.IndexSlice[mask, [column]])
     hidden = [b for bounds in merges.values() for b in bounds]
@@ -294,8 +294,10 @@ def style_table(frame: pd.DataFrame, caption: str = "", digits: Mapping[Any, int
         styler = styler.hide(axis="columns", names=True)
     styler = styler.set_table_attributes('class="study-table"')
     text = [c for c in columns if c not in merges and not pd.api.types.is_numeric_dtype(frame[c])]
-    if text:  # words left-aligned and wrapping (book/_static/study.css), numbers right-aligned
-        styler = styler.set_td_classes(pd.DataFrame({c: "text" for c in text}, index=frame.index, columns=columns))
+    if text or merges:  # words left-aligned and wrapping (book/_static/study.css), numbers right-aligned; a
+        # value and its CI may go on two lines, the CI itself never breaks
+        classes = {**{c: "text" for c in text}, **{c: "ci-cell" for c in merges}}
+        styler = styler.set_td_classes(pd.DataFrame(classes, index=frame.index, columns=columns))
         for column in text:
             styler = styler.format(lambda v, c=column: "" if _missing(v) else _breakable(display_text(v, c)),
                                    subset=[column])
@@ -423,8 +425,8 @@ def _claim_row(claim: Claim, part: bool = False) -> str:
 def estimators_text(claim: Claim) -> str:
     """The claim judged under the other estimators of its metric (``debiased ECE: -0.006 [-0.012, -0.002]
     holds; smooth ECE: ...``), ``""`` when it has none."""
-    return "; ".join(f"{metric_words(c.metric)}: {c.estimate_text()} {c.outcome}" for c in claim.estimators
-                     if c.tested)
+    return "; ".join(f"{metric_words(c.metric)}: {mc.ci_text(c.metric, c.estimate, c.low, c.high, delta=True)} "
+                     f"{c.outcome}" for c in claim.estimators if c.tested)
 
 
 CLAIMS_HEADER = ("<thead><tr><th>claim (test behind the toggle)</th><th>this run [95 % CI]</th><th>paper</th>"

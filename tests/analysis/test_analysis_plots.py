@@ -43,8 +43,8 @@ def test_u_curve(summary, tmp_path):
     fig = plots.u_curve(summary, toy=True)
     assert isinstance(fig, Figure) and "TOY" in _titles(fig)
     labels = fig.axes[0].get_legend_handles_labels()[1]
-    assert "random (mean ± sd, 3 seeds)" in labels and "full (K=144)" in labels
-    assert sum(lab.startswith("scope") for lab in labels) == 3
+    assert "random (mean ± sd, 3 seeds)" in labels and "unpruned (K=144)" in labels
+    assert sum(lab.startswith("SCOPE") for lab in labels) == 3
     fig.savefig(tmp_path / "u.png")
     assert "TOY" not in _titles(plots.u_curve(summary, y="ece", hue="method"))
 

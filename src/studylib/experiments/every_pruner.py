@@ -391,7 +391,7 @@ def _gap_columns(ranking: pd.DataFrame, estimator: str) -> dict[str, dict[str, s
             continue
         if math.isnan(record["gap"]):
             continue
-        gap[record["name"]] = f"+{record['gap']:.3f} [{record['gap_low']:.3f}, {record['gap_high']:.3f}]"
+        gap[record["name"]] = mc.ci_text("ece", record["gap"], record["gap_low"], record["gap_high"], delta=True)
         resolved[record["name"]] = "resolved" if record["resolved"] else "not resolved"
     return {f"{estimator} gap to the pruner above [95 % CI]": gap,
             f"{estimator} gap resolved (Holm over the ranking)": resolved}
