@@ -129,7 +129,7 @@ RANGES = {  # suffix -> (low, high), inclusive
     "_accuracy": (0.0, 1.0), "_ece": (0.0, 1.0), "_ece_low": (0.0, 1.0), "_ece_high": (0.0, 1.0),
     "_ece_after": (0.0, 1.0), "_ece_change": (-1.0, 1.0),
     "_chair_i": (0.0, 1.0), "_chair_s": (0.0, 1.0), "_temperature": (1e-3, 1e3), "_erank_divprune": (1.0, 1e4),
-    "_erank_ref": (1.0, 1e4), "_moderate_k": (1, 1e4), "_n_questions": (1, 1e9), "_n_needed": (1, 1e15), "_resolved_gaps_focus": (0, 1e4), "_n_better": (0, 1e6),
+    "_erank_ref": (1.0, 1e4), "_moderate_k": (1, 1e4), "_n_questions": (1, 1e9), "_n_needed": (1, 1e15), "_resolved_gaps_focus": (0, 1e4), "_tiers_focus": (1, 1e4), "_n_better": (0, 1e6),
     "_n_comparisons": (1, 1e6), "_n_bootstrap": (0, 1e6), "_n_pruners": (1, 1e4), "_focus_k": (1, 1e5),
 }
 

@@ -423,7 +423,7 @@ def _claim_row(claim: Claim, part: bool = False) -> str:
 
 
 def estimators_text(claim: Claim) -> str:
-    """The claim judged under the other estimators of its metric (``debiased ECE: -0.006 [-0.012, -0.002]
+    """The claim judged under the other estimators of its metric (``debiased ECE: −0.006 [−0.012, −0.002]
     holds; smooth ECE: ...``), ``""`` when it has none."""
     return "; ".join(f"{metric_words(c.metric)}: {mc.ci_text(c.metric, c.estimate, c.low, c.high, delta=True)} "
                      f"{c.outcome}" for c in claim.estimators if c.tested)
