@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -260,7 +260,7 @@ def neighbours(rows: pd.DataFrame, table: pd.DataFrame, k: int, metric: str = "e
     spans = np.cumsum([0, *(len(m) for m in part["configs"])])
     value = np.array([estimates[a:b].mean() for a, b in zip(spans, spans[1:])])
     resampled = np.column_stack([draws[:, a:b].mean(axis=1) for a, b in zip(spans, spans[1:])])
-    value_low, value_high = _percentile_columns(resampled)
+    value_low, value_high = zip(*(_percentile_interval(column) for column in resampled.T))
     order = sorted(range(len(part)), key=lambda i: (value[i], part["name"].iloc[i]))
     records = []
     for rank, i in enumerate(order):
@@ -277,10 +277,8 @@ def neighbours(rows: pd.DataFrame, table: pd.DataFrame, k: int, metric: str = "e
                 continue
             distribution = resampled[:, i] - resampled[:, above]
             gap = float(value[i] - value[above])
-            finite = distribution[np.isfinite(distribution)]
-            low, high = np.percentile(finite, [2.5, 97.5]) if len(finite) else (math.nan, math.nan)
-            record.update(gap=gap, gap_low=float(low), gap_high=float(high),
-                          p=tail_p_values(gap, distribution, "greater")[0])
+            low, high = _percentile_interval(distribution)
+            record.update(gap=gap, gap_low=low, gap_high=high, p=tail_p_values(gap, distribution, "greater")[0])
         records.append(record)
     out = pd.DataFrame(records)
     tested = out["p"].notna()
@@ -289,15 +287,13 @@ def neighbours(rows: pd.DataFrame, table: pd.DataFrame, k: int, metric: str = "e
     return out
 
 
-def _percentile_columns(draws: np.ndarray) -> tuple[list[float], list[float]]:
-    """The 2.5 and 97.5 percentiles of every column of ``draws`` over its finite resamples (NaN for none)."""
-    lows, highs = [], []
-    for column in draws.T:
-        finite = column[np.isfinite(column)]
-        low, high = np.percentile(finite, [2.5, 97.5]) if len(finite) else (math.nan, math.nan)
-        lows.append(float(low))
-        highs.append(float(high))
-    return lows, highs
+def _percentile_interval(draws: np.ndarray) -> tuple[float, float]:
+    """The 2.5 and 97.5 percentiles of ``draws`` over its finite resamples (NaN for none)."""
+    finite = draws[np.isfinite(draws)]
+    if not len(finite):
+        return math.nan, math.nan
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def _same_selections(rows: pd.DataFrame, configs: Sequence[str], other: Sequence[str]) -> bool:
@@ -358,12 +354,10 @@ def _cell(row: Mapping, metric: str) -> str:
 
 
 def ranked_table(table: pd.DataFrame, k: int, n_tokens: int, reported_columns: Mapping[str, Mapping[str, float]]
-                 | None = None, ranking: pd.DataFrame | None = None) -> pd.DataFrame:
+                 | None = None) -> pd.DataFrame:
     """The page's table at budget ``k``: one row per pruner ranked by ECE (lowest first), then the
     unpruned model (K = N) as the reference row; metrics as ``value [95 % CI]`` (seeded methods:
-    mean ± sd over seeds); ``reported_columns`` maps a header to {registry name: reported value};
-    ``ranking`` (:func:`neighbours` by ECE) adds each pruner's ECE gap to the one above and whether
-    it is resolved, after the ECE column."""
+    mean ± sd over seeds); ``reported_columns`` maps a header to {registry name: reported value}."""
     part = pd.concat([ranked(table, k), table[table["reference"] & (table["k"] == n_tokens)]], ignore_index=True)
     metrics = [m for m in CI_METRICS + PLAIN_METRICS if m in part]
     out = pd.DataFrame({"rank": [str(i + 1) for i in range(len(part) - int(part["reference"].sum()))]
@@ -371,10 +365,6 @@ def ranked_table(table: pd.DataFrame, k: int, n_tokens: int, reported_columns: M
                         "pruner": part["name"], "family": part["family"], "configuration": part["config"]})
     for metric in metrics:
         out[HEADERS[metric]] = [_cell(row, metric) for row in part.to_dict("records")]
-        if metric == "ece" and ranking is not None:
-            gaps = _gap_columns(ranking, "ECE")
-            for header, cells in gaps.items():
-                out[header] = [cells.get(name, "") for name in part["name"]]
     for header, values in (reported_columns or {}).items():
         out[header] = [values.get(name, math.nan) for name in part["name"]]
     return out
@@ -397,13 +387,13 @@ def _gap_columns(ranking: pd.DataFrame, estimator: str) -> dict[str, dict[str, s
             f"{estimator} gap resolved (Holm over the ranking)": resolved}
 
 
-def ranking_table(ranking: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The pruners ranked by one calibration estimator (:func:`neighbours`): rank, pruner (a seeded method:
-    the mean over its seeds, and says so), family, its value ``[95 % CI]`` from the ranking's own
-    resamples, the gap to the pruner above and whether it is resolved."""
+def ranking_table(ranking: pd.DataFrame, metric: str, name: Callable[[str], str] = str) -> pd.DataFrame:
+    """The pruners ranked by one calibration estimator (:func:`neighbours`): rank, pruner (``name`` of its
+    registry name; a seeded method: the mean over its seeds, and says so), family, its value ``[95 % CI]``
+    from the ranking's own resamples, the gap to the pruner above and whether it is resolved."""
     words = ESTIMATOR_WORDS.get(metric, metric)
     seeds = [f" (mean of {len(c)} seeds)" if len(c) > 1 else "" for c in ranking["configs"]]
-    out = pd.DataFrame({"rank": ranking["rank"], "pruner": [f"{n}{s}" for n, s in zip(ranking["name"], seeds)],
+    out = pd.DataFrame({"rank": ranking["rank"], "pruner": [name(n) + s for n, s in zip(ranking["name"], seeds)],
                         "family": ranking["family"]})
     out[f"{words} [95 % CI]"] = [mc.ci_text(metric, r["value"], r["value_low"], r["value_high"])
                                  for r in ranking.to_dict("records")]
@@ -420,11 +410,8 @@ def leaderboard(rankings: Mapping[tuple[int, str], pd.DataFrame], budgets: Seque
     frames = []
     for k in budgets:
         for metric in ESTIMATORS:
-            ranking = rankings[(k, metric)]
-            table = ranking_table(ranking, metric).drop(columns="family")
+            table = ranking_table(rankings[(k, metric)], metric, name=pruner_label).drop(columns="family")
             table.columns = ["rank", "pruner", "value [95 % CI]", "gap to the one above [95 % CI]", "resolved"]
-            table["pruner"] = [pruner_label(name) + text[len(name):]
-                               for name, text in zip(ranking["name"], table["pruner"])]
             for column in ("value [95 % CI]", "gap to the one above [95 % CI]"):
                 table[column] = table[column].str.replace(" ", "\u00a0")
             table.insert(0, "estimator", ESTIMATOR_WORDS.get(metric, metric))
