@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from studylib.models.llm_pruning import RegistryInLLMPruner
 from studylib.models.prefix_cache import prefix_groups, shared_text
 from studylib.models import prompts
 from studylib.pruners import get_pruner
@@ -33,9 +34,10 @@ def sharing(adapter, enabled: bool):
 
 @contextlib.contextmanager
 def counted_forwards(adapter):
-    """Number of language-model forwards run inside the block."""
+    """Number of language-model forwards started inside the block (a prefix forward that stops
+    before the in-LLM pruner's layer counts)."""
     calls = []
-    handle = adapter.model.model.language_model.register_forward_hook(lambda *a: calls.append(1))
+    handle = adapter.model.model.language_model.register_forward_pre_hook(lambda *a: calls.append(1))
     try:
         yield calls
     finally:
@@ -203,6 +205,51 @@ def test_in_llm_pruning_takes_the_single_forward(toy_adapter, small_world):
     tokens = encode(toy_adapter, small_world, questions[:4])
     with sharing(toy_adapter, True), counted_forwards(toy_adapter) as calls:
         toy_adapter._last_logits(texts[:4], tokens, None, _KeepFirst(), 16)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("name", ["fastv", "dart"])
+@pytest.mark.parametrize("layer", [1, 2])
+@pytest.mark.parametrize("k", [1, 6, 16, 100])
+def test_a_single_drop_shares_prefixes_below_its_layer_with_the_single_forwards_picks(adapter, small_world,
+                                                                                      name, layer, k):
+    """FastV and DART run the layers below their drop on the shared prefixes (two forwards: the
+    prefixes, stopped at the drop, then the suffixes) and keep the single forward's tokens and
+    logits, with a shorter system text on some rows, different suffix lengths and a pruned vision
+    input."""
+    if layer >= adapter.model.config.text_config.num_hidden_layers:
+        pytest.skip("the model has no such layer")
+    questions, texts = mixed_batch(small_world)
+    tokens = encode(adapter, small_world, questions)
+    pruner = RegistryInLLMPruner(get_pruner(name, layer=layer))
+    for keep in (None, per_image_keep(adapter, tokens, 120)):
+        shared, single = both_paths(adapter, texts, tokens, keep, pruner, k)
+        assert (shared[2], single[2]) == (2, 1)
+        assert_same_logits(shared, single)
+
+
+@pytest.mark.parametrize("name", ["fastv", "dart"])
+def test_single_drop_scores_equal_the_single_forward_on_pope_rows(toy_adapter, small_world, name):
+    """A batch of POPE questions (the every-pruner cells): same probabilities and kept tokens."""
+    questions = small_world.pope("random").questions[:24]
+    texts = [prompts.build_prompt(q) for q in questions]
+    tokens = encode(toy_adapter, small_world, questions)
+    verbalizers = [prompts.verbalizer(q) for q in questions]
+    pruner = get_pruner(name)
+    with sharing(toy_adapter, True):
+        shared = toy_adapter.score_pruned(texts, tokens, pruner, 8, verbalizers)
+    with sharing(toy_adapter, False):
+        single = toy_adapter.score_pruned(texts, tokens, pruner, 8, verbalizers)
+    np.testing.assert_allclose(shared.probs, single.probs, atol=1e-6)
+    assert torch.equal(shared.kept, single.kept)
+
+
+@pytest.mark.parametrize("name", ["pdrop", "sparsevlm"])
+def test_staged_in_llm_pruners_take_the_single_forward(toy_adapter, small_world, name):
+    questions, texts = mixed_batch(small_world)
+    tokens = encode(toy_adapter, small_world, questions[:6])
+    with sharing(toy_adapter, True), counted_forwards(toy_adapter) as calls:
+        toy_adapter._last_logits(texts[:6], tokens, None, RegistryInLLMPruner(get_pruner(name)), 16)
     assert len(calls) == 1
 
 

@@ -37,6 +37,7 @@ from studylib.models.families import VisualRow, family_for, row_positions
 from studylib.models.llm_pruning import InLLMPruner, RegistryInLLMPruner, in_llm_pruning
 from studylib.models.loading import load_model
 from studylib.models.prefix_cache import PromptRows, cached_prefix_logits, padded_positions
+from studylib.models.shared_in_llm import cached_in_llm_logits, shares_prefix
 from studylib.tokens import QueryContext, RaggedTokens, Selection, VisualTokens, stack_tokens
 
 ImageInput = Image.Image | str | os.PathLike | bytes
@@ -234,6 +235,12 @@ class LlavaAdapter:
             logits = cached_prefix_logits(self, self._prompt_rows(prompts, suffixes), tokens.image_keys, visual, indices)
             if logits is not None:
                 return logits, indices
+        if in_llm is not None and self._share_prefixes and shares_prefix(in_llm):
+            validate_budget(k_llm, len(visual[0].patch_slots))
+            shared = cached_in_llm_logits(self, self._prompt_rows(prompts, suffixes), tokens.image_keys, visual,
+                                          indices, in_llm, k_llm)
+            if shared is not None:
+                return shared[0], indices.gather(1, shared[1].to(indices.device))
         embeds, mask, positions, image_positions = self._inputs(prompts, visual, suffixes)
         record: dict = {}
         if in_llm is not None:

@@ -81,12 +81,10 @@ def _mask_rows_bias(mask_4d: torch.Tensor | None, padding: torch.Tensor, rows: t
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, float("-inf"))
 
 
-def query_attention(attn_module, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                    mask_4d: torch.Tensor | None, padding: torch.Tensor,
-                    rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Head-mean attention ``(B, R, L)`` of the query rows ``rows`` ``(B, R)`` over all keys,
-    ``softmax(q K^T / sqrt(d))`` from the layer's own projections and RoPE, and the post-RoPE keys
-    ``(B, L, H * d)``."""
+def query_projections(attn_module, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                      rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Post-RoPE queries ``(B, H, R, d)`` of the rows ``rows`` ``(B, R)`` and keys ``(B, H_kv, L, d)``
+    of every position, from the layer's own projections."""
     b, length, _ = normed.shape
     n_rows = rows.shape[1]
     d = attn_module.head_dim
@@ -95,12 +93,28 @@ def query_attention(attn_module, normed: torch.Tensor, cos: torch.Tensor, sin: t
     k = attn_module.k_proj(normed).view(b, length, -1, d).transpose(1, 2)
     at_rows = rows.unsqueeze(-1).expand(-1, -1, cos.shape[-1])
     q = _rope(q, cos.expand(b, -1, -1).gather(1, at_rows), sin.expand(b, -1, -1).gather(1, at_rows))
-    k = _rope(k, cos, sin)
+    return q, _rope(k, cos, sin)
+
+
+def attention_rows(attn_module, q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Head-mean ``softmax(q K^T / sqrt(d) + bias)`` ``(B, R, L)`` in float32; ``bias`` ``(B, R, L)``
+    additive (0 / -inf), or boolean (True: attended)."""
     k_full = k.repeat_interleave(attn_module.num_key_value_groups, dim=1)
     scores = (q.float() @ k_full.float().transpose(-1, -2)) * attn_module.scaling
-    scores = scores + _mask_rows_bias(mask_4d, padding, rows, scores.dtype).unsqueeze(1)
-    attention = scores.softmax(-1).mean(1)
-    keys = k.transpose(1, 2).reshape(b, length, -1)
+    if bias.dtype == torch.bool:
+        bias = torch.zeros(bias.shape, dtype=scores.dtype, device=bias.device).masked_fill(~bias, float("-inf"))
+    return (scores + bias.to(scores.dtype).unsqueeze(1)).softmax(-1).mean(1)
+
+
+def query_attention(attn_module, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                    mask_4d: torch.Tensor | None, padding: torch.Tensor,
+                    rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Head-mean attention ``(B, R, L)`` of the query rows ``rows`` ``(B, R)`` over all keys,
+    ``softmax(q K^T / sqrt(d))`` from the layer's own projections and RoPE, and the post-RoPE keys
+    ``(B, L, H * d)``."""
+    q, k = query_projections(attn_module, normed, cos, sin, rows)
+    attention = attention_rows(attn_module, q, k, _mask_rows_bias(mask_4d, padding, rows, torch.float32))
+    keys = k.transpose(1, 2).reshape(normed.shape[0], normed.shape[1], -1)
     return attention, keys
 
 
@@ -374,6 +388,9 @@ class RegistryInLLMPruner:
             raise ValueError(f"{pruner} is not an in-LLM pruner")
         self.pruner = pruner
         self.layer = pruner.layer
+        #: FastV and DART read only the image span and the text after it, so their rows may share
+        #: the layers below the drop (:mod:`studylib.models.shared_in_llm`)
+        self.shares_prefix = pruner.name in ("fastv", "dart")
         #: staged pruners (no ``layer``): their rule, ``(n_layers, k) -> StagePlan``
         self.stage_plan = pruner.rule if pruner.layer is None else None
 

@@ -22,8 +22,8 @@ rounding.
 Two rows share a group when they have the same ``before`` ids, image key and kept indices *and*
 bitwise-equal visual token rows (which also covers merged selections: VisionZip rows share only
 when their merged tokens are equal); rows whose ``before`` ids differ use no system-text cache.
-Rows with an empty suffix and in-LLM pruning (FastV/DART hooks need the whole prompt in one
-forward) take the plain single forward.  Cached keys/values are held once per source (one row
+Rows with an empty suffix take the plain single forward; in-LLM pruning shares the layers below
+its drop through :mod:`studylib.models.shared_in_llm` (FastV, DART) or takes the single forward.  Cached keys/values are held once per source (one row
 for the system text, one per group) and gathered to the batch rows one decoder layer at a time
 (:class:`SharedPrefixLayer`), so memory grows with U, not B.
 """
@@ -180,17 +180,25 @@ class _Pieces:
         rows these sequences stand for (a prefix forward runs the first row of each group), all of
         them by default.  Returns the last-token logits, the new states and the padding mask."""
         ids, mask = adapter.left_padded(sequences)
-        segments, masks = [[] for _ in range(_num_layers(adapter))], []
-        for states, piece_mask, rows in self.pieces:
-            rows = rows if source is None else rows.index_select(0, source)
-            for layer, (keys, values) in zip(segments, states):
-                layer.append((keys, values, rows))
-            masks.append(piece_mask.index_select(0, rows))
-        cache = Cache(layers=[SharedPrefixLayer(layer) for layer in segments])
+        cache, masks = self.cache(_num_layers(adapter), source)
         out = adapter.model(inputs_embeds=adapter.embed_ids(ids, visual), attention_mask=torch.cat([*masks, mask], 1),
                             position_ids=padded_positions(positions, ids.shape[1]).to(adapter.device),
                             past_key_values=cache, use_cache=True, logits_to_keep=1)
         return out.logits[:, -1].float(), [layer.new for layer in cache.layers], mask
+
+    def cache(self, n_layers: int, source: torch.Tensor | None = None,
+              layers_of: Sequence[int] | None = None) -> tuple[Cache, list[torch.Tensor]]:
+        """A cache of ``n_layers`` :class:`SharedPrefixLayer` holding the pieces for the rows
+        ``source`` (all by default), and each piece's padding mask gathered to those rows.
+        ``layers_of``: per piece, on how many leading layers it is present (all by default)."""
+        segments, masks = [[] for _ in range(n_layers)], []
+        for n, (states, piece_mask, rows) in enumerate(self.pieces):
+            rows = rows if source is None else rows.index_select(0, source)
+            depth = n_layers if layers_of is None else layers_of[n]
+            for layer, (keys, values) in zip(segments[:depth], states):
+                layer.append((keys, values, rows))
+            masks.append(piece_mask.index_select(0, rows))
+        return Cache(layers=[SharedPrefixLayer(layer) for layer in segments]), masks
 
 
 def common_system(rows: PromptRows) -> tuple[int, ...]:
