@@ -23,9 +23,10 @@ Two rows share a group when they have the same ``before`` ids, image key and kep
 bitwise-equal visual token rows (which also covers merged selections: VisionZip rows share only
 when their merged tokens are equal); rows whose ``before`` ids differ use no system-text cache.
 Rows with an empty suffix take the plain single forward; in-LLM pruning shares the layers below
-its drop through :mod:`studylib.models.shared_in_llm` (FastV, DART) or takes the single forward.  Cached keys/values are held once per source (one row
-for the system text, one per group) and gathered to the batch rows one decoder layer at a time
-(:class:`SharedPrefixLayer`), so memory grows with U, not B.
+its drop through :mod:`studylib.models.shared_in_llm` (FastV, DART) or takes the single forward.
+Cached keys/values are held once per source (one row for the system text, one per group) and
+gathered to the batch rows one decoder layer at a time (:class:`SharedPrefixLayer`), so memory
+grows with U, not B.
 """
 
 from __future__ import annotations

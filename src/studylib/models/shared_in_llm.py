@@ -2,8 +2,8 @@
 drop on the cached prefix, the pruned sequence from the drop on.
 
 FastV and DART keep, before decoder layer ``ℓ``, ``K`` image tokens chosen from layer ``ℓ − 1``'s
-signals (:mod:`studylib.pruners.fastv`, :mod:`studylib.pruners.dart`).  Below ``ℓ`` nothing is pruned, and in a
-causal LM the states of ``[system text][image][shared question text]`` at layers ``< ℓ`` do not
+signals (:mod:`studylib.pruners.fastv`, :mod:`studylib.pruners.dart`).  Below ``ℓ`` nothing is
+pruned, and in a causal LM the states of ``[system text][image][shared question text]`` at layers ``< ℓ`` do not
 depend on the rest of the question, so the rows of one image share them exactly as unpruned rows do
 (:mod:`studylib.models.prefix_cache`):
 
@@ -70,7 +70,8 @@ def cached_in_llm_logits(adapter, rows: PromptRows, image_keys: Sequence[str], v
     positions = [row_positions(len(before), v, len(after)) for (before, after), v in zip(rows, visual)]
     pieces = _Pieces()
     if system:
-        pieces.add(system_states(adapter, system, positions[0][:, :s]), torch.ones((1, s), dtype=torch.long, device=device),
+        one_row = torch.ones((1, s), dtype=torch.long, device=device)
+        pieces.add(system_states(adapter, system, positions[0][:, :s]), one_row,
                    torch.zeros(len(rows), dtype=torch.long, device=device))
     text = shared_text(rows, group_of)
     first_rows = [group_of.index(g) for g in range(len(text))]
@@ -86,7 +87,7 @@ def cached_in_llm_logits(adapter, rows: PromptRows, image_keys: Sequence[str], v
     pieces.add(prefix.states, prefix.mask, group)
     suffixes = [list(after[text[g]:]) for (_, after), g in zip(rows, group_of)]
     suffix_positions = [p[0, p.shape[1] - len(x):] for p, x in zip(positions, suffixes)]
-    drop = _Drop(adapter, in_llm, k, group, prefix, image_slots.index_select(0, group), s)
+    drop = _Drop(in_llm, k, group, prefix, image_slots.index_select(0, group), s)
     ids, mask = adapter.left_padded(suffixes)
     cache, masks = pieces.cache(n_layers, layers_of=[n_layers, layer] if system else [layer])
     handles = drop.install(adapter.model.model.language_model, masks, mask)
@@ -135,8 +136,7 @@ class _Drop:
     """The hooks of a suffix forward: the attention row at layer ``ℓ − 1``, the pruned
     ``[prefix][suffix]`` sequence from layer ``ℓ`` on (module docstring)."""
 
-    def __init__(self, adapter, in_llm, k: int, group: torch.Tensor, prefix: _Prefix, image_slots: torch.Tensor,
-                 system: int):
+    def __init__(self, in_llm, k: int, group: torch.Tensor, prefix: _Prefix, image_slots: torch.Tensor, system: int):
         self.in_llm, self.k, self.group, self.prefix = in_llm, k, group, prefix
         self.image_slots, self.system = image_slots, system  # (B, N) slots in the padded prefix; system length
         self.row = self.own_keys = self.chosen = self.overrides = None
