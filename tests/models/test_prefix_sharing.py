@@ -294,3 +294,29 @@ def test_a_question_blind_pruner_selects_once_per_image(adapter, small_world, na
     assert (keep.merged is None) == (per_row.merged is None)
     if keep.merged is not None:
         assert torch.allclose(keep.merged, per_row.merged, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["fastv", "dart"])
+@pytest.mark.parametrize("layer", [1, 2])
+def test_in_llm_generation_runs_the_prompts_below_the_drop_once(adapter, small_world, name, layer):
+    """Captions under FastV and DART: the prompts run up to the drop once, then one forward per
+    generated token; same texts, first-step logits and kept tokens as re-running every sequence,
+    with rows that finish at different steps and a pruned vision input."""
+    if layer >= adapter.model.config.text_config.num_hidden_layers:
+        pytest.skip("the model has no such layer")
+    questions = small_world.captions().questions[:5] + small_world.pope("random").questions[:2]
+    texts = [prompts.build_prompt(q) for q in questions]
+    texts[2] = texts[2].replace(prompts.SYSTEM, SHORT_SYSTEM)
+    tokens = encode(adapter, small_world, questions)
+    pruner = RegistryInLLMPruner(get_pruner(name, layer=layer))
+    for keep in (None, per_image_keep(adapter, tokens, 100)):
+        results = {}
+        for enabled in (True, False):
+            with sharing(adapter, enabled), counted_forwards(adapter) as calls:
+                out = adapter._generate_without_cache(texts, tokens, keep, 30, pruner, 16)
+            results[enabled] = (out, len(calls))
+        (shared, n_shared), (single, n_single) = results[True], results[False]
+        assert shared[0] == single[0]
+        assert torch.equal(shared[2], single[2])
+        assert torch.allclose(shared[1], single[1], atol=1e-5), (shared[1] - single[1]).abs().max()
+        assert n_shared == n_single + 1  # the prefix forward, then one per step as before

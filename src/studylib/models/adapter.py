@@ -37,7 +37,7 @@ from studylib.models.families import VisualRow, family_for, row_positions
 from studylib.models.llm_pruning import InLLMPruner, RegistryInLLMPruner, in_llm_pruning
 from studylib.models.loading import load_model
 from studylib.models.prefix_cache import PromptRows, cached_prefix_logits, padded_positions
-from studylib.models.shared_in_llm import cached_in_llm_logits, shares_prefix
+from studylib.models.shared_in_llm import InLLMPrefixes, cached_in_llm_logits, shares_prefix
 from studylib.tokens import QueryContext, RaggedTokens, Selection, VisualTokens, stack_tokens
 
 ImageInput = Image.Image | str | os.PathLike | bytes
@@ -399,7 +399,8 @@ class LlavaAdapter:
         Without in-LLM pruning this is ``model.generate`` on the same ``inputs_embeds`` as
         :meth:`score` (for M-RoPE families, a KV-cached greedy loop that carries the 3-D
         positions, :func:`greedy_decode`).  With ``in_llm`` it follows FastV's in-place variant:
-        no KV cache, every step re-runs the sequence and re-prunes from the pruner's layer."""
+        every step re-prunes from the pruner's layer on the whole sequence; under FastV and DART
+        the prompt's states below that layer are computed once (:meth:`_in_llm_step`)."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if isinstance(tokens, RaggedTokens):
@@ -420,15 +421,35 @@ class LlavaAdapter:
         texts = [t.strip() for t in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
         return (texts, first_logits) if output_scores else texts
 
+    def _in_llm_step(self, prompts, tokens, keep, in_llm, in_llm_k):
+        """The function from the tokens generated so far to each row's next-token logits and kept
+        indices.  Under FastV or DART the prompts run up to the drop layer once
+        (:class:`~studylib.models.shared_in_llm.InLLMPrefixes`) and each step runs the prompt's last
+        token and the generated ones on them; otherwise each step re-runs the whole sequence."""
+        if self._share_prefixes and shares_prefix(in_llm):
+            visual, indices = self._visual_sequence(tokens, keep)
+            check_rows(prompts, visual)
+            validate_budget(in_llm_k, len(visual[0].patch_slots))
+            prefixes = InLLMPrefixes.build(self, self._prompt_rows(prompts, None), tokens.image_keys, visual,
+                                           indices, in_llm, in_llm_k, every_row=True)
+            if prefixes is not None:
+                def step(generated):
+                    logits, chosen = prefixes.logits(generated)
+                    return logits, indices.gather(1, chosen.to(indices.device))
+                return step
+        return lambda generated: self._last_logits(prompts, tokens, keep, in_llm, in_llm_k, suffixes=generated)
+
+    @torch.inference_mode()
     def _generate_without_cache(self, prompts, tokens, keep, max_new_tokens, in_llm, in_llm_k):
-        """Greedy decoding that re-runs the whole sequence at every step (in-LLM pruning):
-        (texts, first-step logits, (B, K) tokens kept at the first step)."""
+        """Greedy decoding that re-prunes at every step (in-LLM pruning): (texts, first-step
+        logits, (B, K) tokens kept at the first step)."""
         eos = self.tokenizer.eos_token_id
         generated: list[list[int]] = [[] for _ in prompts]
         finished = [False] * len(prompts)
         first_logits = first_kept = None
+        step = self._in_llm_step(prompts, tokens, keep, in_llm, in_llm_k)
         for _ in range(max_new_tokens):
-            logits, kept = self._last_logits(prompts, tokens, keep, in_llm, in_llm_k, suffixes=generated)
+            logits, kept = step(generated)
             if first_logits is None:
                 first_logits, first_kept = logits, kept
             for i, token in enumerate(logits.argmax(-1).tolist()):

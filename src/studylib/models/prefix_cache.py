@@ -70,8 +70,18 @@ def sharing_pays(rows: PromptRows, group_of: Sequence[int], lengths: Sequence[in
 
 def prefix_groups(rows: PromptRows, image_keys: Sequence[str], visual: Sequence[VisualRow],
                   indices: torch.Tensor, system: int = 0) -> list[int] | None:
-    """Group of each row's prefix ``[before][visual]``, or ``None`` when sharing saves nothing
-    (``system``: as in :func:`sharing_pays`).
+    """Group of each row's prefix ``[before][visual]`` (:func:`equal_prefixes`), or ``None`` when
+    sharing saves nothing (``system``: as in :func:`sharing_pays`)."""
+    group_of = equal_prefixes(rows, image_keys, visual, indices)
+    if group_of is None:
+        return None
+    return group_of if sharing_pays(rows, group_of, [v.length for v in visual], system) else None
+
+
+def equal_prefixes(rows: PromptRows, image_keys: Sequence[str], visual: Sequence[VisualRow],
+                   indices: torch.Tensor) -> list[int] | None:
+    """Group of each row's prefix ``[before][visual]``, whether or not sharing pays; ``None``
+    without an image key per row or when some row has no ``after`` ids.
 
     Rows are candidates for one group when their ``before`` ids, image key and kept indices
     agree; a candidate joins a group only if its visual rows equal the group's bitwise, so merged
@@ -93,7 +103,7 @@ def prefix_groups(rows: PromptRows, image_keys: Sequence[str], visual: Sequence[
             first_rows.append(row)
             groups.append(group)
         group_of.append(group)
-    return group_of if sharing_pays(rows, group_of, [v.length for v in visual], system) else None
+    return group_of
 
 
 def same_block(a: VisualRow, b: VisualRow) -> bool:
@@ -245,5 +255,6 @@ def cached_prefix_logits(adapter, rows: PromptRows, image_keys: Sequence[str], v
     return pieces.forward(adapter, suffixes, None, [p[:, p.shape[1] - len(x):] for p, x in zip(positions, suffixes)])[0]
 
 
-__all__ = ["PromptRows", "SharedPrefixLayer", "cached_prefix_logits", "common_system", "padded_positions",
-           "prefix_groups", "real_positions", "same_block", "shared_text", "sharing_pays", "system_states"]
+__all__ = ["PromptRows", "SharedPrefixLayer", "cached_prefix_logits", "common_system", "equal_prefixes",
+           "padded_positions", "prefix_groups", "real_positions", "same_block", "shared_text", "sharing_pays",
+           "system_states"]

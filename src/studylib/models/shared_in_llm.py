@@ -27,6 +27,11 @@ image span and the real text after it, in order, so they choose the same tokens
 costs; layers ``≥ ℓ`` run ``K`` image tokens per row.  The staged pruners (PyramidDrop, SparseVLM:
 first drop before layer 1 on the toy, raters over the whole text) and M-RoPE rows keep the single
 forward.
+
+Captions re-prune at every generated token (FastV's in-place variant), but below ``ℓ`` the
+prompt's states never change, so :class:`InLLMPrefixes` runs each row's prompt up to ``ℓ`` once
+(one group per row where no two rows share an image) and every step runs only the prompt's last
+token and the tokens generated so far on it (``benchmarks/in_llm_captions.py``).
 """
 
 from __future__ import annotations
@@ -37,8 +42,8 @@ import torch
 
 from studylib.models.families.base import VisualRow, row_positions
 from studylib.models.llm_pruning import LLMPruningState, attention_rows, query_projections
-from studylib.models.prefix_cache import (PromptRows, _num_layers, _Pieces, common_system, padded_positions,
-                                          prefix_groups, shared_text, system_states)
+from studylib.models.prefix_cache import (PromptRows, _num_layers, _Pieces, common_system, equal_prefixes,
+                                          padded_positions, prefix_groups, shared_text, system_states)
 
 
 class _StopBeforeLayer(Exception):
@@ -56,50 +61,79 @@ def cached_in_llm_logits(adapter, rows: PromptRows, image_keys: Sequence[str], v
     """Last-token logits and ``(B, K)`` chosen patch indices (into each row's ``patch_slots``) of
     every row under ``in_llm`` at budget ``k`` (module docstring), or ``None`` where the single
     forward applies (no shared prefix, M-RoPE, a pruner that is not :func:`shares_prefix`)."""
-    layer = in_llm.layer
-    n_layers = _num_layers(adapter)
-    if not shares_prefix(in_llm) or not 1 <= layer < n_layers or adapter.family.position_dims != 1:
-        return None
-    if any(not after for _, after in rows):
-        return None
-    system = common_system(rows)
-    group_of = prefix_groups(rows, image_keys, visual, indices, len(system))
-    if group_of is None:
-        return None
-    s, device = len(system), adapter.device
-    positions = [row_positions(len(before), v, len(after)) for (before, after), v in zip(rows, visual)]
-    pieces = _Pieces()
-    if system:
-        one_row = torch.ones((1, s), dtype=torch.long, device=device)
-        pieces.add(system_states(adapter, system, positions[0][:, :s]), one_row,
-                   torch.zeros(len(rows), dtype=torch.long, device=device))
-    text = shared_text(rows, group_of)
-    first_rows = [group_of.index(g) for g in range(len(text))]
-    prefixes = [list(rows[r][0][s:]) + [adapter.image_token_id] * visual[r].length + list(rows[r][1][: text[g]])
-                for g, r in enumerate(first_rows)]
-    prefix = _prefix_until(adapter, pieces, prefixes, [visual[r] for r in first_rows],
-                           [positions[r][:, s: s + len(prefixes[g])] for g, r in enumerate(first_rows)],
-                           torch.tensor(first_rows, device=device), layer)
-    width = prefix.hidden.shape[1]
-    image_slots = torch.stack([visual[r].patch_slots + width - len(prefixes[g]) + len(rows[r][0]) - s
-                               for g, r in enumerate(first_rows)]).to(device)  # (U, N) in the padded prefix
-    group = torch.tensor(group_of, device=device)
-    pieces.add(prefix.states, prefix.mask, group)
-    suffixes = [list(after[text[g]:]) for (_, after), g in zip(rows, group_of)]
-    suffix_positions = [p[0, p.shape[1] - len(x):] for p, x in zip(positions, suffixes)]
-    drop = _Drop(in_llm, k, group, prefix, image_slots.index_select(0, group), s)
-    ids, mask = adapter.left_padded(suffixes)
-    cache, masks = pieces.cache(n_layers, layers_of=[n_layers, layer] if system else [layer])
-    handles = drop.install(adapter.model.model.language_model, masks, mask)
-    try:
-        out = adapter.model(inputs_embeds=adapter.embed_ids(ids), attention_mask=torch.cat([*masks, mask], 1),
-                            position_ids=padded_positions([p.unsqueeze(0) for p in suffix_positions],
-                                                          ids.shape[1]).to(device),
-                            past_key_values=cache, use_cache=True, logits_to_keep=1)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return out.logits[:, -1].float(), drop.chosen
+    prefixes = InLLMPrefixes.build(adapter, rows, image_keys, visual, indices, in_llm, k)
+    return None if prefixes is None else prefixes.logits()
+
+
+class InLLMPrefixes:
+    """The cached system text and group prefixes of one batch, run up to the drop layer ``ℓ``
+    once; :meth:`logits` runs the rows' suffixes on them, once for scoring or once per generated
+    token (the prompt's last token and the tokens generated so far) for captions."""
+
+    @classmethod
+    def build(cls, adapter, rows: PromptRows, image_keys: Sequence[str], visual: Sequence[VisualRow],
+              indices: torch.Tensor, in_llm, k: int, every_row: bool = False) -> InLLMPrefixes | None:
+        """The prefixes of ``rows``, or ``None`` where the single forward applies.  ``every_row``:
+        give every row its prefix even where no two rows share one (generation runs it once for
+        many steps, so it pays without sharing)."""
+        if not shares_prefix(in_llm) or not 1 <= in_llm.layer < _num_layers(adapter):
+            return None
+        if adapter.family.position_dims != 1:
+            return None
+        system = common_system(rows)
+        group_of = (equal_prefixes(rows, image_keys, visual, indices) if every_row
+                    else prefix_groups(rows, image_keys, visual, indices, len(system)))
+        return None if group_of is None else cls(adapter, rows, visual, in_llm, k, system, group_of)
+
+    def __init__(self, adapter, rows: PromptRows, visual: Sequence[VisualRow], in_llm, k: int,
+                 system: tuple[int, ...], group_of: list[int]):
+        self.adapter, self.rows, self.visual, self.in_llm, self.k = adapter, rows, visual, in_llm, k
+        s, device = len(system), adapter.device
+        positions = [row_positions(len(before), v, len(after)) for (before, after), v in zip(rows, visual)]
+        self.pieces = _Pieces()
+        if system:
+            self.pieces.add(system_states(adapter, system, positions[0][:, :s]),
+                            torch.ones((1, s), dtype=torch.long, device=device),
+                            torch.zeros(len(rows), dtype=torch.long, device=device))
+        self.text = shared_text(rows, group_of)
+        first_rows = [group_of.index(g) for g in range(len(self.text))]
+        prefixes = [list(rows[r][0][s:]) + [adapter.image_token_id] * visual[r].length
+                    + list(rows[r][1][: self.text[g]]) for g, r in enumerate(first_rows)]
+        self.prefix = _prefix_until(adapter, self.pieces, prefixes, [visual[r] for r in first_rows],
+                                    [positions[r][:, s: s + len(prefixes[g])] for g, r in enumerate(first_rows)],
+                                    torch.tensor(first_rows, device=device), in_llm.layer)
+        width = self.prefix.hidden.shape[1]
+        image_slots = torch.stack([visual[r].patch_slots + width - len(prefixes[g]) + len(rows[r][0]) - s
+                                   for g, r in enumerate(first_rows)]).to(device)  # (U, N) in the padded prefix
+        self.group_of = group_of
+        self.group = torch.tensor(group_of, device=device)
+        self.image_slots = image_slots.index_select(0, self.group)
+        self.pieces.add(self.prefix.states, self.prefix.mask, self.group)
+        self.system = s
+
+    def logits(self, extra: Sequence[Sequence[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last-token logits and ``(B, K)`` chosen patch indices of every row, with ``extra[i]``
+        (e.g. the tokens generated so far) appended to row ``i``'s prompt."""
+        adapter, n_layers = self.adapter, _num_layers(self.adapter)
+        extra = [()] * len(self.rows) if extra is None else extra
+        suffixes = [list(after[self.text[g]:]) + list(more)
+                    for (_, after), g, more in zip(self.rows, self.group_of, extra)]
+        positions = [row_positions(len(before), v, len(after) + len(more))[0, -len(suffix):]
+                     for (before, after), v, more, suffix in zip(self.rows, self.visual, extra, suffixes)]
+        drop = _Drop(self.in_llm, self.k, self.group, self.prefix, self.image_slots, self.system)
+        ids, mask = adapter.left_padded(suffixes)
+        layer = self.in_llm.layer
+        cache, masks = self.pieces.cache(n_layers, layers_of=[n_layers, layer] if self.system else [layer])
+        handles = drop.install(adapter.model.model.language_model, masks, mask)
+        try:
+            out = adapter.model(inputs_embeds=adapter.embed_ids(ids), attention_mask=torch.cat([*masks, mask], 1),
+                                position_ids=padded_positions([p.unsqueeze(0) for p in positions],
+                                                              ids.shape[1]).to(adapter.device),
+                                past_key_values=cache, use_cache=True, logits_to_keep=1)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return out.logits[:, -1].float(), drop.chosen
 
 
 class _Prefix:
@@ -210,4 +244,4 @@ class _Drop:
         return allowed
 
 
-__all__ = ["cached_in_llm_logits", "shares_prefix"]
+__all__ = ["InLLMPrefixes", "cached_in_llm_logits", "shares_prefix"]
