@@ -69,8 +69,8 @@ def main() -> None:
     questions = dataset.questions[: args.images]
     texts = [prompts.build_prompt(q) for q in questions]
     tokens = adapter.encode([dataset.load_image(q.image_key) for q in questions], [q.image_key for q in questions])
-    print(f"| configuration | every step whole s | prompt below the drop once s | captions/s before → after "
-          f"| identical captions | max abs d first logits |")
+    print("| configuration | every step whole s | prompt below the drop once s | captions/s before → after "
+          "| identical captions | max abs d first logits |")
     print("|---|---|---|---|---|---|")
     for config in args.configs:
         seconds = {True: [], False: []}
