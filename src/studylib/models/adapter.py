@@ -37,7 +37,7 @@ from studylib.models.families import VisualRow, family_for, row_positions
 from studylib.models.llm_pruning import InLLMPruner, RegistryInLLMPruner, in_llm_pruning
 from studylib.models.loading import load_model
 from studylib.models.prefix_cache import PromptRows, cached_prefix_logits, padded_positions
-from studylib.models.shared_in_llm import InLLMPrefixes, cached_in_llm_logits, shares_prefix
+from studylib.models.shared_in_llm import InLLMPrefixes, shares_prefix
 from studylib.tokens import QueryContext, RaggedTokens, Selection, VisualTokens, stack_tokens
 
 ImageInput = Image.Image | str | os.PathLike | bytes
@@ -235,12 +235,10 @@ class LlavaAdapter:
             logits = cached_prefix_logits(self, self._prompt_rows(prompts, suffixes), tokens.image_keys, visual, indices)
             if logits is not None:
                 return logits, indices
-        if in_llm is not None and self._share_prefixes and shares_prefix(in_llm):
-            validate_budget(k_llm, len(visual[0].patch_slots))
-            shared = cached_in_llm_logits(self, self._prompt_rows(prompts, suffixes), tokens.image_keys, visual,
-                                          indices, in_llm, k_llm)
-            if shared is not None:
-                return shared[0], indices.gather(1, shared[1].to(indices.device))
+        prefixes = self._in_llm_prefixes(prompts, suffixes, tokens, visual, indices, in_llm, k_llm)
+        if prefixes is not None:
+            logits, chosen = prefixes.logits()
+            return logits, indices.gather(1, chosen.to(indices.device))
         embeds, mask, positions, image_positions = self._inputs(prompts, visual, suffixes)
         record: dict = {}
         if in_llm is not None:
@@ -426,18 +424,26 @@ class LlavaAdapter:
         indices.  Under FastV or DART the prompts run up to the drop layer once
         (:class:`~studylib.models.shared_in_llm.InLLMPrefixes`) and each step runs the prompt's last
         token and the generated ones on them; otherwise each step re-runs the whole sequence."""
-        if self._share_prefixes and shares_prefix(in_llm):
-            visual, indices = self._visual_sequence(tokens, keep)
-            check_rows(prompts, visual)
-            validate_budget(in_llm_k, len(visual[0].patch_slots))
-            prefixes = InLLMPrefixes.build(self, self._prompt_rows(prompts, None), tokens.image_keys, visual,
-                                           indices, in_llm, in_llm_k, every_row=True)
-            if prefixes is not None:
-                def step(generated):
-                    logits, chosen = prefixes.logits(generated)
-                    return logits, indices.gather(1, chosen.to(indices.device))
-                return step
-        return lambda generated: self._last_logits(prompts, tokens, keep, in_llm, in_llm_k, suffixes=generated)
+        visual, indices = self._visual_sequence(tokens, keep)
+        check_rows(prompts, visual)
+        prefixes = self._in_llm_prefixes(prompts, None, tokens, visual, indices, in_llm, in_llm_k, every_row=True)
+        if prefixes is None:
+            return lambda generated: self._last_logits(prompts, tokens, keep, in_llm, in_llm_k, suffixes=generated)
+
+        def step(generated):
+            logits, chosen = prefixes.logits(generated)
+            return logits, indices.gather(1, chosen.to(indices.device))
+        return step
+
+    def _in_llm_prefixes(self, prompts, suffixes, tokens, visual, indices, in_llm, k, every_row=False):
+        """The prompts (with ``suffixes``) run once up to FastV's or DART's drop layer
+        (:class:`~studylib.models.shared_in_llm.InLLMPrefixes`), or ``None`` where the single forward
+        applies: no in-LLM pruner or another one, prefix sharing off, or no prefix to share."""
+        if in_llm is None or not self._share_prefixes or not shares_prefix(in_llm):
+            return None
+        validate_budget(k, len(visual[0].patch_slots))
+        return InLLMPrefixes.build(self, self._prompt_rows(prompts, suffixes), tokens.image_keys, visual, indices,
+                                   in_llm, k, every_row=every_row)
 
     @torch.inference_mode()
     def _generate_without_cache(self, prompts, tokens, keep, max_new_tokens, in_llm, in_llm_k):

@@ -56,15 +56,6 @@ def shares_prefix(in_llm) -> bool:
     return getattr(in_llm, "layer", None) is not None and getattr(in_llm, "shares_prefix", False)
 
 
-def cached_in_llm_logits(adapter, rows: PromptRows, image_keys: Sequence[str], visual: Sequence[VisualRow],
-                         indices: torch.Tensor, in_llm, k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Last-token logits and ``(B, K)`` chosen patch indices (into each row's ``patch_slots``) of
-    every row under ``in_llm`` at budget ``k`` (module docstring), or ``None`` where the single
-    forward applies (no shared prefix, M-RoPE, a pruner that is not :func:`shares_prefix`)."""
-    prefixes = InLLMPrefixes.build(adapter, rows, image_keys, visual, indices, in_llm, k)
-    return None if prefixes is None else prefixes.logits()
-
-
 class InLLMPrefixes:
     """The cached system text and group prefixes of one batch, run up to the drop layer ``ℓ``
     once; :meth:`logits` runs the rows' suffixes on them, once for scoring or once per generated
@@ -73,9 +64,10 @@ class InLLMPrefixes:
     @classmethod
     def build(cls, adapter, rows: PromptRows, image_keys: Sequence[str], visual: Sequence[VisualRow],
               indices: torch.Tensor, in_llm, k: int, every_row: bool = False) -> InLLMPrefixes | None:
-        """The prefixes of ``rows``, or ``None`` where the single forward applies.  ``every_row``:
-        give every row its prefix even where no two rows share one (generation runs it once for
-        many steps, so it pays without sharing)."""
+        """The prefixes of ``rows`` under ``in_llm`` at budget ``k``, or ``None`` where the single
+        forward applies (no shared prefix, M-RoPE, a pruner that is not :func:`shares_prefix`).
+        ``every_row``: give every row its prefix even where no two rows share one (generation runs
+        it once for many steps, so it pays without sharing)."""
         if not shares_prefix(in_llm) or not 1 <= in_llm.layer < _num_layers(adapter):
             return None
         if adapter.family.position_dims != 1:
@@ -112,8 +104,9 @@ class InLLMPrefixes:
         self.system = s
 
     def logits(self, extra: Sequence[Sequence[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last-token logits and ``(B, K)`` chosen patch indices of every row, with ``extra[i]``
-        (e.g. the tokens generated so far) appended to row ``i``'s prompt."""
+        """Last-token logits and ``(B, K)`` chosen patch indices (into each row's ``patch_slots``) of
+        every row, with ``extra[i]`` (e.g. the tokens generated so far) appended to row ``i``'s
+        prompt."""
         adapter, n_layers = self.adapter, _num_layers(self.adapter)
         extra = [()] * len(self.rows) if extra is None else extra
         suffixes = [list(after[self.text[g]:]) + list(more)
@@ -244,4 +237,4 @@ class _Drop:
         return allowed
 
 
-__all__ = ["InLLMPrefixes", "cached_in_llm_logits", "shares_prefix"]
+__all__ = ["InLLMPrefixes", "shares_prefix"]
