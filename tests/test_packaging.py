@@ -45,3 +45,14 @@ def test_ci_runs_the_readme_commands_verbatim():
     commands = [re.sub(r"^([A-Z_]+=\S*\s+)+", "", line) for line in ci if not line.startswith("bash .ci/")]
     assert all(command in readme_commands for command in commands), commands
     assert "bash scripts/run_tests.sh" in commands
+
+
+def test_the_scheduled_job_builds_the_leaderboard_on_the_toy_book_and_runs_the_tests():
+    """.ci/leaderboard: the README's build, every_pruner again under profile toy-leaderboard (on the toy
+    build's store, which it reuses), then the README's test command on that book, in that order."""
+    lines = [line.strip() for line in (ROOT / ".ci/leaderboard").read_text().splitlines()
+             if line.strip() and not line.startswith(("#", "set ", "cd ", "bash .ci/"))]
+    assert lines == ["bash scripts/build_book.sh",
+                     "PROFILE=toy-leaderboard bash scripts/build_book.sh --only every_pruner",
+                     "STUDY_REQUIRE_BOOK=1 bash scripts/run_tests.sh"], lines
+    assert _readme_commands() == [re.sub(r"^([A-Z_]+=\S*\s+)+", "", lines[i]) for i in (0, 2)]
