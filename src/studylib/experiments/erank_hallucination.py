@@ -140,9 +140,9 @@ def _check_values(mix_ratios, taus, erank_avg, entropy_avg) -> None:
 def run_note(rows: Mapping[str, pd.DataFrame]) -> str:
     """The sizes that ran: POPE and ScienceQA questions and images, captions."""
     adaptive = rows["adaptive"]
-    parts = [f"{task}: {frame['qid'].nunique()} questions about {frame['image'].nunique()} images"
+    parts = [f"{task}: {frame['qid'].nunique():,} questions about {frame['image'].nunique():,} images"
              for task, frame in adaptive.groupby("benchmark", sort=False)]
-    return "; ".join(parts) + f"; captions of {rows['captions']['qid'].nunique()} images"
+    return "; ".join(parts) + f"; captions of {rows['captions']['qid'].nunique():,} images"
 
 
 def image_complexity(full_rows: pd.DataFrame, n_tokens: int) -> tuple[pd.Series, pd.Series]:

@@ -555,8 +555,8 @@ def _best_alpha(summary: pd.DataFrame, alpha_specs: Sequence[str], budgets: Sequ
 def run_note(rows: Mapping[str, pd.DataFrame], erank_ref: float, entropy_ref: float, n_images: int) -> str:
     parts = []
     for name, frame in (("POPE", rows["rows"]), ("ScienceQA", rows["sqa"]), ("captions", rows["captions"])):
-        parts.append(f"{name}: {frame['qid'].nunique()} {'captions' if name == 'captions' else 'questions'} about "
-                     f"{frame['image'].nunique()} images × {frame['config'].nunique()} configurations")
+        parts.append(f"{name}: {frame['qid'].nunique():,} {'captions' if name == 'captions' else 'questions'} about "
+                     f"{frame['image'].nunique():,} images × {frame['config'].nunique()} configurations")
     return ("; ".join(parts) + f". Reference erank {erank_ref:.2f} and attention entropy {entropy_ref:.3f} nats "
             f"(mean over the run's {n_images} POPE images) for the AgilePruner entries and scope_adaptive.")
 

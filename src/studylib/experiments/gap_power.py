@@ -83,7 +83,7 @@ def _sweep(setup: Setup, tasks, pruners, budgets) -> pd.DataFrame:
 
 def _run_note(rows: pd.DataFrame, pruners, budgets) -> str:
     per_benchmark = rows.groupby("benchmark", sort=False)["qid"].nunique()
-    return "; ".join(f"{name}: {n} questions" for name, n in per_benchmark.items()) + (
+    return "; ".join(f"{name}: {n:,} questions" for name, n in per_benchmark.items()) + (
         f" × {len(pruners) * len(budgets)} configurations")
 
 
