@@ -481,3 +481,15 @@ def test_verdict_counts_and_the_intro_table_read_the_glued_outcomes(tmp_path):
     assert page.startswith(claims.LEGEND + "\n")
     assert "**holds** (estimator-sensitive; debiased ECE: inconclusive)" in page
     assert "1,400 (fewer than the paper's 8,910)" in page
+
+
+def test_the_intro_counts_what_each_claim_was_tested_on():
+    """The questions column gives the claim's own sample (500 captions, 2,017 ScienceQA questions), not
+    the page's first benchmark; the paper's count is compared only on the page's whole question set."""
+    glued = {"p_n_questions": 8970, "p_paper_n_questions": 9000}
+    pope = Claim("a", "s", "s", n_questions=8970)
+    assert build._questions(glued, "p", pope) == "8,970 (fewer than the paper's 9,000)"
+    assert build._questions(glued, "p", Claim("b", "s", "s", n_questions=2017)) == "2,017"
+    assert build._questions(glued, "p", Claim("c", "s", "s", n_questions=500, unit="captions")) == "500 captions"
+    assert build._questions(glued, "p", Claim("d", "s", "s")) == "8,970 (fewer than the paper's 9,000)"
+    assert build._questions({}, "p", Claim("e", "s", "s")) == ""

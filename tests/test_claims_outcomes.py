@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -203,3 +204,25 @@ def test_a_threshold_claim_keeps_its_own_magnitude(tmp_path):
     claim = _evaluate(tmp_path, {"id": "C", "source": "s", "statement": "s", "test": "delta", "metric": "accuracy",
                                  "a": "scope(alpha=1)@32", "b": "full", "direction": "less", "threshold": -0.1})
     assert claim.comparison.endswith("claimed below -0.1") and claim.rule.of_size
+
+
+def test_a_caption_claim_counts_captions_not_questions():
+    """A CHAIR comparison rests on captions: its interval, its verdict's "would need" figure, the forest
+    label and the claims JSON all say captions, and a composite keeps its parts' unit."""
+    from studylib.analysis import paired_delta
+    from studylib.summary import claims_from_json, claims_to_json, forest_note
+    from tests.analysis.test_resampled import caption_rows
+
+    rows = pd.concat([caption_rows(seed=0).assign(config="a@4"), caption_rows(seed=1).assign(config="b@4")])
+    interval = paired_delta(rows, "a@4", "b@4", metric="chair_i", n_bootstrap=200)
+    assert (interval.unit, interval.n_samples) == ("captions", 90)
+    assert paired_delta(ROWS, *ROWS["config"].unique()[:2], metric="ece", n_bootstrap=50).unit == "questions"
+    assert interval.low < 0 < interval.high  # two samples of one distribution: both 0 and -δ inside
+    part = C.interval_claim(interval, id="x.1", source="s", statement="s", metric="chair_i", comparison="x",
+                            direction="less", smallest_effect=-interval.low / 2)
+    assert part.outcome == C.INCONCLUSIVE, part.verdict
+    assert "captions, this run 90" in part.verdict_text() and "questions" not in part.verdict_text()
+    claim = C.all_of([part], id="x", source="s", statement="s")
+    assert (claim.unit, claim.n_questions) == ("captions", 90)
+    assert forest_note(claim).endswith("captions")
+    assert claims_from_json(claims_to_json([claim]))[0].unit == "captions"

@@ -435,7 +435,7 @@ def verdicts_page(experiments: Iterable[str], executed_dir: Path) -> str:
                 effect += f" (part {summary.readable_test(part.id)})"
             lines.append(f"| {_cell(spec.intro)} ({page}) | {_cell(effect)} | "
                          f"{_cell(summary.readable_test(claim.reported))} | {_cell(summary.verdict_cell(claim))} | "
-                         f"{_questions(glued, name)} |")
+                         f"{_questions(glued, name, claim)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -557,12 +557,18 @@ def verdict_counts(experiments: Iterable[str], executed_dir: Path, headline_only
     return counts
 
 
-def _questions(glued: Mapping[str, Any], name: str) -> str:
-    """``8,970``, or ``1,400 (fewer than the paper's 10,927)``."""
-    n, paper = glued.get(f"{name}_n_questions"), glued.get(f"{name}_paper_n_questions")
+def _questions(glued: Mapping[str, Any], name: str, claim=None) -> str:
+    """What ``claim`` was tested on: ``8,970``, ``500 captions``, or ``1,400 (fewer than the paper's
+    10,927)``; the page's own count where the claim records none.  The paper's count is the page's
+    benchmark's, so it is compared only with a claim on the page's whole question set."""
+    page, paper = glued.get(f"{name}_n_questions"), glued.get(f"{name}_paper_n_questions")
+    n = claim.n_questions if claim is not None and claim.n_questions else page
     if not isinstance(n, int):
         return ""
-    return f"{n:,}" + (f" (fewer than the paper's {paper:,})" if isinstance(paper, int) and n < paper else "")
+    if claim is not None and claim.unit != "questions":
+        return f"{n:,} {claim.unit}"
+    return f"{n:,}" + (f" (fewer than the paper's {paper:,})" if isinstance(paper, int) and n == page and n < paper
+                       else "")
 
 
 def pruners_page() -> str:

@@ -293,7 +293,8 @@ class Claim:
     (``"ECE[scope(alpha=0,p=1)@32] − ECE[full@144]: claimed below 0; reported effect −0.017"``);
     ``estimate``/``low``/``high`` the point estimate and the bootstrap CI (NaN when there is none);
     ``reported`` the paper's number(s) for the same comparison, as text; ``rule`` how the CI was
-    judged; ``n_questions`` the questions scored for it; ``family`` the Holm family size its verdict
+    judged; ``n_questions`` the samples scored for it and ``unit`` what they are (questions, or captions
+    for the caption metrics); ``family`` the Holm family size its verdict
     was corrected over; ``estimators`` the same claim under the other estimators of its metric.
     """
 
@@ -314,6 +315,7 @@ class Claim:
     p_reversed: float = field(default=math.nan, repr=False)  # one-sided p against 0 the other way
     rule: Rule | None = field(default=None, repr=False)
     n_questions: int = 0
+    unit: str = "questions"
     family: int = 0
     estimators: tuple["Claim", ...] = field(default=(), repr=False)
 
@@ -380,7 +382,7 @@ class Claim:
             extras.append(f"no realistic number of questions decides it (more than {MAX_QUESTIONS:,.0f}): the estimate "
                           "sits on or next to a bound")
         elif not math.isnan(need):
-            extras.append(f"would need ≈ {_round_count(need)} questions, this run {self.n_questions:,}")
+            extras.append(f"would need ≈ {_round_count(need)} {self.unit}, this run {self.n_questions:,}")
         if self.estimator_sensitive:
             by_outcome: dict[str, list[str]] = {}
             for c in self.estimators:
@@ -480,7 +482,8 @@ def judged(interval: Any, rule: Rule, *, id: str, source: str, statement: str, m
         p_reversed = tail_p_values(estimate, distribution, rule.direction, rule.origin)[1]
     return Claim(id, source, statement, metric, f"{quantity}: {rule.words()}", estimate, float(interval.low),
                  float(interval.high), outcome(interval, rule), reported, note, p_holds=p_holds, p_fails=p_fails,
-                 p_reversed=p_reversed, rule=rule, n_questions=int(n_questions or getattr(interval, "n_samples", 0)))
+                 p_reversed=p_reversed, rule=rule, n_questions=int(n_questions or getattr(interval, "n_samples", 0)),
+                 unit=getattr(interval, "unit", "questions"))
 
 
 def interval_claim(interval: Any, *, id: str, source: str, statement: str, metric: str,
@@ -680,9 +683,10 @@ def _composite(parts: Sequence[Claim], every: bool, correction: str | None, **fi
         test += (f"; 'reversed' and 'no effect' Holm-corrected over {m} tests" if every
                  else f"; 'holds' Holm-corrected over {m} tests")
     metric = ", ".join(dict.fromkeys(p.metric for p in parts if p.metric))
-    n = max((p.n_questions for p in parts), default=0)
+    largest = max(parts, key=lambda p: p.n_questions, default=None)
+    n, unit = (largest.n_questions, largest.unit) if largest else (0, "questions")
     claim = Claim(fields["id"], fields["source"], fields["statement"], metric, test, verdict=verdict,
-                  reported=fields["reported"], note=fields["note"], parts=tuple(parts), n_questions=n)
+                  reported=fields["reported"], note=fields["note"], parts=tuple(parts), n_questions=n, unit=unit)
     names = dict.fromkeys(e.metric for p in parts for e in p.estimators)
     if names:
         def under(name: str) -> Claim:

@@ -423,7 +423,7 @@ def forest_note(claim: C.Claim) -> str:
     notes = [C.ESTIMATOR_SENSITIVE] if claim.estimator_sensitive else []
     need = claim.n_needed
     if claim.outcome == C.INCONCLUSIVE and math.isfinite(need):
-        notes.append(f"would need ≈ {C._round_count(need)} questions")
+        notes.append(f"would need ≈ {C._round_count(need)} {claim.unit}")
     return "; ".join(notes)
 
 

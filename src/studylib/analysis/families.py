@@ -11,13 +11,13 @@ import pandas as pd
 
 from studylib.analysis.summaries import _aligned
 from studylib.analysis.views import (CHAIR_METRICS, LEVEL, METRICS, _ChairView, _cluster_ids, _percentiles, _View,
-                                     resampled_metrics)
+                                     resampled_metrics, sample_unit)
 from studylib.metrics import BootstrapInterval
 
 def _metric_views(rows: pd.DataFrame, configs: Sequence[str], metric: str):
     """The metric function and one view per config, every view on the questions of ``configs[0]``
     in the same order (so one resample index draws the same images for all); and the cluster ids."""
-    captions = metric in CHAIR_METRICS or metric == "mean_erank_kept"
+    captions = sample_unit(metric) == "captions"
     if captions:
         make, fn = _ChairView, CHAIR_METRICS.get(metric, lambda v: float(np.mean(v.erank)))
     elif metric in METRICS:
@@ -49,7 +49,7 @@ def family_mean_delta(rows: pd.DataFrame, family_a: Sequence[str], family_b: Seq
     estimate = gap(np.array([fn(v) for v in views]))
     distribution = gap(_resampled(views, metric, base, n_bootstrap, seed, cluster))
     low, high = _percentiles(distribution)
-    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution, len(base))
+    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution, len(base), sample_unit(metric))
 
 
 def rank_correlation(rows: pd.DataFrame, configs: Sequence[str], x: str = "mean_erank_kept", y: str = "chair_i",
@@ -77,7 +77,7 @@ def rank_correlation(rows: pd.DataFrame, configs: Sequence[str], x: str = "mean_
     draws_y = _resampled(views_y, y, base, n_bootstrap, seed, cluster)
     distribution = np.array([rho(a, b) for a, b in zip(draws_x, draws_y)], dtype=np.float64)
     low, high = _percentiles(distribution)
-    return BootstrapInterval(estimate, low, high, LEVEL, distribution, len(base))
+    return BootstrapInterval(estimate, low, high, LEVEL, distribution, len(base), sample_unit(x))
 
 
 def config_draws(rows: pd.DataFrame, configs: Sequence[str], metric: str = "ece", n_bootstrap: int = 1000,

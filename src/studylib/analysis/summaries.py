@@ -9,7 +9,7 @@ import pandas as pd
 from studylib.analysis.temperature import temperature_delta
 from studylib.analysis.views import (CARRIED, CHAIR_CI_METRICS, CHAIR_METRICS, CI_METRICS, LEVEL, METRICS, _by, _captions,
                                      _carried, _ChairView, _cluster_ids, _bootstrap, _groups, _percentiles, _scored,
-                                     _select, _View, resampled_metrics)
+                                     _select, _View, resampled_metrics, sample_unit)
 from studylib.metrics import BootstrapInterval, ReliabilityBins, RiskCoverage, reliability_bins, risk_coverage_curve
 from studylib.pruners import parse_spec
 
@@ -82,7 +82,7 @@ def paired_delta(rows: pd.DataFrame, config_a: str, config_b: str, metric: str =
     draws_b, draws_a = resampled_metrics([view_b, view_a], [metric], n, n_bootstrap, seed, groups)
     distribution = draws_b[metric] - draws_a[metric]
     low, high = _percentiles(distribution)
-    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution, n)
+    return BootstrapInterval(float(estimate), low, high, LEVEL, distribution, n, sample_unit(metric))
 
 
 def reliability(rows: pd.DataFrame, config, n_bins: int = 15) -> ReliabilityBins:

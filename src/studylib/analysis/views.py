@@ -175,6 +175,12 @@ CHAIR_METRICS: dict[str, Callable[[_ChairView], float]] = {
 }
 
 
+def sample_unit(metric: str) -> str:
+    """What one sample of ``metric`` is: ``"captions"`` for the caption metrics (CHAIR, recall, length,
+    the kept tokens' erank of a caption run), else ``"questions"``."""
+    return "captions" if metric in CHAIR_METRICS or metric == "mean_erank_kept" else "questions"
+
+
 # --------------------------------------------------------------------------------------- helpers
 
 

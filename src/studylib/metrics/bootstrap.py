@@ -38,7 +38,8 @@ DEFAULT_LEVEL = 0.95
 class BootstrapInterval:
     """``estimate`` on the original data, percentile interval [``low``, ``high``] at
     ``confidence_level``, and the B resampled values in ``distribution``; ``n_samples`` is the
-    number of samples (questions) the estimate rests on, where the caller records it (0: unknown)."""
+    number of samples the estimate rests on, where the caller records it (0: unknown), and
+    ``unit`` what they are (``"questions"``, or ``"captions"`` for the caption metrics)."""
 
     estimate: float
     low: float
@@ -46,6 +47,7 @@ class BootstrapInterval:
     confidence_level: float
     distribution: np.ndarray
     n_samples: int = 0
+    unit: str = "questions"
 
     @property
     def n_resamples(self) -> int:
