@@ -226,3 +226,7 @@ def test_a_caption_claim_counts_captions_not_questions():
     assert (claim.unit, claim.n_questions) == ("captions", 90)
     assert forest_note(claim).endswith("captions")
     assert claims_from_json(claims_to_json([claim]))[0].unit == "captions"
+    on_bound = BootstrapInterval(0.0, -0.01, 0.01, 0.95, np.linspace(-0.01, 0.01, 201), 90, "captions")
+    stuck = C.interval_claim(on_bound, id="y", source="s", statement="s", metric="chair_i", comparison="y",
+                             direction="less", smallest_effect=0.0)
+    assert stuck.n_needed == math.inf and "no realistic number of captions decides it" in stuck.verdict_text()

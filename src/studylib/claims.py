@@ -379,7 +379,7 @@ class Claim:
         if self.outcome == INCONCLUSIVE and not self.parts and self.low == self.high:
             extras.append("no number of questions can be extrapolated from a CI without width")
         elif need == math.inf:
-            extras.append(f"no realistic number of questions decides it (more than {MAX_QUESTIONS:,.0f}): the estimate "
+            extras.append(f"no realistic number of {self.unit} decides it (more than {MAX_QUESTIONS:,.0f}): the estimate "
                           "sits on or next to a bound")
         elif not math.isnan(need):
             extras.append(f"would need ≈ {_round_count(need)} {self.unit}, this run {self.n_questions:,}")
