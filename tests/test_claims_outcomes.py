@@ -230,3 +230,7 @@ def test_a_caption_claim_counts_captions_not_questions():
     stuck = C.interval_claim(on_bound, id="y", source="s", statement="s", metric="chair_i", comparison="y",
                              direction="less", smallest_effect=0.0)
     assert stuck.n_needed == math.inf and "no realistic number of captions decides it" in stuck.verdict_text()
+    flat = C.interval_claim(BootstrapInterval(0.0, 0.0, 0.0, 0.95, np.zeros(201), 90, "captions"), id="z",
+                            source="s", statement="s", metric="chair_i", comparison="z", direction="less")
+    assert flat.outcome == C.INCONCLUSIVE, flat.verdict
+    assert "no number of captions can be extrapolated" in flat.verdict_text()

@@ -377,7 +377,7 @@ class Claim:
         extras = []
         need = self.n_needed
         if self.outcome == INCONCLUSIVE and not self.parts and self.low == self.high:
-            extras.append("no number of questions can be extrapolated from a CI without width")
+            extras.append(f"no number of {self.unit} can be extrapolated from a CI without width")
         elif need == math.inf:
             extras.append(f"no realistic number of {self.unit} decides it (more than {MAX_QUESTIONS:,.0f}): the estimate "
                           "sits on or next to a bound")
